@@ -1,0 +1,1170 @@
+/*
+ * pybridge_drv.c - the linked-in half of pybridge.
+ *
+ * The wire format is normative in docs/PROTOCOL.md; this file implements it.
+ *
+ * Two kinds of port share this driver:
+ *   manager port  "pybridge --manager"   spawns one Python worker, holds its ctl socket
+ *   user port     "pybridge [opts] mod:Class args"
+ *                                        one Driver instance in a worker, reached over
+ *                                        its own socketpair
+ *
+ * Rules this file keeps:
+ *   - Nothing but control/call (and stop, and the open timeout) ever waits for Python,
+ *     and every wait is bounded by the port's timeout.
+ *   - Writes are non-blocking; what does not fit is queued (binaries referenced, not
+ *     copied) and drained on ready_output. While a port waits for an answer it keeps
+ *     reading, so the two directions can never deadlock on full sockets.
+ *   - Every frame from Python is checked before use; a bad one fails the port with
+ *     pybridge_protocol_error, never the VM.
+ */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <signal.h>
+#include <spawn.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/uio.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <erl_driver.h>
+
+extern char **environ;
+
+#define PB_PROTOCOL_VERSION 1
+#define PB_DRIVER_VERSION "0.1.0"
+
+/* ---- opcodes: keep equal to docs/PROTOCOL.md ---- */
+#define CTL_HELLO 0x01
+#define CTL_NEW_PORT 0x02
+#define CTL_PID_INFO 0x03
+#define CTL_LOG 0x04
+#define CTL_WORKER_EXIT 0x05
+
+#define OP_OPEN 0x10
+#define OP_STOP 0x11
+#define OP_OUTPUT 0x12
+#define OP_CONTROL 0x13
+#define OP_CALL 0x14
+#define OP_CALLER 0x15
+#define OP_CONNECTED 0x16
+
+#define OP_REPLY 0x80
+#define OP_ERROR 0x81
+#define OP_OUTPUT_DATA 0x82
+#define OP_SET_CONTROL_FLAGS 0x83
+#define OP_RESOLVE_PID 0x84
+
+#define FL_WRAPPED 0x01
+#define FL_NONE 0x01
+
+#define PB_CALL_CONTROL 0xFFFFFF01u
+#define PB_CALL_CALL 0xFFFFFF02u
+
+#define MGR_SPAWN 1
+/* ---- end of opcodes ---- */
+
+#define HDR_LEN 10                       /* len:u32 op:u8 fl:u8 id:u32 */
+#define MAX_FRAME (256u << 20)
+#define MAX_WORKERS 64
+#define BUSY_HIGH (1u << 20)             /* queued bytes that make the port busy */
+#define BUSY_LOW (256u << 10)
+#define READ_CHUNK (64u << 10)
+#define READ_BUDGET (4u << 20)           /* bytes read per ready_input before yielding */
+#define DEFAULT_TIMEOUT_MS 5000u
+#define DEAD_GRACE_MS 1000               /* if Erlang does not kill a dead port, it fails itself */
+
+enum pb_kind { K_USER, K_MANAGER };
+enum pb_state { S_OPENING, S_OPEN, S_DEAD, S_FAILED };
+enum pb_wait { WAIT_DONE, WAIT_TIMEOUT, WAIT_DOWN };
+enum pb_worker_state { WS_FREE, WS_HANDSHAKE, WS_LIVE, WS_DEAD };
+
+typedef struct pb_seg {
+    struct pb_seg *next;
+    ErlDrvBinary *bin;                   /* referenced binary, or NULL: owned copy */
+    char *ptr;
+    size_t len;
+} pb_seg;
+
+typedef struct {
+    enum pb_worker_state state;
+    int ctl_fd;
+    pid_t pid;
+    unsigned gen;
+    int nports;
+    unsigned next_serial;
+    unsigned timeout_ms;
+    ErlDrvTermData notify;               /* the pybridge_worker process */
+} pb_worker;
+
+typedef struct {
+    ErlDrvPort port;
+    ErlDrvTermData port_term;
+    enum pb_kind kind;
+    enum pb_state state;
+    int fd;
+    int widx;
+    unsigned wgen;
+    ErlDrvTermData notify;
+    unsigned timeout_ms;
+    uint32_t next_id;
+    /* synchronous request in flight (control/call/stop) */
+    uint32_t awaiting;
+    int got;
+    int got_op, got_fl;
+    char *got_body;
+    size_t got_len;
+    /* open in progress */
+    uint32_t open_id;
+    ErlDrvTermData opener;
+    int report_errors;
+    ErlDrvUInt64 token;
+    /* what Python was told last */
+    ErlDrvTermData last_caller, last_connected;
+    int control_flags;
+    /* input buffer */
+    char *ibuf;
+    size_t ilen, icap;
+    /* output queue */
+    pb_seg *qhead, *qtail;
+    size_t qbytes;
+    int writing;                         /* ERL_DRV_WRITE selected */
+    int busy;
+    pid_t os_pid;                        /* manager: the worker's pid */
+} pb_port;
+
+static pb_worker workers[MAX_WORKERS];
+static ErlDrvMutex *wlock;
+
+/* ------------------------------------------------------------------------ */
+/* small helpers                                                            */
+
+static void put32(char *p, uint32_t v)
+{
+    p[0] = (char)(v >> 24); p[1] = (char)(v >> 16); p[2] = (char)(v >> 8); p[3] = (char)v;
+}
+
+static void put64(char *p, uint64_t v)
+{
+    put32(p, (uint32_t)(v >> 32));
+    put32(p + 4, (uint32_t)v);
+}
+
+static uint32_t get32(const char *p)
+{
+    const unsigned char *u = (const unsigned char *)p;
+    return ((uint32_t)u[0] << 24) | ((uint32_t)u[1] << 16) | ((uint32_t)u[2] << 8) | u[3];
+}
+
+static uint64_t get64(const char *p)
+{
+    return ((uint64_t)get32(p) << 32) | get32(p + 4);
+}
+
+/* Frame header for a body of blen bytes. */
+static void mk_hdr(char *h, int op, int fl, uint32_t id, size_t blen)
+{
+    put32(h, (uint32_t)(blen + 6));
+    h[4] = (char)op;
+    h[5] = (char)fl;
+    put32(h + 6, id);
+}
+
+static ErlDrvTime now_ms(void)
+{
+    return erl_drv_monotonic_time(ERL_DRV_MSEC);
+}
+
+static uint32_t new_id(pb_port *s)
+{
+    if (++s->next_id == 0)
+        s->next_id = 1;
+    return s->next_id;
+}
+
+/* ------------------------------------------------------------------------ */
+/* output queue                                                             */
+
+static void update_busy(pb_port *s)
+{
+    if (!s->busy && s->qbytes >= BUSY_HIGH) {
+        s->busy = 1;
+        set_busy_port(s->port, 1);
+    } else if (s->busy && s->qbytes <= BUSY_LOW) {
+        s->busy = 0;
+        set_busy_port(s->port, 0);
+    }
+}
+
+static void q_push(pb_port *s, const char *p, size_t len, ErlDrvBinary *bin)
+{
+    pb_seg *g = driver_alloc(sizeof(*g) + (bin ? 0 : len));
+    g->next = NULL;
+    g->len = len;
+    if (bin) {
+        driver_binary_inc_refc(bin);
+        g->bin = bin;
+        g->ptr = (char *)p;
+    } else {
+        g->bin = NULL;
+        g->ptr = (char *)(g + 1);
+        memcpy(g->ptr, p, len);
+    }
+    if (s->qtail) s->qtail->next = g; else s->qhead = g;
+    s->qtail = g;
+    s->qbytes += len;
+}
+
+static void q_pop(pb_port *s)
+{
+    pb_seg *g = s->qhead;
+    s->qhead = g->next;
+    if (!s->qhead) s->qtail = NULL;
+    if (g->bin) driver_free_binary(g->bin);
+    driver_free(g);
+}
+
+static void q_clear(pb_port *s)
+{
+    while (s->qhead) q_pop(s);
+    s->qbytes = 0;
+}
+
+static void select_write(pb_port *s, int on)
+{
+    if (s->writing != on && s->fd >= 0) {
+        driver_select(s->port, (ErlDrvEvent)(long)s->fd, ERL_DRV_WRITE | ERL_DRV_USE, on);
+        s->writing = on;
+    }
+}
+
+/* Write as much of the queue as the socket takes. 0: ok (maybe some left), -1: peer gone. */
+static int q_flush(pb_port *s)
+{
+    while (s->qhead) {
+        struct iovec iov[64];
+        int n = 0;
+        pb_seg *g;
+        for (g = s->qhead; g && n < 64; g = g->next, n++) {
+            iov[n].iov_base = g->ptr;
+            iov[n].iov_len = g->len;
+        }
+        ssize_t w = writev(s->fd, iov, n);
+        if (w < 0) {
+            if (errno == EINTR) continue;
+            if (errno == EAGAIN || errno == EWOULDBLOCK) break;
+            return -1;
+        }
+        s->qbytes -= (size_t)w;
+        while (w > 0) {
+            g = s->qhead;
+            if ((size_t)w >= g->len) {
+                w -= (ssize_t)g->len;
+                q_pop(s);
+            } else {
+                g->ptr += w;
+                g->len -= (size_t)w;
+                w = 0;
+            }
+        }
+    }
+    select_write(s, s->qhead != NULL);
+    update_busy(s);
+    return 0;
+}
+
+/*
+ * Send a frame given as an I/O vector. binv, when not NULL, names the ERTS binary
+ * behind each piece so that a piece the socket does not take now is referenced,
+ * not copied. Order is kept: nothing is written directly while the queue is not empty.
+ */
+static int send_iov(pb_port *s, struct iovec *iov, int cnt, ErlDrvBinary **binv)
+{
+    int i = 0;
+    if (s->fd < 0) return -1;
+    if (!s->qhead) {
+        while (i < cnt) {
+            int n = cnt - i > 1024 ? 1024 : cnt - i;
+            ssize_t w = writev(s->fd, iov + i, n);
+            if (w < 0) {
+                if (errno == EINTR) continue;
+                if (errno == EAGAIN || errno == EWOULDBLOCK) break;
+                return -1;
+            }
+            while (i < cnt && w >= (ssize_t)iov[i].iov_len) {
+                w -= (ssize_t)iov[i].iov_len;
+                i++;
+            }
+            if (w > 0) {
+                iov[i].iov_base = (char *)iov[i].iov_base + w;
+                iov[i].iov_len -= (size_t)w;
+                break;
+            }
+        }
+    }
+    for (; i < cnt; i++)
+        if (iov[i].iov_len)
+            q_push(s, iov[i].iov_base, iov[i].iov_len, binv ? binv[i] : NULL);
+    select_write(s, s->qhead != NULL);
+    update_busy(s);
+    return 0;
+}
+
+static int send_frame(pb_port *s, int op, int fl, uint32_t id, const char *body, size_t blen)
+{
+    char h[HDR_LEN];
+    struct iovec iov[2];
+    mk_hdr(h, op, fl, id, blen);
+    iov[0].iov_base = h; iov[0].iov_len = HDR_LEN;
+    iov[1].iov_base = (char *)body; iov[1].iov_len = blen;
+    return send_iov(s, iov, blen ? 2 : 1, NULL);
+}
+
+static int send_u64(pb_port *s, int op, uint64_t v)
+{
+    char b[8];
+    put64(b, v);
+    return send_frame(s, op, 0, 0, b, 8);
+}
+
+/* ------------------------------------------------------------------------ */
+/* worker table                                                             */
+
+static void worker_port_gone(pb_port *s)
+{
+    erl_drv_mutex_lock(wlock);
+    if (s->widx >= 0 && workers[s->widx].gen == s->wgen && workers[s->widx].nports > 0)
+        workers[s->widx].nports--;
+    erl_drv_mutex_unlock(wlock);
+    s->widx = -1;
+}
+
+/* Pick the live worker with the fewest ports and hand it one end of a new socketpair. */
+static int attach_to_worker(pb_port *s)
+{
+    int sv[2], best = -1, i, rc = -1;
+    if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0, sv) < 0)
+        return -1;
+    erl_drv_mutex_lock(wlock);
+    for (i = 0; i < MAX_WORKERS; i++)
+        if (workers[i].state == WS_LIVE && (best < 0 || workers[i].nports < workers[best].nports))
+            best = i;
+    if (best >= 0) {
+        pb_worker *w = &workers[best];
+        char h[HDR_LEN];
+        char cbuf[CMSG_SPACE(sizeof(int))];
+        struct iovec iov = { h, HDR_LEN };
+        struct msghdr m;
+        struct cmsghdr *c;
+        memset(&m, 0, sizeof(m));
+        memset(cbuf, 0, sizeof(cbuf));
+        mk_hdr(h, CTL_NEW_PORT, 0, ++w->next_serial, 0);
+        m.msg_iov = &iov;
+        m.msg_iovlen = 1;
+        m.msg_control = cbuf;
+        m.msg_controllen = sizeof(cbuf);
+        c = CMSG_FIRSTHDR(&m);
+        c->cmsg_level = SOL_SOCKET;
+        c->cmsg_type = SCM_RIGHTS;
+        c->cmsg_len = CMSG_LEN(sizeof(int));
+        memcpy(CMSG_DATA(c), &sv[1], sizeof(int));
+        /* ctl is blocking with a send timeout: a worker that stopped reading fails the open */
+        if (sendmsg(w->ctl_fd, &m, MSG_NOSIGNAL) == (ssize_t)HDR_LEN) {
+            w->nports++;
+            s->widx = best;
+            s->wgen = w->gen;
+            s->notify = w->notify;
+            s->os_pid = w->pid;
+            if (!s->timeout_ms) s->timeout_ms = w->timeout_ms;
+            rc = 0;
+        }
+    }
+    erl_drv_mutex_unlock(wlock);
+    close(sv[1]);
+    if (rc < 0) {
+        close(sv[0]);
+        return -1;
+    }
+    s->fd = sv[0];
+    return 0;
+}
+
+/* ------------------------------------------------------------------------ */
+/* messages to Erlang                                                       */
+
+static void send_to(pb_port *s, ErlDrvTermData to, ErlDrvTermData *spec, int n)
+{
+    if (to) erl_drv_send_term(s->port_term, to, spec, n);
+}
+
+/* {pybridge_open_error, Token, Reason}, Reason given as ETF (with 131) or as an atom pair. */
+static void report_open_error(pb_port *s, const char *etf, size_t len, const char *tag)
+{
+    ErlDrvTermData t[16];
+    int n = 0;
+    if (!s->report_errors) return;
+    t[n++] = ERL_DRV_ATOM; t[n++] = driver_mk_atom("pybridge_open_error");
+    t[n++] = ERL_DRV_UINT64; t[n++] = (ErlDrvTermData)&s->token;
+    if (etf) {
+        t[n++] = ERL_DRV_EXT2TERM; t[n++] = (ErlDrvTermData)etf; t[n++] = (ErlDrvTermData)len;
+    } else if (!strcmp(tag, "badarg")) {
+        t[n++] = ERL_DRV_ATOM; t[n++] = driver_mk_atom("badarg");
+    } else {
+        t[n++] = ERL_DRV_ATOM; t[n++] = driver_mk_atom("pybridge");
+        t[n++] = ERL_DRV_ATOM; t[n++] = driver_mk_atom((char *)tag);
+        t[n++] = ERL_DRV_TUPLE; t[n++] = 2;
+    }
+    t[n++] = ERL_DRV_TUPLE; t[n++] = 3;
+    send_to(s, s->opener, t, n);
+}
+
+/* ------------------------------------------------------------------------ */
+/* port teardown                                                            */
+
+static void close_fd(pb_port *s)
+{
+    if (s->fd >= 0) {
+        /* stop_select closes the descriptor once ERTS no longer polls it */
+        driver_select(s->port, (ErlDrvEvent)(long)s->fd,
+                      ERL_DRV_READ | ERL_DRV_WRITE | ERL_DRV_USE, 0);
+        s->fd = -1;
+        s->writing = 0;
+    }
+}
+
+static void free_port(pb_port *s)
+{
+    close_fd(s);
+    q_clear(s);
+    if (s->got_body) driver_free(s->got_body);
+    if (s->ibuf) driver_free(s->ibuf);
+    driver_free(s);
+}
+
+/* A start that failed after start() returned: undo everything, then answer open_port. */
+static void fail_open(pb_port *s, const char *etf, size_t len, const char *tag)
+{
+    ErlDrvPort port = s->port;
+    report_open_error(s, etf, len, tag);
+    driver_cancel_timer(port);
+    worker_port_gone(s);
+    free_port(s);
+    erl_drv_init_ack(port, ERL_DRV_ERROR_BADARG);
+}
+
+static void protocol_error(pb_port *s)
+{
+    if (s->state == S_OPENING) {
+        fail_open(s, NULL, 0, "protocol_error");
+        return;
+    }
+    s->state = S_FAILED;
+    driver_failure_atom(s->port, "pybridge_protocol_error");
+}
+
+/* The worker went away: Erlang (pybridge_worker) exits the port with {pybridge, worker_down}. */
+static void worker_down(pb_port *s)
+{
+    if (s->state == S_OPENING) {
+        fail_open(s, NULL, 0, "worker_down");
+        return;
+    }
+    if (s->state != S_OPEN) return;
+    s->state = S_DEAD;
+    q_clear(s);
+    update_busy(s);
+    close_fd(s);
+    driver_set_timer(s->port, DEAD_GRACE_MS);
+}
+
+/* ------------------------------------------------------------------------ */
+/* frames from Python                                                       */
+
+static void note_caller(pb_port *s)
+{
+    ErlDrvTermData c = driver_caller(s->port), k = driver_connected(s->port);
+    if (k != s->last_connected) {
+        s->last_connected = k;
+        send_u64(s, OP_CONNECTED, k);
+    }
+    if (c != s->last_caller) {
+        s->last_caller = c;
+        send_u64(s, OP_CALLER, c);
+    }
+}
+
+/* Returns 0 to go on, -1 when the port can take no more frames (failed or gone). */
+static int handle_frame(pb_port *s, int op, int fl, uint32_t id, char *body, size_t blen)
+{
+    switch (op) {
+    case OP_REPLY:
+    case OP_ERROR:
+        if (s->state == S_OPENING && id == s->open_id) {
+            if (op == OP_REPLY) {
+                s->state = S_OPEN;
+                driver_cancel_timer(s->port);
+                erl_drv_init_ack(s->port, (ErlDrvData)s);
+                return 0;
+            }
+            fail_open(s, body, blen, NULL);
+            return -1;
+        }
+        if (id && id == s->awaiting) {
+            s->got = 1;
+            s->got_op = op;
+            s->got_fl = fl;
+            s->got_len = blen;
+            s->got_body = driver_alloc(blen ? blen : 1);
+            memcpy(s->got_body, body, blen);
+            s->awaiting = 0;
+        }
+        /* else: the answer to a request that timed out; discarded by design */
+        return 0;
+    case OP_OUTPUT_DATA:
+        /* allowed from start() too, as in a C driver */
+        driver_output(s->port, body, (ErlDrvSizeT)blen);
+        return 0;
+    case OP_SET_CONTROL_FLAGS:
+        if (blen != 4) break;
+        s->control_flags = (int)get32(body) & PORT_CONTROL_FLAG_BINARY;
+        set_port_control_flags(s->port, s->control_flags);
+        return 0;
+    case OP_RESOLVE_PID: {
+        ErlDrvTermData raw, t[10];
+        ErlDrvUInt64 r64;
+        if (blen != 8) break;
+        raw = (ErlDrvTermData)get64(body);
+        /* only pids this port handed out itself: a forged value must never become a term */
+        if (!raw || (raw != s->last_caller && raw != s->last_connected && raw != s->opener))
+            return 0;
+        r64 = raw;
+        t[0] = ERL_DRV_ATOM; t[1] = driver_mk_atom("pybridge_resolve");
+        t[2] = ERL_DRV_UINT64; t[3] = (ErlDrvTermData)&r64;
+        t[4] = ERL_DRV_PID; t[5] = raw;
+        t[6] = ERL_DRV_TUPLE; t[7] = 3;
+        send_to(s, s->notify, t, 8);
+        return 0;
+    }
+    default:
+        break;
+    }
+    protocol_error(s);
+    return -1;
+}
+
+/*
+ * Read what the socket has and handle every whole frame.
+ * Returns 0 (go on), 1 (peer closed: the worker is gone), -1 (port failed).
+ */
+static int read_frames(pb_port *s)
+{
+    size_t budget = READ_BUDGET;
+    int eof = 0;
+    while (budget > 0 && s->fd >= 0) {
+        ssize_t r;
+        if (s->icap - s->ilen < READ_CHUNK) {
+            size_t want = s->ilen + READ_CHUNK;
+            if (s->ilen >= 4) {
+                size_t flen = (size_t)get32(s->ibuf) + 4;
+                if (flen > want && flen <= MAX_FRAME + 4) want = flen;
+            }
+            s->ibuf = driver_realloc(s->ibuf, want);
+            s->icap = want;
+        }
+        r = read(s->fd, s->ibuf + s->ilen, s->icap - s->ilen);
+        if (r < 0) {
+            if (errno == EINTR) continue;
+            if (errno == EAGAIN || errno == EWOULDBLOCK) break;
+            eof = 1;
+            break;
+        }
+        if (r == 0) {
+            eof = 1;
+            break;
+        }
+        s->ilen += (size_t)r;
+        budget = (size_t)r >= budget ? 0 : budget - (size_t)r;
+        if ((size_t)r < s->icap - s->ilen) break;   /* drained */
+    }
+    {
+        size_t off = 0;
+        while (s->ilen - off >= 4) {
+            uint32_t len = get32(s->ibuf + off);
+            char *f;
+            if (len < 6 || len > MAX_FRAME) {
+                protocol_error(s);
+                return -1;
+            }
+            if (s->ilen - off < (size_t)len + 4) break;
+            f = s->ibuf + off;
+            off += (size_t)len + 4;
+            if (handle_frame(s, (unsigned char)f[4], (unsigned char)f[5], get32(f + 6),
+                             f + HDR_LEN, (size_t)len - 6) < 0)
+                return -1;
+        }
+        if (off) {
+            memmove(s->ibuf, s->ibuf + off, s->ilen - off);
+            s->ilen -= off;
+        }
+    }
+    if (s->ilen == 0 && s->icap > 4 * READ_CHUNK) {
+        /* give back the memory of a large frame once it is handled */
+        driver_free(s->ibuf);
+        s->ibuf = NULL;
+        s->icap = 0;
+    }
+    return eof ? 1 : 0;
+}
+
+/*
+ * Send one request frame and wait, bounded by the port's timeout, for its answer.
+ * Frames that arrive meanwhile (outputs of earlier commands) are handled in order.
+ */
+static enum pb_wait request(pb_port *s, struct iovec *iov, int cnt, uint32_t id)
+{
+    ErlDrvTime deadline = now_ms() + s->timeout_ms;
+    s->awaiting = id;
+    s->got = 0;
+    if (send_iov(s, iov, cnt, NULL) < 0) goto down;
+    while (!s->got) {
+        struct pollfd p;
+        ErlDrvTime left = deadline - now_ms();
+        int r;
+        if (left <= 0) {
+            s->awaiting = 0;
+            return WAIT_TIMEOUT;
+        }
+        p.fd = s->fd;
+        p.events = POLLIN | (s->qhead ? POLLOUT : 0);
+        p.revents = 0;
+        r = poll(&p, 1, (int)left);
+        if (r < 0 && errno != EINTR) goto down;
+        if (r <= 0) continue;
+        if ((p.revents & POLLOUT) && q_flush(s) < 0) goto down;
+        if (p.revents & (POLLIN | POLLHUP | POLLERR)) {
+            r = read_frames(s);
+            if (r < 0) return WAIT_DOWN;       /* port failed already */
+            if (r > 0 && !s->got) goto down;
+        }
+    }
+    return WAIT_DONE;
+down:
+    s->awaiting = 0;
+    worker_down(s);
+    return WAIT_DOWN;
+}
+
+static void take_reply(pb_port *s, char **body, size_t *len)
+{
+    *body = s->got_body;
+    *len = s->got_len;
+    s->got_body = NULL;
+}
+
+/* ------------------------------------------------------------------------ */
+/* user port callbacks                                                      */
+
+static ErlDrvData user_start(ErlDrvPort port, char *cmd)
+{
+    pb_port *s = driver_alloc(sizeof(*s));
+    char *p = strchr(cmd, ' '), *text;
+    size_t tlen;
+    memset(s, 0, sizeof(*s));
+    s->port = port;
+    s->port_term = driver_mk_port(port);
+    s->kind = K_USER;
+    s->state = S_OPENING;
+    s->fd = -1;
+    s->widx = -1;
+    s->opener = driver_caller(port);
+    text = p ? p + 1 : cmd + strlen(cmd);
+    /* -e TOKEN and -t MS are ours; everything goes to Python as well */
+    for (p = text; *p == '-';) {
+        char opt = p[1], *arg = p + 2, *end;
+        while (*arg == ' ') arg++;
+        if (opt == 'e') { s->report_errors = 1; s->token = strtoull(arg, &end, 10); }
+        else if (opt == 't') s->timeout_ms = (unsigned)strtoul(arg, &end, 10);
+        else { end = arg; while (*end && *end != ' ') end++; }
+        p = end;
+        while (*p == ' ') p++;
+    }
+    tlen = strlen(text);
+    if (attach_to_worker(s) < 0) {
+        report_open_error(s, NULL, 0, "no_worker");
+        driver_free(s);
+        return ERL_DRV_ERROR_BADARG;
+    }
+    driver_select(port, (ErlDrvEvent)(long)s->fd, ERL_DRV_READ | ERL_DRV_USE, 1);
+    erl_drv_set_os_pid(port, s->os_pid);
+    {
+        char h[HDR_LEN], b[24];
+        struct iovec iov[3];
+        s->last_caller = s->opener;
+        s->last_connected = driver_connected(port);
+        put64(b, (uint64_t)s->port_term);
+        put64(b + 8, (uint64_t)s->last_caller);
+        put64(b + 16, (uint64_t)s->last_connected);
+        s->open_id = new_id(s);
+        mk_hdr(h, OP_OPEN, 0, s->open_id, 24 + tlen);
+        iov[0].iov_base = h; iov[0].iov_len = HDR_LEN;
+        iov[1].iov_base = b; iov[1].iov_len = 24;
+        iov[2].iov_base = text; iov[2].iov_len = tlen;
+        send_iov(s, iov, 3, NULL);
+    }
+    {
+        ErlDrvTermData t[6] = { ERL_DRV_ATOM, driver_mk_atom("pybridge_port_opened"),
+                                ERL_DRV_PORT, s->port_term, ERL_DRV_TUPLE, 2 };
+        send_to(s, s->notify, t, 6);
+    }
+    /* open_port returns when Python answers OP_OPEN (erl_drv_init_ack), or at the timeout */
+    driver_set_timer(port, s->timeout_ms);
+    return (ErlDrvData)s;
+}
+
+static void user_stop(pb_port *s)
+{
+    if (s->state == S_OPEN) {
+        /* deliver what is queued and the stop, bounded: nothing the user sent is dropped
+         * while the worker is alive and reading */
+        ErlDrvTime deadline = now_ms() + s->timeout_ms;
+        send_frame(s, OP_STOP, 0, 0, NULL, 0);
+        while (s->qhead) {
+            struct pollfd p = { s->fd, POLLOUT, 0 };
+            ErlDrvTime left = deadline - now_ms();
+            if (left <= 0 || poll(&p, 1, (int)left) < 0 || (p.revents & (POLLERR | POLLHUP)))
+                break;
+            if (q_flush(s) < 0) break;
+        }
+    }
+    worker_port_gone(s);
+    free_port(s);
+}
+
+static void user_outputv(pb_port *s, ErlIOVec *ev)
+{
+    int n = ev->vsize, i, k = 0, m = 0;
+    char h[HDR_LEN];
+    char *lens;
+    struct iovec *iov;
+    ErlDrvBinary **binv;
+    size_t total = 0;
+    if (s->state != S_OPEN) return;
+    note_caller(s);
+    lens = driver_alloc(4 * (size_t)n + 1);
+    iov = driver_alloc(sizeof(*iov) * (2 * (size_t)n + 1));
+    binv = driver_alloc(sizeof(*binv) * (2 * (size_t)n + 1));
+    iov[k].iov_base = h; iov[k].iov_len = HDR_LEN; binv[k++] = NULL;
+    for (i = 0; i < n; i++) {
+        if (!ev->iov[i].iov_len) continue;
+        put32(lens + 4 * m, (uint32_t)ev->iov[i].iov_len);
+        iov[k].iov_base = lens + 4 * m; iov[k].iov_len = 4; binv[k++] = NULL;
+        iov[k].iov_base = ev->iov[i].iov_base; iov[k].iov_len = ev->iov[i].iov_len; binv[k++] = ev->binv ? ev->binv[i] : NULL;
+        total += 4 + ev->iov[i].iov_len;
+        m++;
+    }
+    mk_hdr(h, OP_OUTPUT, 0, 0, total);
+    if (send_iov(s, iov, k, binv) < 0) worker_down(s);
+    driver_free(lens);
+    driver_free(iov);
+    driver_free(binv);
+}
+
+/* ETF prefix of {ok, _} / {error, _}: the wrapped answers carry the payload after it. */
+static const char ETF_OK[] = { (char)131, 104, 2, 119, 2, 'o', 'k' };
+static const char ETF_ERROR[] = { (char)131, 104, 2, 119, 5, 'e', 'r', 'r', 'o', 'r' };
+static const char ETF_PB_REASON[] = { 104, 2, 119, 8, 'p', 'y', 'b', 'r', 'i', 'd', 'g', 'e', 119 };
+
+static char *reply_buf(char **rbuf, ErlDrvSizeT rlen, size_t need)
+{
+    if (need > rlen) *rbuf = driver_alloc(need);
+    return *rbuf;
+}
+
+/* {error, {pybridge, What}} */
+static ErlDrvSSizeT wrapped_pb_error(const char *what, char **rbuf, ErlDrvSizeT rlen)
+{
+    size_t wl = strlen(what), n = sizeof(ETF_ERROR) + sizeof(ETF_PB_REASON) + 1 + wl;
+    char *o = reply_buf(rbuf, rlen, n);
+    memcpy(o, ETF_ERROR, sizeof(ETF_ERROR));
+    memcpy(o + sizeof(ETF_ERROR), ETF_PB_REASON, sizeof(ETF_PB_REASON));
+    o[sizeof(ETF_ERROR) + sizeof(ETF_PB_REASON)] = (char)wl;
+    memcpy(o + n - wl, what, wl);
+    return (ErlDrvSSizeT)n;
+}
+
+/*
+ * control and call share one path: send, wait bounded, translate the answer.
+ * wrapped: the answer goes back as the ETF of {ok, R} / {error, Reason}.
+ */
+static ErlDrvSSizeT user_request(pb_port *s, int op, int wrapped, unsigned cmd,
+                                 char *buf, size_t len, char **rbuf, ErlDrvSizeT rlen)
+{
+    char h[HDR_LEN], c[4], *body;
+    struct iovec iov[3];
+    uint32_t id;
+    size_t blen;
+    enum pb_wait w;
+    if (s->state != S_OPEN)
+        return wrapped ? wrapped_pb_error("worker_down", rbuf, rlen) : -1;
+    note_caller(s);
+    id = new_id(s);
+    put32(c, cmd);
+    mk_hdr(h, op, wrapped ? FL_WRAPPED : 0, id, 4 + len);
+    iov[0].iov_base = h; iov[0].iov_len = HDR_LEN;
+    iov[1].iov_base = c; iov[1].iov_len = 4;
+    iov[2].iov_base = buf; iov[2].iov_len = len;
+    w = request(s, iov, 3, id);
+    if (w != WAIT_DONE)
+        return wrapped ? wrapped_pb_error(w == WAIT_TIMEOUT ? "timeout" : "worker_down", rbuf, rlen)
+                       : -1;
+    take_reply(s, &body, &blen);
+    if (wrapped || op == OP_CALL) {
+        /* an ETF answer: check the version byte, then strip or keep it */
+        ErlDrvSSizeT n = -1;
+        if (blen >= 2 && (unsigned char)body[0] == 131) {
+            if (!wrapped) {
+                n = s->got_op == OP_REPLY ? (ErlDrvSSizeT)blen : -1;
+                if (n > 0) memcpy(reply_buf(rbuf, rlen, blen), body, blen);
+            } else {
+                const char *pre = s->got_op == OP_REPLY ? ETF_OK : ETF_ERROR;
+                size_t pl = s->got_op == OP_REPLY ? sizeof(ETF_OK) : sizeof(ETF_ERROR);
+                char *o = reply_buf(rbuf, rlen, pl + blen - 1);
+                memcpy(o, pre, pl);
+                memcpy(o + pl, body + 1, blen - 1);
+                n = (ErlDrvSSizeT)(pl + blen - 1);
+            }
+        } else {
+            protocol_error(s);
+        }
+        driver_free(body);
+        return n;
+    }
+    if (s->got_op != OP_REPLY) {
+        driver_free(body);
+        return -1;
+    }
+    if (s->control_flags & PORT_CONTROL_FLAG_BINARY) {
+        ErlDrvBinary *b = driver_alloc_binary(blen);
+        memcpy(b->orig_bytes, body, blen);
+        *rbuf = (char *)b;
+    } else {
+        memcpy(reply_buf(rbuf, rlen, blen), body, blen);
+    }
+    driver_free(body);
+    return (ErlDrvSSizeT)blen;
+}
+
+static void user_timeout(pb_port *s)
+{
+    if (s->state == S_OPENING)
+        fail_open(s, NULL, 0, "timeout");
+    else if (s->state == S_DEAD)
+        driver_failure_atom(s->port, "pybridge_worker_down");
+}
+
+static void user_ready_input(pb_port *s)
+{
+    if (read_frames(s) > 0) worker_down(s);
+}
+
+static void user_ready_output(pb_port *s)
+{
+    if (q_flush(s) < 0) worker_down(s);
+}
+
+/* ------------------------------------------------------------------------ */
+/* manager port                                                             */
+
+static void reap(pid_t pid, int *status)
+{
+    int i;
+    *status = -1;
+    /* the worker exits on its own once ctl closes; give it 200 ms, then SIGKILL */
+    for (i = 0; i < 40; i++) {
+        pid_t r = waitpid(pid, status, WNOHANG);
+        if (r == pid || (r < 0 && errno == ECHILD)) return;
+        usleep(5000);
+    }
+    kill(pid, SIGKILL);
+    while (waitpid(pid, status, 0) < 0 && errno == EINTR)
+        ;
+}
+
+static void mgr_worker_exit(pb_port *s)
+{
+    int status = -1;
+    char st[4];
+    erl_drv_mutex_lock(wlock);
+    if (s->widx >= 0) workers[s->widx].state = WS_DEAD;
+    erl_drv_mutex_unlock(wlock);
+    if (s->fd >= 0) shutdown(s->fd, SHUT_RDWR);
+    if (s->os_pid > 0) {
+        reap(s->os_pid, &status);
+        s->os_pid = 0;
+    }
+    close_fd(s);
+    erl_drv_mutex_lock(wlock);
+    if (s->widx >= 0) {
+        workers[s->widx].state = WS_FREE;
+        workers[s->widx].ctl_fd = -1;
+    }
+    erl_drv_mutex_unlock(wlock);
+    s->widx = -1;
+    put32(st, (uint32_t)status);
+    {
+        char h[HDR_LEN + 4];
+        mk_hdr(h, CTL_WORKER_EXIT, 0, 0, 4);
+        memcpy(h + HDR_LEN, st, 4);
+        driver_output(s->port, h, sizeof(h));
+    }
+}
+
+static ErlDrvSSizeT mgr_spawn(pb_port *s, char *buf, size_t len, char **rbuf, ErlDrvSizeT rlen)
+{
+    char *argv[64], *a, *end = buf + len;
+    int argc = 0, sv[2], fd, i, slot = -1;
+    posix_spawn_file_actions_t fa;
+    pid_t pid;
+    unsigned timeout;
+    if (s->widx >= 0 || len < 5 || buf[len - 1] != 0) return -1;
+    timeout = get32(buf);
+    for (a = buf + 4; a < end && argc < 63; a += strlen(a) + 1)
+        argv[argc++] = a;
+    argv[argc] = NULL;
+    if (argc == 0) return -1;
+    if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv) < 0) return -1;
+    /* keep the child's end off fd 3, so that dup2 onto 3 really clears close-on-exec */
+    fd = fcntl(sv[1], F_DUPFD_CLOEXEC, 10);
+    close(sv[1]);
+    posix_spawn_file_actions_init(&fa);
+    posix_spawn_file_actions_addopen(&fa, 0, "/dev/null", O_RDONLY, 0);
+    posix_spawn_file_actions_adddup2(&fa, fd, 3);
+    posix_spawn_file_actions_addclosefrom_np(&fa, 4);
+    i = posix_spawn(&pid, argv[0], &fa, NULL, argv, environ);
+    posix_spawn_file_actions_destroy(&fa);
+    close(fd);
+    if (i != 0) {
+        close(sv[0]);
+        return -1;
+    }
+    {
+        /* ctl sends block only briefly: a stuck worker must not stall a scheduler */
+        struct timeval tv = { 0, 200000 };
+        setsockopt(sv[0], SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
+    }
+    fcntl(sv[0], F_SETFD, FD_CLOEXEC);
+    erl_drv_mutex_lock(wlock);
+    for (i = 0; i < MAX_WORKERS; i++)
+        if (workers[i].state == WS_FREE) { slot = i; break; }
+    if (slot >= 0) {
+        pb_worker *w = &workers[slot];
+        w->state = WS_HANDSHAKE;
+        w->ctl_fd = sv[0];
+        w->pid = pid;
+        w->gen++;
+        w->nports = 0;
+        w->timeout_ms = timeout ? timeout : DEFAULT_TIMEOUT_MS;
+        w->notify = driver_caller(s->port);
+    }
+    erl_drv_mutex_unlock(wlock);
+    s->fd = sv[0];
+    s->os_pid = pid;
+    if (slot < 0) {
+        mgr_worker_exit(s);
+        return -1;
+    }
+    s->widx = slot;
+    driver_select(s->port, (ErlDrvEvent)(long)s->fd, ERL_DRV_READ | ERL_DRV_USE, 1);
+    {
+        char m[HDR_LEN + 2 + sizeof(PB_DRIVER_VERSION) - 1];
+        mk_hdr(m, CTL_HELLO, 0, 0, sizeof(m) - HDR_LEN);
+        m[HDR_LEN] = 0;
+        m[HDR_LEN + 1] = PB_PROTOCOL_VERSION;
+        memcpy(m + HDR_LEN + 2, PB_DRIVER_VERSION, sizeof(PB_DRIVER_VERSION) - 1);
+        if (send(s->fd, m, sizeof(m), MSG_NOSIGNAL) != (ssize_t)sizeof(m)) {
+            mgr_worker_exit(s);
+            return -1;
+        }
+    }
+    {
+        char *o = reply_buf(rbuf, rlen, 8);
+        put32(o, (uint32_t)pid);
+        put32(o + 4, (uint32_t)slot);
+    }
+    return 8;
+}
+
+static void mgr_ready_input(pb_port *s)
+{
+    for (;;) {
+        char buf[65536];
+        ssize_t r = recv(s->fd, buf, sizeof(buf), MSG_DONTWAIT);
+        if (r < 0 && errno == EINTR) continue;
+        if (r < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) return;
+        if (r <= 0) {
+            mgr_worker_exit(s);
+            return;
+        }
+        if (r < HDR_LEN || get32(buf) != (uint32_t)r - 4) continue;   /* not a frame: ignore */
+        if (buf[4] == CTL_HELLO) {
+            int ok = r >= HDR_LEN + 2 && buf[HDR_LEN] == 0 && buf[HDR_LEN + 1] == PB_PROTOCOL_VERSION;
+            erl_drv_mutex_lock(wlock);
+            if (ok && workers[s->widx].state == WS_HANDSHAKE) workers[s->widx].state = WS_LIVE;
+            erl_drv_mutex_unlock(wlock);
+        }
+        driver_output(s->port, buf, (ErlDrvSizeT)r);
+    }
+}
+
+/* port_command on the manager port: whole ctl frames for the worker (CTL_PID_INFO). */
+static void mgr_output(pb_port *s, ErlIOVec *ev)
+{
+    char *buf;
+    if (s->fd < 0 || ev->size < HDR_LEN) return;
+    buf = driver_alloc(ev->size);
+    driver_vec_to_buf(ev, buf, ev->size);
+    if (get32(buf) == ev->size - 4 && buf[4] == CTL_PID_INFO)
+        send(s->fd, buf, ev->size, MSG_NOSIGNAL);
+    driver_free(buf);
+}
+
+static void mgr_stop(pb_port *s)
+{
+    if (s->widx >= 0) mgr_worker_exit(s);
+    free_port(s);
+}
+
+/* ------------------------------------------------------------------------ */
+/* driver entry                                                             */
+
+static int pb_init(void)
+{
+    int i;
+    wlock = erl_drv_mutex_create("pybridge_workers");
+    for (i = 0; i < MAX_WORKERS; i++) {
+        workers[i].state = WS_FREE;
+        workers[i].ctl_fd = -1;
+    }
+    return wlock ? 0 : -1;
+}
+
+static void pb_finish(void)
+{
+    erl_drv_mutex_destroy(wlock);
+}
+
+static ErlDrvData pb_start(ErlDrvPort port, char *cmd)
+{
+    if (!strcmp(cmd, "pybridge --manager")) {
+        pb_port *s = driver_alloc(sizeof(*s));
+        memset(s, 0, sizeof(*s));
+        s->port = port;
+        s->port_term = driver_mk_port(port);
+        s->kind = K_MANAGER;
+        s->state = S_OPEN;
+        s->fd = -1;
+        s->widx = -1;
+        /* an ack from inside start is lost: acknowledge from the first timeout */
+        driver_set_timer(port, 0);
+        return (ErlDrvData)s;
+    }
+    return user_start(port, cmd);
+}
+
+static void pb_stop(ErlDrvData d)
+{
+    pb_port *s = (pb_port *)d;
+    if (s->kind == K_MANAGER) mgr_stop(s); else user_stop(s);
+}
+
+static void pb_outputv(ErlDrvData d, ErlIOVec *ev)
+{
+    pb_port *s = (pb_port *)d;
+    if (s->kind == K_MANAGER) mgr_output(s, ev); else user_outputv(s, ev);
+}
+
+static ErlDrvSSizeT pb_control(ErlDrvData d, unsigned int cmd, char *buf, ErlDrvSizeT len,
+                               char **rbuf, ErlDrvSizeT rlen)
+{
+    pb_port *s = (pb_port *)d;
+    if (s->kind == K_MANAGER)
+        return cmd == MGR_SPAWN ? mgr_spawn(s, buf, len, rbuf, rlen) : -1;
+    return user_request(s, OP_CONTROL, 0, cmd, buf, len, rbuf, rlen);
+}
+
+static ErlDrvSSizeT pb_call(ErlDrvData d, unsigned int cmd, char *buf, ErlDrvSizeT len,
+                            char **rbuf, ErlDrvSizeT rlen, unsigned int *flags)
+{
+    pb_port *s = (pb_port *)d;
+    (void)flags;
+    if (s->kind == K_MANAGER) return -1;
+    if (cmd == PB_CALL_CONTROL) return user_request(s, OP_CONTROL, 1, 0, buf, len, rbuf, rlen);
+    if (cmd == PB_CALL_CALL) return user_request(s, OP_CALL, 1, 0, buf, len, rbuf, rlen);
+    if (cmd >= 0xFFFFFF00u) return -1;
+    return user_request(s, OP_CALL, 0, cmd, buf, len, rbuf, rlen);
+}
+
+static void pb_ready_input(ErlDrvData d, ErlDrvEvent e)
+{
+    pb_port *s = (pb_port *)d;
+    (void)e;
+    if (s->fd < 0) return;
+    if (s->kind == K_MANAGER) mgr_ready_input(s); else user_ready_input(s);
+}
+
+static void pb_ready_output(ErlDrvData d, ErlDrvEvent e)
+{
+    pb_port *s = (pb_port *)d;
+    (void)e;
+    if (s->fd >= 0 && s->kind == K_USER) user_ready_output(s);
+}
+
+static void pb_timeout(ErlDrvData d)
+{
+    pb_port *s = (pb_port *)d;
+    if (s->kind == K_USER) user_timeout(s);
+    else erl_drv_init_ack(s->port, d);
+}
+
+static void pb_stop_select(ErlDrvEvent e, void *reserved)
+{
+    (void)reserved;
+    close((int)(long)e);
+}
+
+static ErlDrvEntry pb_entry = {
+    pb_init,
+    pb_start,
+    pb_stop,
+    NULL,                                /* output: outputv is always used */
+    pb_ready_input,
+    pb_ready_output,
+    "pybridge",
+    pb_finish,
+    NULL,                                /* handle */
+    pb_control,
+    pb_timeout,
+    pb_outputv,
+    NULL,                                /* ready_async */
+    NULL,                                /* flush */
+    pb_call,
+    NULL,                                /* event */
+    ERL_DRV_EXTENDED_MARKER,
+    ERL_DRV_EXTENDED_MAJOR_VERSION,
+    ERL_DRV_EXTENDED_MINOR_VERSION,
+    ERL_DRV_FLAG_USE_PORT_LOCKING | ERL_DRV_FLAG_USE_INIT_ACK,
+    NULL,                                /* handle2 */
+    NULL,                                /* process_exit */
+    pb_stop_select,
+    NULL                                 /* emergency_close */
+};
+
+DRIVER_INIT(pybridge)
+{
+    return &pb_entry;
+}

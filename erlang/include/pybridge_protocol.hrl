@@ -1,0 +1,40 @@
+%% Opcodes of the pybridge wire protocol. docs/PROTOCOL.md is normative;
+%% the names and values here equal c_src/pybridge_drv.c and pybridge/_protocol.py.
+
+-define(PB_PROTOCOL_VERSION, 1).
+
+%% ---- opcodes: keep equal to docs/PROTOCOL.md ----
+-define(CTL_HELLO, 16#01).
+-define(CTL_NEW_PORT, 16#02).
+-define(CTL_PID_INFO, 16#03).
+-define(CTL_LOG, 16#04).
+-define(CTL_WORKER_EXIT, 16#05).
+
+-define(OP_OPEN, 16#10).
+-define(OP_STOP, 16#11).
+-define(OP_OUTPUT, 16#12).
+-define(OP_CONTROL, 16#13).
+-define(OP_CALL, 16#14).
+-define(OP_CALLER, 16#15).
+-define(OP_CONNECTED, 16#16).
+
+-define(OP_REPLY, 16#80).
+-define(OP_ERROR, 16#81).
+-define(OP_OUTPUT_DATA, 16#82).
+-define(OP_SET_CONTROL_FLAGS, 16#83).
+-define(OP_RESOLVE_PID, 16#84).
+
+-define(FL_WRAPPED, 16#01).
+-define(FL_NONE, 16#01).
+
+-define(PB_CALL_CONTROL, 16#FFFFFF01).
+-define(PB_CALL_CALL, 16#FFFFFF02).
+
+-define(MGR_SPAWN, 1).
+%% ---- end of opcodes ----
+
+%% A frame: len counts the bytes after itself.
+%% +---------+-------+-------+--------+------+
+%% | len:32  | op:8  | fl:8  | id:32  | body |
+%% +---------+-------+-------+--------+------+
+-define(FRAME(Op, Body), <<(byte_size(Body) + 6):32, (Op):8, 0:8, 0:32, (Body)/binary>>).

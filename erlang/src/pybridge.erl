@@ -1,0 +1,117 @@
+%% @doc Open and use ports whose driver is a Python class.
+%%
+%% A port opened here is an ordinary port: the BIFs (port_command, port_control,
+%% port_call, port_close, port_connect, port_info) work on it too. The functions
+%% here add error terms: where a BIF can only say badarg, these raise
+%% {python, Class, Message, Traceback}, {pybridge, timeout} or {pybridge, worker_down}.
+-module(pybridge).
+
+-include("pybridge_protocol.hrl").
+
+-export([open/2, open/3, command/2, command/3, control/3, call/3, close/1]).
+
+-export_type([spec/0, open_option/0, error_reason/0]).
+
+-type spec() :: string() | binary() | atom().
+-type open_option() :: {timeout, non_neg_integer()}
+                     | {python_path, [file:filename()]}
+                     | term().
+-type error_reason() :: badarg
+                      | {python, atom(), binary(), binary()}
+                      | {pybridge, timeout | worker_down | no_worker | protocol_error}.
+
+%% @equiv open(Spec, "", Opts)
+-spec open(spec(), [open_option()]) -> port().
+open(Spec, Opts) ->
+    open(Spec, "", Opts).
+
+%% @doc Open a port served by an instance of Spec ("module:Class").
+%% Args reach Driver.start(command). Opts are open_port options plus
+%% {timeout, Ms} and {python_path, Dirs}.
+-spec open(spec(), iodata(), [open_option()]) -> port().
+open(Spec, Args, Opts) when is_list(Opts) ->
+    whereis(pybridge_sup) =:= undefined andalso error({pybridge, not_started}),
+    SpecS = spec_string(Spec),
+    ArgsS = binary_to_list(iolist_to_binary(Args)),
+    {Mine, PortOpts} = lists:partition(fun is_own_option/1, Opts),
+    Timeout = proplists:get_value(timeout, Mine, application:get_env(pybridge, timeout, 5000)),
+    (is_integer(Timeout) andalso Timeout >= 0) orelse error(badarg),
+    Paths = proplists:get_value(python_path, Mine, []),
+    Token = erlang:unique_integer([positive]),
+    Cmd = lists:flatten(["pybridge -e ", integer_to_list(Token),
+                         " -t ", integer_to_list(Timeout),
+                         [[" -p ", encode_paths(Paths)] || Paths =/= []],
+                         " ", SpecS, [[" ", ArgsS] || ArgsS =/= ""]]),
+    open_port_retrying(Cmd, PortOpts, Token, erlang:monotonic_time(millisecond) + Timeout);
+open(_, _, _) ->
+    error(badarg).
+
+%% @doc erlang:port_command/2.
+-spec command(port(), iodata()) -> true.
+command(Port, Data) ->
+    erlang:port_command(Port, Data).
+
+%% @doc erlang:port_command/3 (options force and nosuspend).
+-spec command(port(), iodata(), [force | nosuspend]) -> boolean().
+command(Port, Data, Opts) ->
+    erlang:port_command(Port, Data, Opts).
+
+%% @doc erlang:port_control/3 that raises the Python error instead of a bare badarg.
+-spec control(port(), non_neg_integer(), iodata()) -> string() | binary().
+control(Port, Cmd, Data) when is_integer(Cmd), Cmd >= 0, Cmd < 16#100000000 ->
+    unwrap(erlang:port_call(Port, ?PB_CALL_CONTROL, {Cmd, Data}));
+control(_, _, _) ->
+    error(badarg).
+
+%% @doc erlang:port_call/3 that raises the Python error instead of a bare badarg.
+-spec call(port(), non_neg_integer(), term()) -> term().
+call(Port, Cmd, Term) when is_integer(Cmd), Cmd >= 0, Cmd < 16#FFFFFF00 ->
+    unwrap(erlang:port_call(Port, ?PB_CALL_CALL, {Cmd, Term}));
+call(_, _, _) ->
+    error(badarg).
+
+%% @doc erlang:port_close/1: Driver.stop runs, the port is gone.
+-spec close(port()) -> true.
+close(Port) ->
+    erlang:port_close(Port).
+
+unwrap({ok, Reply}) -> Reply;
+unwrap({error, Reason}) -> error(Reason).
+
+open_port_retrying(Cmd, PortOpts, Token, Deadline) ->
+    try
+        open_port({spawn_driver, Cmd}, PortOpts)
+    catch error:badarg ->
+        receive
+            {pybridge_open_error, Token, {pybridge, no_worker}} ->
+                %% Why retry: a worker that just died is being restarted by its supervisor.
+                erlang:monotonic_time(millisecond) < Deadline orelse error({pybridge, no_worker}),
+                timer:sleep(20),
+                open_port_retrying(Cmd, PortOpts, Token, Deadline);
+            {pybridge_open_error, Token, Reason} ->
+                error(Reason)
+        after 0 ->
+            error(badarg)
+        end
+    end.
+
+is_own_option({timeout, _}) -> true;
+is_own_option({python_path, _}) -> true;
+is_own_option(_) -> false.
+
+spec_string(Spec) when is_atom(Spec) -> spec_string(atom_to_list(Spec));
+spec_string(Spec) when is_binary(Spec) -> spec_string(binary_to_list(Spec));
+spec_string(Spec) when is_list(Spec) ->
+    case io_lib:printable_latin1_list(Spec) andalso
+         re:run(Spec, "^[A-Za-z_][A-Za-z0-9_]*(\\.[A-Za-z_][A-Za-z0-9_]*)*:[A-Za-z_][A-Za-z0-9_]*$",
+                [{capture, none}]) of
+        match -> Spec;
+        _ -> error(badarg)
+    end;
+spec_string(_) ->
+    error(badarg).
+
+%% Directories travel percent-encoded so that spaces and ':' survive the command line.
+encode_paths(Paths) ->
+    Joined = lists:join(":", [uri_string:quote(filename:absname(P), "/") || P <- Paths]),
+    lists:flatten(Joined).

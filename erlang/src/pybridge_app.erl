@@ -1,0 +1,13 @@
+%% @doc The pybridge application: see pybridge_sup.
+-module(pybridge_app).
+-behaviour(application).
+
+-export([start/2, stop/1]).
+
+-spec start(application:start_type(), term()) -> {ok, pid()} | {error, term()}.
+start(_Type, _Args) ->
+    pybridge_sup:start_link().
+
+-spec stop(term()) -> ok.
+stop(_State) ->
+    ok.

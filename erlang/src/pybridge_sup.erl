@@ -1,0 +1,35 @@
+%% @doc Loads the driver and supervises one pybridge_worker per pool slot.
+-module(pybridge_sup).
+-behaviour(supervisor).
+
+-export([start_link/0, init/1]).
+
+-spec start_link() -> supervisor:startlink_ret().
+start_link() ->
+    supervisor:start_link({local, ?MODULE}, ?MODULE, []).
+
+-spec init([]) -> {ok, {supervisor:sup_flags(), [supervisor:child_spec()]}}.
+init([]) ->
+    %% Why here: erl_ddll ties a driver to the process that loaded it; the supervisor
+    %% lives as long as the application.
+    ok = load_driver(),
+    {ok, PoolSize} = application:get_env(pybridge, pool_size),
+    Workers = [#{id => {pybridge_worker, N},
+                 start => {pybridge_worker, start_link, [N]},
+                 restart => permanent,
+                 shutdown => 5000}
+               || N <- lists:seq(1, PoolSize)],
+    %% Why so lenient: a killed worker is restarted at once and that is normal operation;
+    %% a Python that cannot start at all still stops the application quickly.
+    {ok, {#{strategy => one_for_one, intensity => 50, period => 10}, Workers}}.
+
+load_driver() ->
+    Dir = case code:priv_dir(pybridge) of
+              {error, bad_name} -> filename:join(filename:dirname(code:which(?MODULE)), "../priv");
+              D -> D
+          end,
+    case erl_ddll:load_driver(Dir, "pybridge") of
+        ok -> ok;
+        {error, already_loaded} -> ok;
+        {error, E} -> error({pybridge_driver_load, Dir, erl_ddll:format_error(E)})
+    end.

@@ -1,0 +1,126 @@
+%% @doc One Python worker process and its manager port.
+%%
+%% Owns the manager port (which spawned the worker and holds its ctl socket), turns
+%% the worker's log frames into logger events, answers pid resolutions, and, when the
+%% worker dies, makes every port it served exit with {pybridge, worker_down} before
+%% the supervisor starts a fresh worker. Wire format: docs/PROTOCOL.md.
+-module(pybridge_worker).
+-behaviour(gen_server).
+
+-include("pybridge_protocol.hrl").
+
+-export([start_link/1, os_pid/1]).
+-export([init/1, handle_call/3, handle_cast/2, handle_info/2, terminate/2]).
+
+-define(HELLO_TIMEOUT, 15000).
+
+-record(state, {n :: pos_integer(),
+                mgr :: port(),
+                os_pid :: non_neg_integer(),
+                ports = #{} :: #{port() => reference()}}).
+
+-spec start_link(pos_integer()) -> {ok, pid()} | {error, term()}.
+start_link(N) ->
+    gen_server:start_link(?MODULE, N, []).
+
+%% @doc The OS pid of the Python worker served by this process.
+-spec os_pid(pid()) -> non_neg_integer().
+os_pid(Pid) ->
+    gen_server:call(Pid, os_pid).
+
+-spec init(pos_integer()) -> {ok, #state{}} | {stop, term()}.
+init(N) ->
+    process_flag(trap_exit, true),
+    Mgr = open_port({spawn_driver, "pybridge --manager"}, [binary]),
+    Argv = [python(), "-m", "pybridge", "worker", "--fd", "3"
+            | lists:append([["--path", P] || P <- python_path()])],
+    Spawn = [<<(timeout()):32>> | [[unicode:characters_to_binary(A), 0] || A <- Argv]],
+    try list_to_binary(erlang:port_control(Mgr, ?MGR_SPAWN, Spawn)) of
+        <<OsPid:32, _Slot:32>> ->
+            await_hello(#state{n = N, mgr = Mgr, os_pid = OsPid})
+    catch error:badarg ->
+        {stop, {pybridge_spawn_failed, Argv}}
+    end.
+
+await_hello(S = #state{mgr = Mgr}) ->
+    receive
+        {Mgr, {data, <<_:32, ?CTL_HELLO, _:8, _:32, ?PB_PROTOCOL_VERSION:16, _/binary>>}} ->
+            {ok, S};
+        {Mgr, {data, <<_:32, ?CTL_HELLO, _:8, _:32, Proto:16, Vsn/binary>>}} ->
+            {stop, {pybridge_protocol_mismatch, [{driver, ?PB_PROTOCOL_VERSION},
+                                                 {python, Proto, Vsn}]}};
+        {Mgr, {data, <<_:32, ?CTL_LOG, _:8, _:32, Body/binary>>}} ->
+            log(Body, S),
+            await_hello(S);
+        {Mgr, {data, <<_:32, ?CTL_WORKER_EXIT, _:8, _:32, Status:32/signed>>}} ->
+            {stop, {pybridge_worker_exited, Status}}
+    after ?HELLO_TIMEOUT ->
+        {stop, pybridge_hello_timeout}
+    end.
+
+-spec handle_call(term(), gen_server:from(), #state{}) -> {reply, term(), #state{}}.
+handle_call(os_pid, _From, S) ->
+    {reply, S#state.os_pid, S};
+handle_call(_Other, _From, S) ->
+    {reply, {error, unknown_call}, S}.
+
+-spec handle_cast(term(), #state{}) -> {noreply, #state{}}.
+handle_cast(_Msg, S) ->
+    {noreply, S}.
+
+-spec handle_info(term(), #state{}) -> {noreply, #state{}} | {stop, term(), #state{}}.
+handle_info({Mgr, {data, <<_:32, ?CTL_LOG, _:8, _:32, Body/binary>>}}, S = #state{mgr = Mgr}) ->
+    log(Body, S),
+    {noreply, S};
+handle_info({Mgr, {data, <<_:32, ?CTL_WORKER_EXIT, _:8, _:32, Status:32/signed>>}},
+            S = #state{mgr = Mgr}) ->
+    {stop, {shutdown, {pybridge_worker_exited, Status}}, S};
+handle_info({pybridge_port_opened, Port}, S = #state{ports = Ports}) ->
+    {noreply, S#state{ports = Ports#{Port => erlang:monitor(port, Port)}}};
+handle_info({'DOWN', _Ref, port, Port, _}, S = #state{ports = Ports}) ->
+    {noreply, S#state{ports = maps:remove(Port, Ports)}};
+handle_info({pybridge_resolve, Raw, Pid}, S = #state{mgr = Mgr}) ->
+    %% The worker waits for this inside a callback: answer straight to its ctl socket.
+    Body = <<Raw:64, (term_to_binary(Pid))/binary>>,
+    erlang:port_command(Mgr, ?FRAME(?CTL_PID_INFO, Body)),
+    {noreply, S};
+handle_info({'EXIT', Mgr, Reason}, S = #state{mgr = Mgr}) ->
+    {stop, {shutdown, {pybridge_manager_port, Reason}}, S};
+handle_info(_Other, S) ->
+    {noreply, S}.
+
+-spec terminate(term(), #state{}) -> ok.
+terminate(_Reason, #state{mgr = Mgr, ports = Ports}) ->
+    %% Why before closing the manager: a port must exit with a reason that names the
+    %% cause, not linger until its own grace timer fails it.
+    catch erlang:port_close(Mgr),
+    [exit(P, {pybridge, worker_down}) || P <- maps:keys(Ports)],
+    ok.
+
+log(Body, #state{os_pid = OsPid}) ->
+    try binary_to_term(Body) of
+        {Level, Msg, Meta} when is_atom(Level), is_binary(Msg), is_map(Meta) ->
+            logger:log(Level, "pybridge: ~ts", [Msg],
+                       Meta#{pybridge_worker => OsPid, domain => [pybridge]});
+        Other ->
+            logger:warning("pybridge: malformed log frame ~p", [Other])
+    catch error:badarg ->
+        logger:warning("pybridge: undecodable log frame from worker ~p", [OsPid])
+    end.
+
+python() ->
+    Configured = case application:get_env(pybridge, python, false) of
+                     false -> os:getenv("PYBRIDGE_PYTHON", "python3");
+                     P -> P
+                 end,
+    %% posix_spawn takes a path, not a name to look up
+    case os:find_executable(Configured) of
+        false -> Configured;
+        Path -> Path
+    end.
+
+python_path() ->
+    [filename:absname(D) || D <- application:get_env(pybridge, python_path, [])].
+
+timeout() ->
+    application:get_env(pybridge, timeout, 5000).

@@ -1,0 +1,20 @@
+"""The ``pybridge`` command."""
+import click
+
+from . import __version__
+
+
+@click.group()
+@click.version_option(__version__, prog_name="pybridge")
+def main() -> None:
+    """pybridge: Erlang port drivers written in Python."""
+
+
+@main.command()
+@click.option("--fd", type=int, default=3, show_default=True,
+              help="The ctl socket inherited from the node's manager port.")
+@click.option("--path", "paths", multiple=True, help="Directory to import driver modules from (repeatable).")
+def worker(fd: int, paths: tuple) -> None:
+    """Serve ports for a node (started by the pybridge Erlang app, not by hand)."""
+    from ._worker import main as run
+    run(fd, list(paths))

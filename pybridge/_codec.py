@@ -1,0 +1,631 @@
+"""Erlang External Term Format (ETF) encoder and decoder.
+
+A pure-Python codec for the hot path, with pybridge's mapping between Python
+and Erlang terms (see encode and decode).  Pids, ports, references and funs
+are parsed by erlang-py and come back as its objects.  encode writes exactly
+the bytes of OTP's term_to_binary(T, [{minor_version, 2}]), except that maps
+with more than 32 keys (hash-ordered in OTP) are written in dict order.
+"""
+import math
+import struct
+import zlib
+
+import erlang
+
+from ._types import (Atom, DecodeError, EncodeError, ImproperList,
+                     ImproperListKey, ListKey, MapKey)
+
+__all__ = ["encode", "decode", "decode_from"]
+
+_TAG_U8 = struct.Struct(">BB").pack
+_TAG_U16 = struct.Struct(">BH").pack
+_TAG_U32 = struct.Struct(">BI").pack
+_TAG_I32 = struct.Struct(">Bi").pack
+_TAG_F64 = struct.Struct(">Bd").pack
+_U16 = struct.Struct(">H").unpack_from
+_U32 = struct.Struct(">I").unpack_from
+_I32 = struct.Struct(">i").unpack_from
+_F64 = struct.Struct(">d").unpack_from
+
+_SMALL_INTS = [bytes((97, n)) for n in range(256)]
+_SMALL_TUPLES = [bytes((104, n)) for n in range(256)]
+_NIL = b"j"  # NIL_EXT (106)
+_ERLANG_PY = (erlang.OtpErlangAtom, erlang.OtpErlangBinary, erlang.OtpErlangList,
+              erlang.OtpErlangPid, erlang.OtpErlangPort, erlang.OtpErlangReference,
+              erlang.OtpErlangFunction)
+_CACHE_LIMIT = 4096  # bounds the atom caches, which untrusted input can grow
+
+
+# ---------------------------------------------------------------- encoding
+
+_ATOM_ETF = {}  # atom name -> its encoding
+
+
+def _atom_etf(name):
+    etf = _ATOM_ETF.get(name)
+    if etf is None:
+        if len(name) > 255:
+            raise EncodeError(f"atom longer than 255 characters: {name[:20]!r}...")
+        raw = name.encode("utf-8")
+        etf = (_TAG_U8(119, len(raw)) if len(raw) < 256 else _TAG_U16(118, len(raw))) + raw
+        if len(_ATOM_ETF) < _CACHE_LIMIT:
+            _ATOM_ETF[name] = etf
+    return etf
+
+
+_TRUE = _atom_etf("true")
+_FALSE = _atom_etf("false")
+
+
+def encode(term, none_atom="undefined"):
+    """Encode a Python term as ETF bytes (with the leading 131 version byte).
+
+    bytes-like and str -> binary, bool -> true/false, None -> none_atom,
+    int, float, Atom, tuple, list (STRING_EXT when OTP would use it),
+    ImproperList, dict -> map, ListKey -> list, MapKey -> map, and erlang-py
+    objects as erlang-py encodes them.  Anything else raises EncodeError.
+    """
+    out = [b"\x83"]
+    try:
+        # Validate none_atom even if no None occurs (cheap once cached).
+        _ATOM_ETF.get(none_atom) or _atom_etf(none_atom)
+        _enc(term, out.append, none_atom)
+    except RecursionError:
+        raise EncodeError("term is nested too deeply (or contains itself)") from None
+    except UnicodeEncodeError as e:
+        raise EncodeError(f"string is not encodable as UTF-8: {e}") from None
+    return b"".join(out)
+
+
+def _enc(t, app, none):
+    # Exact type checks, most frequent first; subclasses go to _enc_other.
+    tt = type(t)
+    if tt is Atom:
+        app(_ATOM_ETF.get(t.name) or _atom_etf(t.name))
+    elif tt is int:
+        if 0 <= t <= 255:
+            app(_SMALL_INTS[t])
+        elif -2147483648 <= t <= 2147483647:
+            app(_TAG_I32(98, t))
+        else:
+            app(_bignum(t))
+    elif tt is bytes:
+        app(_TAG_U32(109, len(t)))
+        app(t)
+    elif tt is tuple:
+        n = len(t)
+        app(_SMALL_TUPLES[n] if n < 256 else _TAG_U32(105, n))
+        for x in t:
+            _enc(x, app, none)
+    elif tt is str:
+        raw = t.encode("utf-8")
+        app(_TAG_U32(109, len(raw)))
+        app(raw)
+    elif tt is list:
+        _enc_list(t, app, none)
+    elif t is None:
+        app(_ATOM_ETF.get(none) or _atom_etf(none))
+    elif tt is bool:
+        app(_TRUE if t else _FALSE)
+    elif tt is dict:
+        _enc_map(t.items(), len(t), app, none)
+    elif tt is float:
+        if not math.isfinite(t):
+            raise EncodeError(f"Erlang has no float {t}")
+        app(_TAG_F64(70, t))
+    else:
+        _enc_other(t, app, none)
+
+
+def _enc_other(t, app, none):
+    if isinstance(t, bool):
+        app(_TRUE if t else _FALSE)
+    elif isinstance(t, ListKey):  # before tuple: ListKey is a tuple subclass
+        _enc_list(t, app, none)
+    elif isinstance(t, ImproperList):
+        if not t.items:
+            raise EncodeError("ImproperList needs at least one item")
+        if isinstance(t.tail, (list, ListKey, ImproperList, erlang.OtpErlangList)):
+            raise EncodeError("ImproperList tail must not be a list")
+        app(_TAG_U32(108, len(t.items)))
+        for x in t.items:
+            _enc(x, app, none)
+        _enc(t.tail, app, none)
+    elif isinstance(t, MapKey):
+        _enc_map(t.items, len(t.items), app, none)
+    elif isinstance(t, _ERLANG_PY):
+        app(t.binary())
+    elif isinstance(t, (bytearray, memoryview)):
+        raw = bytes(t)  # for a memoryview, len() counts items, not bytes
+        app(_TAG_U32(109, len(raw)))
+        app(raw)
+    elif isinstance(t, Atom):
+        _enc(Atom(t.name), app, none)
+    elif isinstance(t, int):
+        _enc(int(t), app, none)
+    elif isinstance(t, float):
+        _enc(float(t), app, none)
+    elif isinstance(t, str):
+        _enc(str.__str__(t), app, none)
+    elif isinstance(t, tuple):
+        _enc(tuple(t), app, none)
+    elif isinstance(t, list):
+        _enc_list(t, app, none)
+    elif isinstance(t, dict):
+        _enc_map(t.items(), len(t), app, none)
+    else:
+        raise EncodeError(f"cannot encode {type(t).__module__}.{type(t).__qualname__} "
+                          f"as an Erlang term")
+
+
+def _bignum(t):
+    mag = -t if t < 0 else t
+    n = (mag.bit_length() + 7) // 8
+    head = struct.pack(">BBB", 110, n, t < 0) if n < 256 else struct.pack(">BIB", 111, n, t < 0)
+    return head + mag.to_bytes(n, "little")
+
+
+def _enc_list(t, app, none):
+    n = len(t)
+    if not n:
+        app(_NIL)
+        return
+    # OTP writes a proper list of 0..255 integers (at most 65535) as STRING_EXT.
+    # bytes() checks the range in C; the type check excludes bools and
+    # non-int objects with __index__, which are not Erlang integers.
+    if n <= 65535 and isinstance(t[0], int):
+        try:
+            raw = bytes(t)
+        except (TypeError, ValueError):
+            raw = None
+        if raw is not None and all(issubclass(x, int) and x is not bool
+                                   for x in set(map(type, t))):
+            app(_TAG_U16(107, n))
+            app(raw)
+            return
+    app(_TAG_U32(108, n))
+    for x in t:
+        _enc(x, app, none)
+    app(_NIL)
+
+
+def _enc_map(items, n, app, none):
+    app(_TAG_U32(116, n))
+    if 1 < n <= 32:
+        # OTP writes small maps in Erlang term order of their keys.
+        keyed = sorted(((_order(k, none), k, v) for k, v in items), key=lambda e: e[0])
+        for a, b in zip(keyed, keyed[1:]):
+            if a[0] == b[0]:
+                raise EncodeError(f"map keys {a[1]!r} and {b[1]!r} are the same Erlang term")
+        for _, k, v in keyed:
+            _enc(k, app, none)
+            _enc(v, app, none)
+    else:
+        for k, v in items:
+            _enc(k, app, none)
+            _enc(v, app, none)
+
+
+def _order(t, none):
+    """Sort key giving Erlang's exact term order, as used for map keys.
+
+    number < atom < reference < fun < port < pid < tuple < map < [] < list <
+    bitstring; in this order every integer sorts before every float.  The
+    first element is the type's rank, so keys of different types never
+    compare their later elements.  Pids, ports, references and funs are
+    ordered by their encoding, which is only an approximation.
+    """
+    if isinstance(t, bool):
+        return (1, "true" if t else "false")
+    if isinstance(t, int):
+        return (0, 0, t)
+    if isinstance(t, float):
+        return (0, 1, t)
+    if isinstance(t, Atom):
+        return (1, t.name)
+    if t is None:
+        return (1, none)
+    if isinstance(t, (bytes, bytearray, memoryview)):
+        return (10, bytes(t), 8)
+    if isinstance(t, str):
+        return (10, t.encode("utf-8"), 8)
+    if isinstance(t, (list, ListKey)):
+        return _order_list(t, [], none)
+    if isinstance(t, tuple):
+        return (6, len(t), tuple(_order(x, none) for x in t))
+    if isinstance(t, (dict, MapKey)):
+        pairs = sorted((_order(k, none), _order(v, none))
+                       for k, v in (t.items() if isinstance(t, dict) else t.items))
+        return (7, len(pairs), tuple(k for k, _ in pairs), tuple(v for _, v in pairs))
+    if isinstance(t, ImproperList):
+        return _order_list(t.items, t.tail, none)
+    if isinstance(t, erlang.OtpErlangAtom):
+        v = t.value
+        return (1, v.decode("latin-1") if isinstance(v, bytes) else str(v))
+    if isinstance(t, erlang.OtpErlangBinary):
+        if t.bits == 8 or not t.value:
+            return (10, t.value, 8)
+        # Bit strings compare bit by bit: ignore the unused low bits.
+        last = t.value[-1] & (0xFF << (8 - t.bits)) & 0xFF
+        return (10, t.value[:-1] + bytes((last,)), t.bits)
+    if isinstance(t, erlang.OtpErlangList):
+        if t.improper:
+            return _order_list(t.value[:-1], t.value[-1], none)
+        return _order_list(t.value, [], none)
+    rank = {erlang.OtpErlangReference: 2, erlang.OtpErlangFunction: 3,
+            erlang.OtpErlangPort: 4, erlang.OtpErlangPid: 5}.get(type(t))
+    if rank is None:
+        raise EncodeError(f"cannot encode {type(t).__module__}.{type(t).__qualname__} "
+                          f"as an Erlang term")
+    return (rank, t.binary())
+
+
+def _order_list(items, tail, none):
+    # Erlang compares lists cell by cell: a cell (rank 9 plus its head) against
+    # the other list's tail compares by type rank, so [1|<<>>] > [1,2] > [1|x].
+    if not items:
+        return (8,) if isinstance(tail, list) and not tail else _order(tail, none)
+    cells = tuple((9, _order(x, none)) for x in items)
+    return (9, cells + ((8,) if isinstance(tail, list) and not tail else _order(tail, none),))
+
+
+# ---------------------------------------------------------------- decoding
+
+#
+# Each _d_* function decodes the term whose tag byte is at data[i] and
+# returns (term, next index); _DEC maps every tag byte to one of them, which
+# dispatches faster than a chain of tag tests.  Reads of fixed size (data[i],
+# unpack_from) fail with IndexError/struct.error at the end of the data and
+# _decode_at turns those into DecodeError; slices do not fail, so their
+# lengths are checked, and counts are checked against the bytes left before
+# looping.
+#
+# Atom tables map UTF-8 atom text to the decoded value (Atom, True, False or
+# None), one table per none_atom; the table's None key holds that name.
+
+_ATOM_TABLES = {}
+
+
+def _atom_table(none_atom):
+    if not isinstance(none_atom, str):
+        raise TypeError("none_atom must be a str")
+    atoms = {None: none_atom}
+    if len(_ATOM_TABLES) < 64:
+        _ATOM_TABLES[none_atom] = atoms
+    return atoms
+
+
+def _new_atom(atoms, raw):
+    name = raw.decode("utf-8")
+    if name == atoms[None]:
+        value = None
+    elif name == "true" or name == "false":
+        value = name == "true"
+    else:
+        value = Atom(name)
+    if len(atoms) < _CACHE_LIMIT:
+        atoms[raw] = value
+    return value
+
+
+def decode(data, none_atom="undefined"):
+    """Decode ETF bytes (starting with the 131 version byte) into a Python term.
+
+    binary -> bytes, bit string -> erlang.OtpErlangBinary, true/false ->
+    bool, none_atom -> None, other atoms -> Atom, STRING_EXT -> list of
+    ints, improper list -> ImproperList, map -> dict (list/map keys become
+    ListKey/MapKey), pids, ports, references and funs -> erlang-py objects.
+    Malformed data, including trailing bytes, raises DecodeError.
+    """
+    if type(data) is not bytes:
+        data = _as_bytes(data)
+    if not data or data[0] != 131:
+        raise DecodeError("ETF data must start with the version byte 131")
+    term, i = _decode_at(data, 1, none_atom)
+    if i != len(data):
+        raise DecodeError(f"{len(data) - i} trailing bytes after the term")
+    return term
+
+
+def decode_from(data, offset, none_atom="undefined"):
+    """Decode one term (no version byte) at data[offset]; return (term, end offset)."""
+    if type(data) is not bytes:
+        data = _as_bytes(data)
+    if not 0 <= offset < len(data):
+        raise DecodeError(f"offset {offset} is outside the data ({len(data)} bytes)")
+    return _decode_at(data, offset, none_atom)
+
+
+def _as_bytes(data):
+    if isinstance(data, (bytes, bytearray, memoryview)):
+        return bytes(data)
+    raise TypeError(f"expected bytes, bytearray or memoryview, not {type(data).__name__}")
+
+
+def _decode_at(data, i, none_atom):
+    atoms = _ATOM_TABLES.get(none_atom) or _atom_table(none_atom)
+    try:
+        if data[i] == 80:  # compressed: only valid as the outermost term
+            return _inflate(data, i, atoms)
+        return _DEC[data[i]](data, i, atoms)
+    except (IndexError, struct.error):
+        raise DecodeError("truncated ETF data") from None
+    except UnicodeDecodeError:
+        raise DecodeError("atom name is not valid UTF-8") from None
+    except RecursionError:
+        raise DecodeError("term is nested too deeply") from None
+    except erlang.ParseException as e:
+        raise DecodeError(f"invalid pid, port, reference or fun: {e}") from None
+
+
+def _inflate(data, i, atoms):
+    size = _U32(data, i + 1)[0]
+    if not size:  # also, a max_length of 0 below would mean "unlimited"
+        raise DecodeError("compressed term with a declared size of 0")
+    inflater = zlib.decompressobj()
+    try:
+        # max_length caps memory at the declared size, however the data inflates.
+        raw = inflater.decompress(data[i + 5:], size)
+        if not inflater.eof:
+            if inflater.decompress(inflater.unconsumed_tail, 1):
+                raise DecodeError("compressed term is larger than its declared size")
+            if not inflater.eof:
+                raise DecodeError("truncated compressed term")
+    except zlib.error as e:
+        raise DecodeError(f"corrupt compressed term: {e}") from None
+    if len(raw) != size:
+        raise DecodeError("compressed term is smaller than its declared size")
+    term, j = _DEC[raw[0]](raw, 0, atoms)
+    if j != size:
+        raise DecodeError("trailing bytes inside the compressed term")
+    return term, len(data) - len(inflater.unused_data)
+
+
+def _truncated(what, need, i, data):
+    return DecodeError(f"{what} of {need} bytes at offset {i} exceeds the "
+                       f"{len(data) - i} bytes left")
+
+
+def _d_small_int(data, i, atoms):
+    return data[i + 1], i + 2
+
+
+def _d_int(data, i, atoms):
+    return _I32(data, i + 1)[0], i + 5
+
+
+def _d_small_atom_utf8(data, i, atoms):
+    # Inlined copy of _atom_at: this is the atom tag pybridge writes.
+    n = data[i + 1]
+    j = i + 2 + n
+    raw = data[i + 2:j]
+    if len(raw) != n:
+        raise _truncated("atom", n, i + 2, data)
+    try:
+        return atoms[raw], j
+    except KeyError:
+        return _new_atom(atoms, raw), j
+
+
+def _d_atom_utf8(data, i, atoms):
+    return _atom_at(data, i + 3, _U16(data, i + 1)[0], atoms, False)
+
+
+def _d_small_atom(data, i, atoms):
+    return _atom_at(data, i + 2, data[i + 1], atoms, True)
+
+
+def _d_atom(data, i, atoms):
+    return _atom_at(data, i + 3, _U16(data, i + 1)[0], atoms, True)
+
+
+def _atom_at(data, i, n, atoms, latin1):
+    j = i + n
+    raw = data[i:j]
+    if len(raw) != n:
+        raise _truncated("atom", n, i, data)
+    if latin1 and not raw.isascii():
+        raw = raw.decode("latin-1").encode("utf-8")
+    try:
+        return atoms[raw], j
+    except KeyError:
+        return _new_atom(atoms, raw), j
+
+
+def _d_binary(data, i, atoms):
+    n = _U32(data, i + 1)[0]
+    j = i + 5 + n
+    raw = data[i + 5:j]
+    if len(raw) != n:
+        raise _truncated("binary", n, i + 5, data)
+    return raw, j
+
+
+def _d_small_tuple(data, i, atoms):
+    return _tuple(data, i + 2, data[i + 1], atoms)
+
+
+def _d_large_tuple(data, i, atoms):
+    return _tuple(data, i + 5, _U32(data, i + 1)[0], atoms)
+
+
+def _tuple(data, i, n, atoms):
+    if n > len(data) - i:  # every element takes at least one byte
+        raise _truncated("tuple", n, i, data)
+    dec = _DEC
+    items = [None] * n
+    for k in range(n):
+        tag = data[i]
+        if tag == 97:  # small integers inline: saves a call for the most common term
+            items[k] = data[i + 1]
+            i += 2
+        else:
+            items[k], i = dec[tag](data, i, atoms)
+    return tuple(items), i
+
+
+def _d_nil(data, i, atoms):
+    return [], i + 1
+
+
+def _d_string(data, i, atoms):
+    n = _U16(data, i + 1)[0]
+    raw = data[i + 3:i + 3 + n]
+    if len(raw) != n:
+        raise _truncated("string", n, i + 3, data)
+    return list(raw), i + 3 + n
+
+
+def _d_list(data, i, atoms):
+    # A proper list may also be written as nested LIST_EXT tails; follow them
+    # in a loop, so long cons chains do not recurse.
+    dec = _DEC
+    items = []
+    append = items.append
+    while data[i] == 108:
+        n = _U32(data, i + 1)[0]
+        i += 5
+        if n > len(data) - i:
+            raise _truncated("list", n, i, data)
+        for _ in range(n):
+            x, i = dec[data[i]](data, i, atoms)
+            append(x)
+    tail, i = dec[data[i]](data, i, atoms)
+    if type(tail) is list:  # NIL_EXT or STRING_EXT
+        items.extend(tail)
+        return items, i
+    return (ImproperList(items, tail) if items else tail), i
+
+
+def _d_map(data, i, atoms):
+    n = _U32(data, i + 1)[0]
+    i += 5
+    if n > (len(data) - i) // 2:
+        raise _truncated("map", 2 * n, i, data)
+    dec = _DEC
+    result = {}
+    for _ in range(n):
+        key, i = dec[data[i]](data, i, atoms)
+        value, i = dec[data[i]](data, i, atoms)
+        try:
+            result[key] = value
+        except TypeError:  # a list or map inside the key
+            result[_freeze(key)] = value
+    if len(result) != n:
+        raise DecodeError("map has duplicate keys (in Python terms: 1, 1.0 and "
+                          "true are one key)")
+    return result, i
+
+
+def _freeze(t):
+    """Hashable form of a decoded term, for use as a map key."""
+    tt = type(t)
+    if tt is list:
+        return ListKey(map(_freeze, t))
+    if tt is tuple:
+        return tuple(map(_freeze, t))
+    if tt is dict:
+        return MapKey((k, _freeze(v)) for k, v in t.items())
+    if tt is ImproperList:
+        return ImproperListKey(map(_freeze, t.items), _freeze(t.tail))
+    return t
+
+
+def _d_new_float(data, i, atoms):
+    value = _F64(data, i + 1)[0]
+    if not math.isfinite(value):
+        raise DecodeError(f"Erlang has no float {value}")
+    return value, i + 9
+
+
+def _d_float(data, i, atoms):
+    # Pre-R11 FLOAT_EXT: 31 bytes of "%.20e" text, NUL padded.
+    raw = data[i + 1:i + 32]
+    if len(raw) != 31:
+        raise _truncated("float", 31, i + 1, data)
+    try:
+        value = float(raw.split(b"\0", 1)[0])
+    except ValueError:
+        raise DecodeError(f"invalid FLOAT_EXT text {raw!r}") from None
+    if not math.isfinite(value):
+        raise DecodeError(f"Erlang has no float {value}")
+    return value, i + 32
+
+
+def _d_small_big(data, i, atoms):
+    return _big(data, i + 2, data[i + 1])
+
+
+def _d_large_big(data, i, atoms):
+    return _big(data, i + 5, _U32(data, i + 1)[0])
+
+
+def _big(data, i, n):
+    # A sign byte (non-zero means negative, as in OTP), then the magnitude
+    # in little-endian bytes.
+    sign = data[i]
+    raw = data[i + 1:i + 1 + n]
+    if len(raw) != n:
+        raise _truncated("integer", n, i + 1, data)
+    value = int.from_bytes(raw, "little")
+    return (-value if sign else value), i + 1 + n
+
+
+def _d_bit_binary(data, i, atoms):
+    n = _U32(data, i + 1)[0]
+    bits = data[i + 5]
+    raw = data[i + 6:i + 6 + n]
+    if len(raw) != n:
+        raise _truncated("bit string", n, i + 6, data)
+    if (n == 0) != (bits == 0) or bits > 8:  # as binary_to_term checks
+        raise DecodeError(f"bit string of {n} bytes cannot end in {bits} bits")
+    return (raw if bits in (0, 8) else erlang.OtpErlangBinary(raw, bits)), i + 6 + n
+
+
+def _d_erlang_py(data, i, atoms):
+    # Pids, ports, references, new funs and exports: parsed by erlang-py.
+    if data[i] == 112 and _U32(data, i + 1)[0] < 4:  # its size counts itself
+        raise DecodeError("NEW_FUN_EXT size is too small")
+    j, term = erlang._binary_to_term(i, data)
+    if j > len(data):  # erlang-py slices past the end without noticing
+        raise DecodeError(f"truncated ETF data (tag {data[i]})")
+    return term, j
+
+
+def _d_old_fun(data, i, atoms):
+    # FUN_EXT is walked here rather than by erlang-py, whose parser would
+    # decode its free variables without size checks (a zlib bomb included).
+    numfree = _U32(data, i + 1)[0]
+    j = i + 5
+    if numfree > len(data) - j:
+        raise _truncated("fun", numfree, j, data)
+    dec = _DEC
+    pid, j = dec[data[j]](data, j, atoms)
+    if not isinstance(pid, erlang.OtpErlangPid):
+        raise DecodeError("FUN_EXT without a pid")
+    _, j = dec[data[j]](data, j, atoms)  # module
+    for _ in range(2):  # index, uniq
+        number, j = dec[data[j]](data, j, atoms)
+        if type(number) is not int:
+            raise DecodeError("FUN_EXT index or uniq is not an integer")
+    for _ in range(numfree):
+        _, j = dec[data[j]](data, j, atoms)
+    return erlang.OtpErlangFunction(117, data[i + 1:j]), j
+
+
+def _d_unknown(data, i, atoms):
+    raise DecodeError(f"unknown ETF tag {data[i]} at offset {i}")
+
+
+_DEC = [_d_unknown] * 256
+for _tag, _fn in {
+        97: _d_small_int, 98: _d_int, 119: _d_small_atom_utf8, 118: _d_atom_utf8,
+        115: _d_small_atom, 100: _d_atom, 109: _d_binary, 104: _d_small_tuple,
+        105: _d_large_tuple, 106: _d_nil, 107: _d_string, 108: _d_list, 116: _d_map,
+        70: _d_new_float, 99: _d_float, 110: _d_small_big, 111: _d_large_big,
+        77: _d_bit_binary, 117: _d_old_fun,
+        # pids, ports, references, new funs, exports
+        **dict.fromkeys((88, 103, 89, 102, 120, 90, 114, 101, 112, 113), _d_erlang_py),
+}.items():
+    _DEC[_tag] = _fn
+del _tag, _fn

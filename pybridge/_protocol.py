@@ -1,0 +1,52 @@
+"""Frame layout and opcodes of the pybridge wire protocol.
+
+docs/PROTOCOL.md is normative; this module mirrors its tables (a test checks that the
+C, Erlang and Python tables agree with it).
+"""
+import struct
+
+PROTOCOL_VERSION = 1
+
+# ---- opcodes: keep equal to docs/PROTOCOL.md ----
+CTL_HELLO = 0x01
+CTL_NEW_PORT = 0x02
+CTL_PID_INFO = 0x03
+CTL_LOG = 0x04
+CTL_WORKER_EXIT = 0x05
+
+OP_OPEN = 0x10
+OP_STOP = 0x11
+OP_OUTPUT = 0x12
+OP_CONTROL = 0x13
+OP_CALL = 0x14
+OP_CALLER = 0x15
+OP_CONNECTED = 0x16
+
+OP_REPLY = 0x80
+OP_ERROR = 0x81
+OP_OUTPUT_DATA = 0x82
+OP_SET_CONTROL_FLAGS = 0x83
+OP_RESOLVE_PID = 0x84
+
+FL_WRAPPED = 0x01
+FL_NONE = 0x01
+
+PB_CALL_CONTROL = 0xFFFFFF01
+PB_CALL_CALL = 0xFFFFFF02
+
+MGR_SPAWN = 1
+# ---- end of opcodes ----
+
+HEADER = struct.Struct(">IBBI")     # len, op, fl, id; len counts the bytes after itself
+HDR_LEN = HEADER.size
+U32 = struct.Struct(">I")
+U64 = struct.Struct(">Q")
+MAX_FRAME = 256 << 20
+
+
+def frame(op: int, body: bytes = b"", fl: int = 0, rid: int = 0) -> bytes:
+    return HEADER.pack(len(body) + 6, op, fl, rid) + body
+
+
+class ProtocolError(Exception):
+    """The peer sent something the protocol does not allow."""

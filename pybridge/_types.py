@@ -1,0 +1,143 @@
+"""Python types that stand for Erlang terms without a natural Python equivalent.
+
+Atoms, improper lists and the hashable stand-ins used when an Erlang map has
+a list or a map as a key.  Pids, ports, references, funs and bit strings are
+erlang-py's classes, re-exported under shorter names.
+"""
+from erlang import OtpErlangBinary as BitString
+from erlang import OtpErlangFunction as Function
+from erlang import OtpErlangPid as Pid
+from erlang import OtpErlangPort as Port
+from erlang import OtpErlangReference as Reference
+
+__all__ = [
+    "Atom", "ImproperList", "ImproperListKey", "ListKey", "MapKey",
+    "Pid", "Port", "Reference", "Function", "BitString",
+    "DecodeError", "EncodeError",
+]
+
+
+class DecodeError(ValueError):
+    """The data is not a valid External Term Format encoding."""
+
+
+class EncodeError(TypeError):
+    """The Python value has no Erlang counterpart."""
+
+
+class Atom:
+    """An Erlang atom.  Never equal to a str, so atoms and binaries stay distinct."""
+
+    __slots__ = ("name",)
+
+    def __init__(self, name):
+        if isinstance(name, (bytes, bytearray)):
+            name = bytes(name).decode("utf-8")
+        elif not isinstance(name, str):
+            raise TypeError(f"atom name must be str or bytes, not {type(name).__name__}")
+        # Atoms are hashable, so they must not change after construction.
+        object.__setattr__(self, "name", name)
+
+    def __setattr__(self, attr, value):
+        raise AttributeError("Atom is immutable")
+
+    def __reduce__(self):
+        # The default slot-based pickling would go through __setattr__.
+        return (Atom, (self.name,))
+
+    def __eq__(self, other):
+        if isinstance(other, Atom):
+            return self.name == other.name
+        return NotImplemented
+
+    def __hash__(self):
+        return hash((Atom, self.name))
+
+    def __repr__(self):
+        return f"Atom({self.name!r})"
+
+    def __str__(self):
+        return self.name
+
+
+class ImproperList:
+    """An Erlang list whose tail is not []: [items... | tail]."""
+
+    __slots__ = ("items", "tail")
+
+    def __init__(self, items, tail):
+        self.items = list(items)
+        self.tail = tail
+
+    def __eq__(self, other):
+        # An ImproperList never equals its hashable ImproperListKey form.
+        if type(other) is not type(self):
+            return NotImplemented
+        return self.items == other.items and self.tail == other.tail
+
+    __hash__ = None  # items is a mutable list; ImproperListKey is the hashable form
+
+    def __repr__(self):
+        return f"{type(self).__name__}({self.items!r}, {self.tail!r})"
+
+
+class ImproperListKey(ImproperList):
+    """Hashable ImproperList (items kept as a tuple), used for map keys."""
+
+    __slots__ = ()
+
+    def __init__(self, items, tail):
+        self.items = tuple(items)
+        self.tail = tail
+
+    def __hash__(self):
+        return hash((ImproperListKey, self.items, self.tail))
+
+
+class ListKey(tuple):
+    """Hashable stand-in for an Erlang list used as a map key; encodes as a list.
+
+    Only equal to another ListKey: the tuple (1, 2) is the Erlang tuple {1,2},
+    a different map key from the list [1,2].
+    """
+
+    __slots__ = ()
+
+    def __eq__(self, other):
+        if isinstance(other, ListKey):
+            return tuple.__eq__(self, other)
+        return NotImplemented
+
+    def __ne__(self, other):
+        if isinstance(other, ListKey):
+            return tuple.__ne__(self, other)
+        return NotImplemented
+
+    __hash__ = tuple.__hash__
+
+    def __repr__(self):
+        return f"ListKey({list(self)!r})"
+
+
+class MapKey:
+    """Hashable stand-in for an Erlang map used as a map key; encodes as a map.
+
+    `items` is a tuple of (key, value) pairs whose values must be hashable.
+    """
+
+    __slots__ = ("items",)
+
+    def __init__(self, mapping=()):
+        pairs = mapping.items() if isinstance(mapping, dict) else mapping
+        self.items = tuple((k, v) for k, v in pairs)
+
+    def __eq__(self, other):
+        if isinstance(other, MapKey):
+            return frozenset(self.items) == frozenset(other.items)
+        return NotImplemented
+
+    def __hash__(self):
+        return hash(frozenset(self.items))
+
+    def __repr__(self):
+        return f"MapKey({dict(self.items)!r})"

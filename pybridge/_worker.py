@@ -1,0 +1,469 @@
+"""The worker process: one event loop serving every port the node gives it.
+
+Wire format: docs/PROTOCOL.md. fd 3 (or --fd) is the ctl socket to the manager port;
+each port arrives as a descriptor in CTL_NEW_PORT and is served in order on its own
+socket. Callbacks run one at a time; outputs are batched per read and written without
+blocking, and reading a port pauses while too much of its output is unsent.
+"""
+from __future__ import annotations
+
+import array
+import ctypes
+import importlib
+import logging
+import os
+import re
+import resource
+import select
+import selectors
+import signal
+import socket
+import sys
+import time
+import traceback
+import urllib.parse
+from collections import deque
+from typing import Any
+
+from . import _protocol as P
+from . import __version__
+from ._codec import decode, encode
+from ._driver import PORT_CONTROL_FLAG_BINARY, Driver, Port
+from ._errors import BadArg, WorkerError
+from ._types import Atom, ImproperList
+
+log = logging.getLogger("pybridge")
+
+OUT_HIGH = 8 << 20          # unsent bytes of one port that pause reading it
+READ_SIZE = 256 << 10
+SPEC_RE = re.compile(r"^[A-Za-z_][\w]*(\.[A-Za-z_][\w]*)*:[A-Za-z_]\w*$")
+
+
+def error_term(exc: BaseException) -> tuple:
+    cls = type(exc)
+    return (Atom("python"), Atom(f"{cls.__module__}.{cls.__qualname__}"), str(exc).encode(),
+            "".join(traceback.format_exception(exc)).encode())
+
+
+def flatten_iodata(d: Any) -> bytes:
+    if isinstance(d, (bytes, bytearray)):
+        return bytes(d)
+    if isinstance(d, int):
+        return bytes((d,))
+    if isinstance(d, list):
+        return b"".join(flatten_iodata(x) for x in d)
+    if isinstance(d, ImproperList):
+        return b"".join(flatten_iodata(x) for x in d.items) + flatten_iodata(d.tail)
+    raise BadArg("not iodata")
+
+
+def reply_bytes(r: Any) -> bytes:
+    if isinstance(r, (bytes, bytearray, memoryview)):
+        return bytes(r)
+    if isinstance(r, str):
+        return r.encode()
+    raise TypeError(f"control must return bytes, str or None, not {type(r).__name__}")
+
+
+class Conn:
+    """One port: its socket, its Driver instance and what the C side told it."""
+
+    def __init__(self, worker: "Worker", sock: socket.socket) -> None:
+        self.worker = worker
+        self.sock = sock
+        self.inbuf = bytearray()
+        self.out: list[bytes] = []
+        self.outlen = 0
+        self.driver: Driver | None = None
+        self.port = Port(self)
+        self.port_raw = self.caller_raw = self.connected_raw = 0
+        self.control_flags = 0
+        self.timeout_ms = 5000
+        self.none_atom = "undefined"
+        self.spec = ""
+        self.events = selectors.EVENT_READ
+        self.closed = False
+
+    # -- output side --
+    def send(self, op: int, body: bytes = b"", fl: int = 0, rid: int = 0) -> None:
+        if self.closed:
+            return
+        self.out.append(P.HEADER.pack(len(body) + 6, op, fl, rid))
+        if body:
+            self.out.append(body)
+        self.outlen += P.HDR_LEN + len(body)
+
+    def flush(self) -> None:
+        if self.out and not self.closed:
+            data = b"".join(self.out) if len(self.out) > 1 else self.out[0]
+            try:
+                n = self.sock.send(data)
+            except BlockingIOError:
+                n = 0
+            except OSError:
+                self.close()
+                return
+            if n < len(data):
+                self.out = [data[n:]]
+            else:
+                self.out = []
+            self.outlen = len(data) - n
+        self.rearm()
+
+    def flush_blocking(self, deadline: float) -> None:
+        """Push everything out now (used before waiting on the node inside a callback)."""
+        while self.out and not self.closed:
+            self.flush()
+            if self.out:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    raise WorkerError("the node does not read this port's socket")
+                select.select([], [self.sock], [], left)
+
+    def rearm(self) -> None:
+        if self.closed:
+            return
+        ev = (selectors.EVENT_READ if self.outlen < OUT_HIGH else 0) | \
+             (selectors.EVENT_WRITE if self.out else 0)
+        if ev != self.events:
+            if not ev:
+                self.worker.sel.unregister(self.sock)
+            elif not self.events:
+                self.worker.sel.register(self.sock, ev, self)
+            else:
+                self.worker.sel.modify(self.sock, ev, self)
+            self.events = ev
+
+    # -- input side --
+    def on_readable(self) -> None:
+        try:
+            data = self.sock.recv(READ_SIZE)
+        except BlockingIOError:
+            return
+        except OSError:
+            data = b""
+        if not data:
+            self.close()
+            return
+        buf = self.inbuf
+        buf += data
+        off, end = 0, len(buf)
+        try:
+            while end - off >= 4 and not self.closed:
+                n = P.U32.unpack_from(buf, off)[0]
+                if n < 6 or n > P.MAX_FRAME:
+                    raise P.ProtocolError(f"bad frame length {n}")
+                if end - off - 4 < n:
+                    break
+                _, op, fl, rid = P.HEADER.unpack_from(buf, off)
+                body = bytes(buf[off + P.HDR_LEN:off + 4 + n])
+                off += 4 + n
+                self.dispatch(op, fl, rid, body)
+        except P.ProtocolError as e:
+            log.error("pybridge port %s: %s; closing it", self.spec, e)
+            self.close()
+            return
+        del buf[:off]
+        self.flush()
+
+    def dispatch(self, op: int, fl: int, rid: int, body: bytes) -> None:
+        if op == P.OP_OUTPUT:
+            self.on_output(body)
+        elif op == P.OP_CONTROL:
+            self.on_control(fl, rid, body)
+        elif op == P.OP_CALL:
+            self.on_call(fl, rid, body)
+        elif op == P.OP_CALLER:
+            self.caller_raw = P.U64.unpack(body)[0]
+        elif op == P.OP_CONNECTED:
+            self.connected_raw = P.U64.unpack(body)[0]
+        elif op == P.OP_OPEN:
+            self.on_open(rid, body)
+        elif op == P.OP_STOP:
+            self.close()
+        else:
+            raise P.ProtocolError(f"unknown opcode {op:#x}")
+
+    def fail(self, rid: int, exc: BaseException, what: str) -> None:
+        """Answer a request with the exception, and log it with its traceback."""
+        if isinstance(exc, BadArg):
+            self.send(P.OP_ERROR, encode(Atom("badarg")), rid=rid)
+            return
+        self.log_exception(exc, what)
+        try:
+            body = encode(error_term(exc))
+        except Exception:   # a message that cannot be encoded must not lose the answer
+            body = encode((Atom("python"), Atom("builtins.Exception"), b"unencodable error", b""))
+        self.send(P.OP_ERROR, body, rid=rid)
+
+    def log_exception(self, exc: BaseException, what: str) -> None:
+        log.error("%s in %s.%s: %s", type(exc).__name__, self.spec, what, exc,
+                  exc_info=exc, extra={"pybridge_port": self.port_raw, "driver": self.spec})
+
+    def on_open(self, rid: int, body: bytes) -> None:
+        self.port_raw, self.caller_raw, self.connected_raw = (
+            P.U64.unpack_from(body, 0)[0], P.U64.unpack_from(body, 8)[0], P.U64.unpack_from(body, 16)[0])
+        text = body[24:].decode("utf-8", "replace")
+        try:
+            cls, command = self.worker.load(self, text)
+            drv = cls()
+            drv.port = self.port
+            self.none_atom = getattr(drv, "none_atom", "undefined")
+            self.driver = drv
+            drv.start(command)
+        except BaseException as e:  # noqa: BLE001 - every failure of start is open_port's badarg
+            self.driver = None
+            self.fail(rid, e, "start")
+            self.flush()
+            self.close(call_stop=False)
+            return
+        self.send(P.OP_REPLY, rid=rid)
+
+    def on_output(self, body: bytes) -> None:
+        pieces, off, end = [], 0, len(body)
+        while off < end:
+            n = P.U32.unpack_from(body, off)[0]
+            pieces.append(body[off + 4:off + 4 + n])
+            off += 4 + n
+        drv = self.driver
+        try:
+            fn = getattr(drv, "outputv", None)
+            if fn is not None:
+                fn(pieces)
+                return
+            fn = getattr(drv, "output", None)
+            if fn is None:
+                log.warning("%s has neither output nor outputv: %d bytes from Erlang ignored",
+                            self.spec, sum(map(len, pieces)))
+                return
+            fn(pieces[0] if len(pieces) == 1 else b"".join(pieces))
+        except Exception as e:
+            self.log_exception(e, "output")
+
+    def on_control(self, fl: int, rid: int, body: bytes) -> None:
+        wrapped = fl & P.FL_WRAPPED
+        try:
+            if wrapped:
+                cmd, data = decode(body[4:], self.none_atom)
+                data = flatten_iodata(data)
+            else:
+                cmd, data = P.U32.unpack_from(body)[0], body[4:]
+            fn = getattr(self.driver, "control", None)
+            if fn is None:
+                raise BadArg("the driver has no control callback")
+            r = fn(cmd, data)
+            if wrapped:
+                b = b"" if r is None else reply_bytes(r)
+                if self.control_flags & PORT_CONTROL_FLAG_BINARY and r is not None:
+                    self.send(P.OP_REPLY, encode(b), rid=rid)
+                else:
+                    self.send(P.OP_REPLY, encode(list(b)), rid=rid)
+            elif r is None:
+                self.send(P.OP_REPLY, fl=P.FL_NONE, rid=rid)
+            else:
+                self.send(P.OP_REPLY, reply_bytes(r), rid=rid)
+        except Exception as e:
+            self.fail(rid, e, "control")
+
+    def on_call(self, fl: int, rid: int, body: bytes) -> None:
+        try:
+            term = decode(body[4:], self.none_atom)
+            if fl & P.FL_WRAPPED:
+                cmd, term = term
+            else:
+                cmd = P.U32.unpack_from(body)[0]
+            fn = getattr(self.driver, "call", None)
+            if fn is None:
+                raise BadArg("the driver has no call callback")
+            self.send(P.OP_REPLY, encode(fn(cmd, term), self.none_atom), rid=rid)
+        except Exception as e:
+            self.fail(rid, e, "call")
+
+    def resolve_pid(self, raw: int) -> Any:
+        if not raw:
+            return None
+        return self.worker.resolve_pid(self, raw)
+
+    def close(self, call_stop: bool = True) -> None:
+        if self.closed:
+            return
+        drv, self.driver = self.driver, None
+        if drv is not None and call_stop:
+            try:
+                drv.stop()
+            except Exception as e:
+                self.log_exception(e, "stop")
+        self.closed = True
+        if self.events:
+            self.worker.sel.unregister(self.sock)
+        self.sock.close()
+        self.worker.conns.discard(self)
+
+
+class CtlLogHandler(logging.Handler):
+    """Sends log records to Erlang's logger as CTL_LOG frames."""
+
+    LEVELS = {logging.DEBUG: "debug", logging.INFO: "info", logging.WARNING: "warning",
+              logging.ERROR: "error", logging.CRITICAL: "critical"}
+
+    def __init__(self, ctl: socket.socket) -> None:
+        super().__init__()
+        self.ctl = ctl
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            msg = record.getMessage()
+            if record.exc_info:
+                msg += "\n" + "".join(traceback.format_exception(*record.exc_info))
+            meta = {Atom("logger"): record.name.encode(), Atom("os_pid"): os.getpid()}
+            for k in ("pybridge_port", "driver"):
+                if hasattr(record, k):
+                    meta[Atom(k)] = getattr(record, k)
+            level = Atom(self.LEVELS.get(record.levelno, "notice"))
+            self.ctl.sendall(P.frame(P.CTL_LOG, encode((level, msg.encode()[:60000], meta))))
+        except Exception:   # logging must never take the worker down
+            pass
+
+
+class Worker:
+    def __init__(self, ctl_fd: int, paths: list[str]) -> None:
+        self.ctl = socket.socket(fileno=ctl_fd)
+        self.ctl.setblocking(True)
+        self.sel = selectors.DefaultSelector()
+        self.conns: set[Conn] = set()
+        self.pids: dict[int, Any] = {}
+        self.new_fds: deque[int] = deque()
+        for p in reversed(paths):
+            if p not in sys.path:
+                sys.path.insert(0, p)
+
+    # -- ctl channel --
+    def recv_ctl(self) -> bool:
+        """Handle one ctl message. False when the node is gone."""
+        fds = array.array("i")
+        try:
+            msg, anc, _, _ = self.ctl.recvmsg(1 << 16, socket.CMSG_SPACE(16 * fds.itemsize))
+        except OSError:
+            return False
+        for level, kind, data in anc:
+            if level == socket.SOL_SOCKET and kind == socket.SCM_RIGHTS:
+                fds.frombytes(data[:len(data) - len(data) % fds.itemsize])
+        if not msg:
+            return False
+        op = msg[4] if len(msg) >= P.HDR_LEN else -1
+        if op == P.CTL_NEW_PORT:
+            self.new_fds.extend(fds)
+        else:
+            for fd in fds:   # descriptors we did not ask for
+                os.close(fd)
+            if op == P.CTL_PID_INFO and len(msg) > P.HDR_LEN + 8:
+                raw = P.U64.unpack_from(msg, P.HDR_LEN)[0]
+                self.pids[raw] = decode(msg[P.HDR_LEN + 8:])
+        return True
+
+    def handshake(self) -> None:
+        msg = self.ctl.recv(1 << 16)
+        if len(msg) < P.HDR_LEN + 2 or msg[4] != P.CTL_HELLO:
+            raise SystemExit("pybridge worker: the node did not say CTL_HELLO")
+        proto = int.from_bytes(msg[P.HDR_LEN:P.HDR_LEN + 2], "big")
+        theirs = msg[P.HDR_LEN + 2:].decode(errors="replace")
+        if proto != P.PROTOCOL_VERSION:
+            upgrade = "the pybridge Erlang app / C driver" if proto < P.PROTOCOL_VERSION \
+                else "the pybridge Python package"
+            log.critical("protocol mismatch: C driver %s speaks %d, Python package %s speaks %d; "
+                         "upgrade %s", theirs, proto, __version__, P.PROTOCOL_VERSION, upgrade)
+            raise SystemExit(3)
+        self.ctl.sendall(P.frame(P.CTL_HELLO, P.PROTOCOL_VERSION.to_bytes(2, "big") + __version__.encode()))
+
+    def resolve_pid(self, conn: Conn, raw: int) -> Any:
+        pid = self.pids.get(raw)
+        if pid is not None:
+            return pid
+        deadline = time.monotonic() + conn.timeout_ms / 1000
+        conn.send(P.OP_RESOLVE_PID, P.U64.pack(raw))
+        conn.flush_blocking(deadline)
+        while raw not in self.pids:
+            left = deadline - time.monotonic()
+            if left <= 0 or not select.select([self.ctl], [], [], left)[0]:
+                raise WorkerError("the node did not resolve a pid in time")
+            if not self.recv_ctl():
+                raise WorkerError("the node is gone")
+        if len(self.pids) > 100_000:
+            self.pids.clear()
+            return self.resolve_pid(conn, raw)
+        return self.pids[raw]
+
+    # -- ports --
+    def load(self, conn: Conn, text: str) -> tuple[type, str]:
+        words = text.split(" ")
+        i = 0
+        while i < len(words) and words[i].startswith("-"):
+            opt, arg = words[i], words[i + 1] if i + 1 < len(words) else ""
+            if opt == "-t" and arg.isdigit():
+                conn.timeout_ms = int(arg)
+            elif opt == "-p":
+                for p in reversed([urllib.parse.unquote(x) for x in arg.split(":")]):
+                    if p and p not in sys.path:
+                        sys.path.insert(0, p)
+            i += 2
+        spec = words[i] if i < len(words) else ""
+        command = " ".join(words[i + 1:])
+        if not SPEC_RE.match(spec):
+            raise BadArg(f"bad driver spec {spec!r}: expected module:Class")
+        conn.spec = spec
+        modname, clsname = spec.split(":")
+        cls = getattr(importlib.import_module(modname), clsname, None)
+        if not (isinstance(cls, type) and issubclass(cls, Driver)):
+            raise TypeError(f"{spec} is not a subclass of pybridge.Driver")
+        return cls, command
+
+    def accept_ports(self) -> None:
+        while self.new_fds:
+            sock = socket.socket(fileno=self.new_fds.popleft())
+            sock.setblocking(False)
+            conn = Conn(self, sock)
+            self.conns.add(conn)
+            self.sel.register(sock, selectors.EVENT_READ, conn)
+
+    def run(self) -> None:
+        self.handshake()
+        self.sel.register(self.ctl, selectors.EVENT_READ, None)
+        while True:
+            self.accept_ports()
+            for key, ev in self.sel.select():
+                conn = key.data
+                if conn is None:
+                    if not self.recv_ctl():
+                        return self.shutdown()
+                    continue
+                if conn.closed:
+                    continue
+                if ev & selectors.EVENT_WRITE:
+                    conn.flush()
+                if ev & selectors.EVENT_READ and not conn.closed:
+                    conn.on_readable()
+
+    def shutdown(self) -> None:
+        for conn in list(self.conns):
+            conn.close()
+
+
+def _die_with_parent() -> None:
+    """PR_SET_PDEATHSIG: the worker must not outlive the node, even if ctl EOF is missed."""
+    try:
+        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)
+    except (OSError, AttributeError):
+        pass
+
+
+def main(fd: int, paths: list[str]) -> None:
+    _die_with_parent()
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft < hard:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+    worker = Worker(fd, paths)
+    handler = CtlLogHandler(worker.ctl)
+    root = logging.getLogger()
+    root.addHandler(handler)
+    root.setLevel(logging.INFO)
+    worker.run()
