@@ -238,7 +238,8 @@ static void q_clear(pb_port *s)
 static void select_write(pb_port *s, int on)
 {
     if (s->writing != on && s->fd >= 0) {
-        driver_select(s->port, (ErlDrvEvent)(long)s->fd, ERL_DRV_WRITE | ERL_DRV_USE, on);
+        /* ERL_DRV_USE only when turning on: with on == 0 it would close the socket */
+        driver_select(s->port, (ErlDrvEvent)(long)s->fd, on ? ERL_DRV_WRITE | ERL_DRV_USE : ERL_DRV_WRITE, on);
         s->writing = on;
     }
 }
@@ -446,15 +447,16 @@ static void free_port(pb_port *s)
     driver_free(s);
 }
 
-/* A start that failed after start() returned: undo everything, then answer open_port. */
+/*
+ * A start that failed after start() returned. ERTS answers open_port with badarg and
+ * calls stop (which frees s) from inside erl_drv_init_ack: s is gone when this returns.
+ */
 static void fail_open(pb_port *s, const char *etf, size_t len, const char *tag)
 {
-    ErlDrvPort port = s->port;
     report_open_error(s, etf, len, tag);
-    driver_cancel_timer(port);
-    worker_port_gone(s);
-    free_port(s);
-    erl_drv_init_ack(port, ERL_DRV_ERROR_BADARG);
+    driver_cancel_timer(s->port);
+    s->state = S_FAILED;
+    erl_drv_init_ack(s->port, ERL_DRV_ERROR_BADARG);
 }
 
 static void protocol_error(pb_port *s)
@@ -485,16 +487,33 @@ static void worker_down(pb_port *s)
 /* ------------------------------------------------------------------------ */
 /* frames from Python                                                       */
 
+/* Ask the port's pybridge_worker for the external form of a pid (CTL_PID_INFO). */
+static void request_pid_info(pb_port *s, ErlDrvTermData raw)
+{
+    ErlDrvUInt64 r64 = raw;
+    ErlDrvTermData t[8] = { ERL_DRV_ATOM, driver_mk_atom("pybridge_resolve"),
+                            ERL_DRV_UINT64, (ErlDrvTermData)&r64,
+                            ERL_DRV_PID, raw, ERL_DRV_TUPLE, 3 };
+    send_to(s, s->notify, t, 8);
+}
+
+/*
+ * Tell Python who calls and who is connected when that changed. The external form is
+ * requested now, before control/call may block this scheduler, so that Python rarely
+ * has to wait for it.
+ */
 static void note_caller(pb_port *s)
 {
     ErlDrvTermData c = driver_caller(s->port), k = driver_connected(s->port);
     if (k != s->last_connected) {
         s->last_connected = k;
         send_u64(s, OP_CONNECTED, k);
+        request_pid_info(s, k);
     }
     if (c != s->last_caller) {
         s->last_caller = c;
         send_u64(s, OP_CALLER, c);
+        if (c != k) request_pid_info(s, c);
     }
 }
 
@@ -535,19 +554,12 @@ static int handle_frame(pb_port *s, int op, int fl, uint32_t id, char *body, siz
         set_port_control_flags(s->port, s->control_flags);
         return 0;
     case OP_RESOLVE_PID: {
-        ErlDrvTermData raw, t[10];
-        ErlDrvUInt64 r64;
+        ErlDrvTermData raw;
         if (blen != 8) break;
         raw = (ErlDrvTermData)get64(body);
         /* only pids this port handed out itself: a forged value must never become a term */
-        if (!raw || (raw != s->last_caller && raw != s->last_connected && raw != s->opener))
-            return 0;
-        r64 = raw;
-        t[0] = ERL_DRV_ATOM; t[1] = driver_mk_atom("pybridge_resolve");
-        t[2] = ERL_DRV_UINT64; t[3] = (ErlDrvTermData)&r64;
-        t[4] = ERL_DRV_PID; t[5] = raw;
-        t[6] = ERL_DRV_TUPLE; t[7] = 3;
-        send_to(s, s->notify, t, 8);
+        if (raw && (raw == s->last_caller || raw == s->last_connected || raw == s->opener))
+            request_pid_info(s, raw);
         return 0;
     }
     default:
@@ -567,6 +579,7 @@ static int read_frames(pb_port *s)
     int eof = 0;
     while (budget > 0 && s->fd >= 0) {
         ssize_t r;
+        size_t asked;
         if (s->icap - s->ilen < READ_CHUNK) {
             size_t want = s->ilen + READ_CHUNK;
             if (s->ilen >= 4) {
@@ -576,7 +589,8 @@ static int read_frames(pb_port *s)
             s->ibuf = driver_realloc(s->ibuf, want);
             s->icap = want;
         }
-        r = read(s->fd, s->ibuf + s->ilen, s->icap - s->ilen);
+        asked = s->icap - s->ilen;
+        r = read(s->fd, s->ibuf + s->ilen, asked);
         if (r < 0) {
             if (errno == EINTR) continue;
             if (errno == EAGAIN || errno == EWOULDBLOCK) break;
@@ -589,7 +603,7 @@ static int read_frames(pb_port *s)
         }
         s->ilen += (size_t)r;
         budget = (size_t)r >= budget ? 0 : budget - (size_t)r;
-        if ((size_t)r < s->icap - s->ilen) break;   /* drained */
+        if ((size_t)r < asked) break;   /* drained */
     }
     {
         size_t off = 0;

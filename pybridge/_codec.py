@@ -12,7 +12,7 @@ import zlib
 
 import erlang
 
-from ._types import (Atom, DecodeError, EncodeError, ImproperList,
+from ._types import (Atom, DecodeError, EncodeError, ImproperList, LocalPid,
                      ImproperListKey, ListKey, MapKey)
 
 __all__ = ["encode", "decode", "decode_from"]
@@ -118,9 +118,7 @@ def _enc(t, app, none):
 
 
 def _enc_other(t, app, none):
-    if isinstance(t, bool):
-        app(_TRUE if t else _FALSE)
-    elif isinstance(t, ListKey):  # before tuple: ListKey is a tuple subclass
+    if isinstance(t, ListKey):  # before tuple: ListKey is a tuple subclass
         _enc_list(t, app, none)
     elif isinstance(t, ImproperList):
         if not t.items:
@@ -135,7 +133,7 @@ def _enc_other(t, app, none):
         _enc_map(t.items, len(t.items), app, none)
     elif isinstance(t, _ERLANG_PY):
         app(t.binary())
-    elif isinstance(t, (bytearray, memoryview)):
+    elif isinstance(t, (bytes, bytearray, memoryview)):
         raw = bytes(t)  # for a memoryview, len() counts items, not bytes
         app(_TAG_U32(109, len(raw)))
         app(raw)
@@ -206,6 +204,10 @@ def _enc_map(items, n, app, none):
             _enc(v, app, none)
 
 
+_OPAQUE_RANKS = {erlang.OtpErlangReference: 2, erlang.OtpErlangFunction: 3,
+                 erlang.OtpErlangPort: 4, erlang.OtpErlangPid: 5, LocalPid: 5}
+
+
 def _order(t, none):
     """Sort key giving Erlang's exact term order, as used for map keys.
 
@@ -252,8 +254,7 @@ def _order(t, none):
         if t.improper:
             return _order_list(t.value[:-1], t.value[-1], none)
         return _order_list(t.value, [], none)
-    rank = {erlang.OtpErlangReference: 2, erlang.OtpErlangFunction: 3,
-            erlang.OtpErlangPort: 4, erlang.OtpErlangPid: 5}.get(type(t))
+    rank = _OPAQUE_RANKS.get(type(t))
     if rank is None:
         raise EncodeError(f"cannot encode {type(t).__module__}.{type(t).__qualname__} "
                           f"as an Erlang term")
@@ -263,14 +264,13 @@ def _order(t, none):
 def _order_list(items, tail, none):
     # Erlang compares lists cell by cell: a cell (rank 9 plus its head) against
     # the other list's tail compares by type rank, so [1|<<>>] > [1,2] > [1|x].
+    tail_key = (8,) if isinstance(tail, list) and not tail else _order(tail, none)
     if not items:
-        return (8,) if isinstance(tail, list) and not tail else _order(tail, none)
-    cells = tuple((9, _order(x, none)) for x in items)
-    return (9, cells + ((8,) if isinstance(tail, list) and not tail else _order(tail, none),))
+        return tail_key
+    return (9, tuple((9, _order(x, none)) for x in items) + (tail_key,))
 
 
 # ---------------------------------------------------------------- decoding
-
 #
 # Each _d_* function decodes the term whose tag byte is at data[i] and
 # returns (term, next index); _DEC maps every tag byte to one of them, which

@@ -8,6 +8,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from . import _protocol as P
+from ._types import Pid
 
 if TYPE_CHECKING:
     from ._worker import Conn
@@ -33,13 +34,13 @@ class Port:
         self._conn.control_flags = flags & PORT_CONTROL_FLAG_BINARY
         self._conn.send(P.OP_SET_CONTROL_FLAGS, P.U32.pack(flags & 0xFFFFFFFF))
 
-    def caller(self) -> Any:
+    def caller(self) -> Pid:
         """driver_caller: the pid behind the callback running now."""
-        return self._conn.resolve_pid(self._conn.caller_raw)
+        return self._conn.local_pid(self._conn.caller_raw)
 
-    def connected(self) -> Any:
+    def connected(self) -> Pid:
         """driver_connected: the port's connected process (its owner, or per port_connect)."""
-        return self._conn.resolve_pid(self._conn.connected_raw)
+        return self._conn.local_pid(self._conn.connected_raw)
 
     @property
     def timeout(self) -> int:

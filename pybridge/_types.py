@@ -103,14 +103,16 @@ class ListKey(tuple):
 
     __slots__ = ()
 
+    # Answer for plain tuples too: NotImplemented would fall back to tuple's
+    # own comparison, which would call them equal.
     def __eq__(self, other):
-        if isinstance(other, ListKey):
-            return tuple.__eq__(self, other)
+        if isinstance(other, tuple):
+            return isinstance(other, ListKey) and tuple.__eq__(self, other)
         return NotImplemented
 
     def __ne__(self, other):
-        if isinstance(other, ListKey):
-            return tuple.__ne__(self, other)
+        if isinstance(other, tuple):
+            return not isinstance(other, ListKey) or tuple.__ne__(self, other)
         return NotImplemented
 
     __hash__ = tuple.__hash__
@@ -141,3 +143,40 @@ class MapKey:
 
     def __repr__(self):
         return f"MapKey({dict(self.items)!r})"
+
+
+class LocalPid(Pid):
+    """A pid the driver named by its raw value (caller, connected): an erlang-py pid
+    whose external form is fetched from the node only when it is needed (encoding,
+    comparing with other pids, hashing), so asking for it never blocks a callback."""
+
+    __slots__ = ("raw", "_resolve", "_pid")
+
+    def __init__(self, raw: int, resolve) -> None:
+        self.raw = raw
+        self._resolve = resolve
+        self._pid = None
+
+    def _real(self) -> Pid:
+        if self._pid is None:
+            self._pid = self._resolve(self.raw)
+        return self._pid
+
+    node = property(lambda self: self._real().node)
+    id = property(lambda self: self._real().id)
+    serial = property(lambda self: self._real().serial)
+    creation = property(lambda self: self._real().creation)
+
+    def binary(self) -> bytes:
+        return self._real().binary()
+
+    def __eq__(self, other: object) -> bool:
+        if isinstance(other, LocalPid) and other._resolve == self._resolve:
+            return other.raw == self.raw
+        return isinstance(other, Pid) and self.binary() == other.binary()
+
+    def __hash__(self) -> int:
+        return hash(self.binary())
+
+    def __repr__(self) -> str:
+        return repr(self._pid) if self._pid is not None else f"LocalPid({self.raw:#x})"

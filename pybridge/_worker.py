@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import array
 import ctypes
+import functools
 import importlib
 import logging
 import os
@@ -30,7 +31,7 @@ from . import __version__
 from ._codec import decode, encode
 from ._driver import PORT_CONTROL_FLAG_BINARY, Driver, Port
 from ._errors import BadArg, WorkerError
-from ._types import Atom, ImproperList
+from ._types import Atom, ImproperList, LocalPid
 
 log = logging.getLogger("pybridge")
 
@@ -244,7 +245,8 @@ class Conn:
         wrapped = fl & P.FL_WRAPPED
         try:
             if wrapped:
-                cmd, data = decode(body[4:], self.none_atom)
+                cmd, data, me = decode(body[4:], self.none_atom)
+                self.worker.pids[self.caller_raw] = me
                 data = flatten_iodata(data)
             else:
                 cmd, data = P.U32.unpack_from(body)[0], body[4:]
@@ -269,7 +271,8 @@ class Conn:
         try:
             term = decode(body[4:], self.none_atom)
             if fl & P.FL_WRAPPED:
-                cmd, term = term
+                cmd, term, me = term
+                self.worker.pids[self.caller_raw] = me
             else:
                 cmd = P.U32.unpack_from(body)[0]
             fn = getattr(self.driver, "call", None)
@@ -279,10 +282,8 @@ class Conn:
         except Exception as e:
             self.fail(rid, e, "call")
 
-    def resolve_pid(self, raw: int) -> Any:
-        if not raw:
-            return None
-        return self.worker.resolve_pid(self, raw)
+    def local_pid(self, raw: int) -> LocalPid:
+        return LocalPid(raw, functools.partial(self.worker.resolve_pid, self))
 
     def close(self, call_stop: bool = True) -> None:
         if self.closed:
@@ -380,8 +381,9 @@ class Worker:
         if pid is not None:
             return pid
         deadline = time.monotonic() + conn.timeout_ms / 1000
-        conn.send(P.OP_RESOLVE_PID, P.U64.pack(raw))
-        conn.flush_blocking(deadline)
+        if not conn.closed:
+            conn.send(P.OP_RESOLVE_PID, P.U64.pack(raw))
+            conn.flush_blocking(deadline)
         while raw not in self.pids:
             left = deadline - time.monotonic()
             if left <= 0 or not select.select([self.ctl], [], [], left)[0]:
@@ -401,6 +403,8 @@ class Worker:
             opt, arg = words[i], words[i + 1] if i + 1 < len(words) else ""
             if opt == "-t" and arg.isdigit():
                 conn.timeout_ms = int(arg)
+            elif opt == "-o":
+                self.pids[conn.caller_raw] = decode(bytes.fromhex(arg))
             elif opt == "-p":
                 for p in reversed([urllib.parse.unquote(x) for x in arg.split(":")]):
                     if p and p not in sys.path:

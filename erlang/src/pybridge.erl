@@ -38,7 +38,9 @@ open(Spec, Args, Opts) when is_list(Opts) ->
     (is_integer(Timeout) andalso Timeout >= 0) orelse error(badarg),
     Paths = proplists:get_value(python_path, Mine, []),
     Token = erlang:unique_integer([positive]),
-    Cmd = lists:flatten(["pybridge -e ", integer_to_list(Token),
+    %% -o: the opener's external form, so Python knows caller() in start without asking
+    Me = binary:encode_hex(term_to_binary(self())),
+    Cmd = lists:flatten(["pybridge -e ", integer_to_list(Token), " -o ", binary_to_list(Me),
                          " -t ", integer_to_list(Timeout),
                          [[" -p ", encode_paths(Paths)] || Paths =/= []],
                          " ", SpecS, [[" ", ArgsS] || ArgsS =/= ""]]),
@@ -59,14 +61,14 @@ command(Port, Data, Opts) ->
 %% @doc erlang:port_control/3 that raises the Python error instead of a bare badarg.
 -spec control(port(), non_neg_integer(), iodata()) -> string() | binary().
 control(Port, Cmd, Data) when is_integer(Cmd), Cmd >= 0, Cmd < 16#100000000 ->
-    unwrap(erlang:port_call(Port, ?PB_CALL_CONTROL, {Cmd, Data}));
+    unwrap(erlang:port_call(Port, ?PB_CALL_CONTROL, {Cmd, Data, self()}));
 control(_, _, _) ->
     error(badarg).
 
 %% @doc erlang:port_call/3 that raises the Python error instead of a bare badarg.
 -spec call(port(), non_neg_integer(), term()) -> term().
 call(Port, Cmd, Term) when is_integer(Cmd), Cmd >= 0, Cmd < 16#FFFFFF00 ->
-    unwrap(erlang:port_call(Port, ?PB_CALL_CALL, {Cmd, Term}));
+    unwrap(erlang:port_call(Port, ?PB_CALL_CALL, {Cmd, Term, self()}));
 call(_, _, _) ->
     error(badarg).
 
