@@ -47,8 +47,13 @@ await_hello(S = #state{mgr = Mgr}) ->
         {Mgr, {data, <<_:32, ?CTL_HELLO, _:8, _:32, ?PB_PROTOCOL_VERSION:16, _/binary>>}} ->
             {ok, S};
         {Mgr, {data, <<_:32, ?CTL_HELLO, _:8, _:32, Proto:16, Vsn/binary>>}} ->
+            Upgrade = case Proto > ?PB_PROTOCOL_VERSION of
+                          true -> "the pybridge Erlang application (and its C driver)";
+                          false -> "the pybridge Python package"
+                      end,
             {stop, {pybridge_protocol_mismatch, [{driver, ?PB_PROTOCOL_VERSION},
-                                                 {python, Proto, Vsn}]}};
+                                                 {python, Proto, Vsn},
+                                                 {upgrade, Upgrade}]}};
         {Mgr, {data, <<_:32, ?CTL_LOG, _:8, _:32, Body/binary>>}} ->
             log(Body, S),
             await_hello(S);

@@ -1,0 +1,52 @@
+# pybridge: `make demo` and `make test` set everything up on a fresh Debian machine.
+# Set-up is idempotent and quiet when things are already there.
+
+VENV    := .venv
+PY      := $(VENV)/bin/python
+STAMP   := $(VENV)/.installed
+EBIN    := _build/default/lib/pybridge/ebin
+export PYBRIDGE_PYTHON := $(abspath $(PY))
+
+.PHONY: all setup system python build demo test test-python test-erlang clean
+
+all: build
+
+setup: system python
+
+# Debian's Erlang (with erl_driver.h) and rebar3, unless already installed.
+system:
+	@if ! command -v erl >/dev/null || ! command -v rebar3 >/dev/null || \
+	    [ ! -f "$$(erl -noshell -eval 'io:format("~ts/erts-~ts/include/erl_driver.h", [code:root_dir(), erlang:system_info(version)]), halt().' 2>/dev/null)" ]; then \
+	  echo "==> installing erlang-nox erlang-dev rebar3 (Debian packages)"; \
+	  SUDO=; [ "$$(id -u)" -eq 0 ] || SUDO=sudo; \
+	  $$SUDO apt-get update -qq && \
+	  DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq erlang-nox erlang-dev rebar3 >/dev/null; \
+	fi
+
+# The Python package (editable) with its test extra, in a venv of its own.
+python: $(STAMP)
+$(STAMP): pyproject.toml
+	@[ -x $(PY) ] || { echo "==> creating $(VENV)"; python3 -m venv $(VENV); }
+	@echo "==> installing the pybridge Python package into $(VENV)"
+	@$(PY) -m pip install -q --disable-pip-version-check -e '.[test]'
+	@touch $@
+
+build: setup
+	@rebar3 compile > _build.log 2>&1 || { cat _build.log; exit 1; }
+	@rm -f _build.log
+
+demo: build
+	@mkdir -p _build/demo
+	@erlc -o _build/demo examples/demo.erl
+	@erl -noshell -pa $(EBIN) -pa _build/demo -eval 'demo:main()' -s init stop
+
+test: build test-python test-erlang
+
+test-python:
+	@$(PY) -m pytest -q
+
+test-erlang:
+	@rebar3 eunit
+
+clean:
+	rm -rf _build $(VENV) erlang/priv *.egg-info

@@ -1,0 +1,75 @@
+"""docs/PROTOCOL.md is normative: the C, Erlang and Python opcode tables must equal it."""
+import re
+from pathlib import Path
+
+import pybridge._protocol as proto
+
+ROOT = Path(__file__).resolve().parents[2]
+NAME = r"(?:CTL|OP|FL|PB_CALL|MGR)_[A-Z_]+"
+
+
+def doc_table():
+    """Every `NAME` | value row of the tables in PROTOCOL.md, and the flags line."""
+    text = (ROOT / "docs/PROTOCOL.md").read_text()
+    rows = {}
+    for name, value in re.findall(rf"^\| `({NAME})` \| (0x[0-9A-Fa-f]+|16#[0-9A-Fa-f]+|\d+) \|", text, re.M):
+        rows[name] = int(value[3:], 16) if value.startswith("16#") else int(value, 0)
+    for name, value in re.findall(rf"`(FL_[A-Z]+)` = (0x[0-9A-Fa-f]+)", text):
+        rows[name] = int(value, 16)
+    return rows
+
+
+def between_markers(path):
+    text = (ROOT / path).read_text()
+    start = text.index("---- opcodes: keep equal to docs/PROTOCOL.md ----")
+    return text[start:text.index("---- end of opcodes ----")]
+
+
+def c_table():
+    block = between_markers("c_src/pybridge_drv.c")
+    return {n: int(v.rstrip("u"), 0) for n, v in re.findall(rf"#define ({NAME}) (0x[0-9A-Fa-f]+u?|\d+)", block)}
+
+
+def erlang_table():
+    block = between_markers("erlang/include/pybridge_protocol.hrl")
+    return {n: int(v[3:], 16) if v.startswith("16#") else int(v)
+            for n, v in re.findall(rf"-define\(({NAME}), (16#[0-9A-Fa-f]+|\d+)\)", block)}
+
+
+def python_table():
+    block = between_markers("pybridge/_protocol.py")
+    names = re.findall(rf"^({NAME}) = ", block, re.M)
+    return {n: getattr(proto, n) for n in names}
+
+
+def test_doc_table_is_complete():
+    doc = doc_table()
+    assert {"CTL_HELLO", "OP_OPEN", "OP_REPLY", "FL_WRAPPED", "PB_CALL_CONTROL", "MGR_SPAWN"} <= doc.keys()
+    assert len(doc) >= 20
+
+
+def test_c_agrees_with_protocol_md():
+    assert c_table() == doc_table()
+
+
+def test_erlang_agrees_with_protocol_md():
+    assert erlang_table() == doc_table()
+
+
+def test_python_agrees_with_protocol_md():
+    assert python_table() == doc_table()
+
+
+def test_protocol_version_agrees():
+    c = re.search(r"#define PB_PROTOCOL_VERSION (\d+)", (ROOT / "c_src/pybridge_drv.c").read_text())
+    erl = re.search(r"-define\(PB_PROTOCOL_VERSION, (\d+)\)",
+                    (ROOT / "erlang/include/pybridge_protocol.hrl").read_text())
+    doc = re.search(r"Protocol version: \*\*(\d+)\*\*", (ROOT / "docs/PROTOCOL.md").read_text())
+    assert int(c[1]) == int(erl[1]) == int(doc[1]) == proto.PROTOCOL_VERSION
+
+
+def test_each_side_names_protocol_md_at_the_top():
+    for path in ["c_src/pybridge_drv.c", "erlang/include/pybridge_protocol.hrl",
+                 "pybridge/_protocol.py", "pybridge/_worker.py", "erlang/src/pybridge_worker.erl"]:
+        head = (ROOT / path).read_text()[:800]
+        assert "docs/PROTOCOL.md" in head, path
