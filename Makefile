@@ -13,14 +13,20 @@ all: build
 
 setup: system python
 
-# Debian's Erlang (with erl_driver.h) and rebar3, unless already installed.
+# Debian's Erlang (with erl_driver.h), rebar3 and Python's venv, unless already there.
 system:
-	@if ! command -v erl >/dev/null || ! command -v rebar3 >/dev/null || \
+	@PKGS=; \
+	if ! command -v erl >/dev/null || ! command -v rebar3 >/dev/null || \
 	    [ ! -f "$$(erl -noshell -eval 'io:format("~ts/erts-~ts/include/erl_driver.h", [code:root_dir(), erlang:system_info(version)]), halt().' 2>/dev/null)" ]; then \
-	  echo "==> installing erlang-nox erlang-dev rebar3 (Debian packages)"; \
+	  PKGS="erlang-nox erlang-dev rebar3"; \
+	fi; \
+	python3 -c 'import ensurepip, venv' 2>/dev/null || PKGS="$$PKGS python3-venv"; \
+	command -v cc >/dev/null || PKGS="$$PKGS gcc make"; \
+	if [ -n "$$PKGS" ]; then \
+	  echo "==> installing Debian packages:$$PKGS"; \
 	  SUDO=; [ "$$(id -u)" -eq 0 ] || SUDO=sudo; \
 	  $$SUDO apt-get update -qq && \
-	  DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq erlang-nox erlang-dev rebar3 >/dev/null; \
+	  DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq $$PKGS >/dev/null; \
 	fi
 
 # The Python package (editable) with its test extra, in a venv of its own.
