@@ -13,7 +13,7 @@ bridge_test_() ->
 tests() ->
     [quick_start, plain_bifs, spawn_driver_open, port_info_and_connect, start_exception,
      open_errors, start_timeout, output_joined, outputv_pieces, command_then_control_order,
-     control_rules, call_rules, missing_callbacks, term_mapping, none_as_nil, caller_connected,
+     both_directions_full, control_rules, call_rules, missing_callbacks, term_mapping, none_as_nil, caller_connected,
      control_timeout, call_timeout, exception_in_output_is_logged, close_calls_stop,
      python_path_option, worker_down, pool_spreads_ports].
 
@@ -135,6 +135,28 @@ command_then_control_order() ->
            || _ <- lists:seq(1, N)],
     ?assertEqual(lists:seq(1, N), Got),
     port_close(Port).
+
+both_directions_full() ->
+    %% 64 MiB each way through 64 KiB-class socket buffers, then a control: neither side
+    %% may block on a full socket while the other waits for it (the outputv deadlock)
+    Port = open("big_echo:BigEcho"),
+    Chunk = crypto_free_bytes(4 bsl 20),
+    N = 16,
+    [true = erlang:port_command(Port, [Chunk]) || _ <- lists:seq(1, N)],
+    ?assertEqual(integer_to_list(N * byte_size(Chunk)), erlang:port_control(Port, 0, <<>>)),
+    Got = iolist_to_binary(collect_data(Port, N * byte_size(Chunk))),
+    ?assertEqual(binary:copy(Chunk, N), Got),
+    port_close(Port).
+
+crypto_free_bytes(N) ->
+    rand:seed(exsss, {1, 2, 3}),
+    << <<(rand:uniform(256) - 1)>> || _ <- lists:seq(1, N) >>.
+
+collect_data(_Port, 0) -> [];
+collect_data(Port, Left) ->
+    receive {Port, {data, D}} -> [D | collect_data(Port, Left - byte_size(D))]
+    after 5000 -> error({missing_bytes, Left})
+    end.
 
 control_rules() ->
     Port = open("control_rules:ControlRules"),
