@@ -53,12 +53,39 @@ extern char **environ;
 #define OP_CALL 0x14
 #define OP_CALLER 0x15
 #define OP_CONNECTED 0x16
+#define OP_TIMEOUT 0x17
+#define OP_FLUSH 0x18
 
 #define OP_REPLY 0x80
 #define OP_ERROR 0x81
 #define OP_OUTPUT_DATA 0x82
 #define OP_SET_CONTROL_FLAGS 0x83
 #define OP_RESOLVE_PID 0x84
+#define OP_OUTPUT2 0x85
+#define OP_OUTPUT_BINARY 0x86
+#define OP_OUTPUTV 0x87
+#define OP_OUTPUT_TERM 0x88
+#define OP_SEND_TERM 0x89
+#define OP_SET_TIMER 0x8A
+#define OP_CANCEL_TIMER 0x8B
+#define OP_FAILURE 0x8C
+#define OP_SET_BUSY 0x8D
+#define OP_ENQ 0x8E
+#define OP_PUSHQ 0x8F
+#define OP_DEQ 0x90
+
+#define T_EXT 0x01
+#define T_PID 0x02
+#define T_PORT 0x03
+#define T_NIL 0x04
+#define T_TUPLE 0x05
+#define T_LIST 0x06
+#define T_MAP 0x07
+
+#define FAIL_CODE 0
+#define FAIL_ATOM 1
+#define FAIL_POSIX 2
+#define FAIL_EOF 3
 
 #define FL_WRAPPED 0x01
 #define FL_NONE 0x01
@@ -124,8 +151,14 @@ typedef struct {
     ErlDrvTermData opener;
     int report_errors;
     ErlDrvUInt64 token;
-    /* what Python was told last */
+    /* what Python was told last, and every pid value it was ever given */
     ErlDrvTermData last_caller, last_connected;
+    ErlDrvTermData *known;
+    size_t nknown, cknown;
+    /* the user's timer: generation Python gave it (0: none); one asked for during open */
+    uint32_t timer_gen, pending_gen;
+    ErlDrvUInt64 pending_ms;
+    int user_busy;
     int control_flags;
     /* input buffer */
     char *ibuf;
@@ -134,7 +167,10 @@ typedef struct {
     pb_seg *qhead, *qtail;
     size_t qbytes;
     int writing;                         /* ERL_DRV_WRITE selected */
-    int busy;
+    int depth;                           /* callbacks of this port running (nested) */
+    int zombie;                          /* stop ran inside one of them: free on the way out */
+    int busy;                            /* what ERTS was told: user_busy || transport */
+    int transport_busy;                  /* the output queue is over BUSY_HIGH */
     pid_t os_pid;                        /* manager: the worker's pid */
 } pb_port;
 
@@ -190,14 +226,16 @@ static uint32_t new_id(pb_port *s)
 /* ------------------------------------------------------------------------ */
 /* output queue                                                             */
 
+/* The port is busy while the driver says so (set_busy_port) or its output queue is full. */
 static void update_busy(pb_port *s)
 {
-    if (!s->busy && s->qbytes >= BUSY_HIGH) {
-        s->busy = 1;
-        set_busy_port(s->port, 1);
-    } else if (s->busy && s->qbytes <= BUSY_LOW) {
-        s->busy = 0;
-        set_busy_port(s->port, 0);
+    int b;
+    if (!s->transport_busy && s->qbytes >= BUSY_HIGH) s->transport_busy = 1;
+    else if (s->transport_busy && s->qbytes <= BUSY_LOW) s->transport_busy = 0;
+    b = s->user_busy || s->transport_busy;
+    if (b != s->busy) {
+        s->busy = b;
+        set_busy_port(s->port, b);
     }
 }
 
@@ -442,6 +480,7 @@ static void free_port(pb_port *s)
 {
     close_fd(s);
     q_clear(s);
+    if (s->known) driver_free(s->known);
     if (s->got_body) driver_free(s->got_body);
     if (s->ibuf) driver_free(s->ibuf);
     driver_free(s);
@@ -449,7 +488,7 @@ static void free_port(pb_port *s)
 
 /*
  * A start that failed after start() returned. ERTS answers open_port with badarg and
- * calls stop (which frees s) from inside erl_drv_init_ack: s is gone when this returns.
+ * calls stop from inside erl_drv_init_ack: the caller must stop handling this port.
  */
 static void fail_open(pb_port *s, const char *etf, size_t len, const char *tag)
 {
@@ -487,6 +526,31 @@ static void worker_down(pb_port *s)
 /* ------------------------------------------------------------------------ */
 /* frames from Python                                                       */
 
+/*
+ * Pid values handed to Python. Only these may come back as ERL_DRV_PID: a forged value
+ * must never become a term. Distinct callers of one port are few; a linear scan from the
+ * newest is enough.
+ */
+static void add_known(pb_port *s, ErlDrvTermData raw)
+{
+    size_t i;
+    for (i = s->nknown; i > 0; i--)
+        if (s->known[i - 1] == raw) return;
+    if (s->nknown == s->cknown) {
+        s->cknown = s->cknown ? 2 * s->cknown : 8;
+        s->known = driver_realloc(s->known, s->cknown * sizeof(*s->known));
+    }
+    s->known[s->nknown++] = raw;
+}
+
+static int is_known(pb_port *s, ErlDrvTermData raw)
+{
+    size_t i;
+    for (i = s->nknown; i > 0; i--)
+        if (s->known[i - 1] == raw) return 1;
+    return 0;
+}
+
 /* Ask the port's pybridge_worker for the external form of a pid (CTL_PID_INFO). */
 static void request_pid_info(pb_port *s, ErlDrvTermData raw)
 {
@@ -507,14 +571,201 @@ static void note_caller(pb_port *s)
     ErlDrvTermData c = driver_caller(s->port), k = driver_connected(s->port);
     if (k != s->last_connected) {
         s->last_connected = k;
+        add_known(s, k);
         send_u64(s, OP_CONNECTED, k);
         request_pid_info(s, k);
     }
     if (c != s->last_caller) {
         s->last_caller = c;
+        add_known(s, c);
         send_u64(s, OP_CALLER, c);
         if (c != k) request_pid_info(s, c);
     }
+}
+
+/*
+ * A term program (docs/PROTOCOL.md) -> an ErlDrvTermData spec. Every count is checked
+ * against the terms built so far, so a bad program is refused, never a bad term.
+ * The spec points into p, which must outlive its use. Returns the spec length or -1.
+ */
+static int build_spec(pb_port *s, const char *p, size_t n, ErlDrvTermData **out)
+{
+    size_t i = 0, k = 0, cap = 32;
+    long depth = 0;
+    ErlDrvTermData *t = driver_alloc(cap * sizeof(*t));
+    while (i < n) {
+        int op = (unsigned char)p[i++];
+        uint32_t m = 0;
+        if (k + 3 > cap) {
+            cap *= 2;
+            t = driver_realloc(t, cap * sizeof(*t));
+        }
+        if (op == T_EXT || op == T_TUPLE || op == T_LIST || op == T_MAP) {
+            if (n - i < 4) goto bad;
+            m = get32(p + i);
+            i += 4;
+        }
+        switch (op) {
+        case T_EXT:
+            if (n - i < m || m < 2 || (unsigned char)p[i] != 131) goto bad;
+            t[k++] = ERL_DRV_EXT2TERM; t[k++] = (ErlDrvTermData)(p + i); t[k++] = m;
+            i += m;
+            depth++;
+            break;
+        case T_PID: {
+            ErlDrvTermData raw;
+            if (n - i < 8) goto bad;
+            raw = (ErlDrvTermData)get64(p + i);
+            i += 8;
+            if (!is_known(s, raw)) goto bad;
+            t[k++] = ERL_DRV_PID; t[k++] = raw;
+            depth++;
+            break;
+        }
+        case T_PORT:
+            t[k++] = ERL_DRV_PORT; t[k++] = s->port_term;
+            depth++;
+            break;
+        case T_NIL:
+            t[k++] = ERL_DRV_NIL;
+            depth++;
+            break;
+        case T_TUPLE:
+            if (m > depth) goto bad;
+            t[k++] = ERL_DRV_TUPLE; t[k++] = m;
+            depth -= (long)m - 1;
+            break;
+        case T_LIST:                     /* m terms, the last of them the tail */
+            if (m < 1 || m > depth) goto bad;
+            t[k++] = ERL_DRV_LIST; t[k++] = m;
+            depth -= (long)m - 1;
+            break;
+        case T_MAP:
+            if (2 * (long)m > depth) goto bad;
+            t[k++] = ERL_DRV_MAP; t[k++] = m;
+            depth -= 2 * (long)m - 1;
+            break;
+        default:
+            goto bad;
+        }
+    }
+    if (depth != 1) goto bad;
+    *out = t;
+    return (int)k;
+bad:
+    driver_free(t);
+    return -1;
+}
+
+/* hlen:u32, header bytes, then the rest: the layout of the OUTPUT2/BINARY/V requests */
+static int split_header(char *body, size_t blen, char **hdr, size_t *hlen, char **rest, size_t *rlen)
+{
+    if (blen < 4) return -1;
+    *hlen = get32(body);
+    if (*hlen > blen - 4) return -1;
+    *hdr = body + 4;
+    *rest = body + 4 + *hlen;
+    *rlen = blen - 4 - *hlen;
+    return 0;
+}
+
+/* driver_outputv of pieces (len:u32 then bytes, repeated), all in one driver binary */
+static int output_pieces(pb_port *s, char *hdr, size_t hlen, char *p, size_t n)
+{
+    size_t i, cnt = 0, off;
+    SysIOVec *iov;
+    ErlDrvBinary *bin, **binv;
+    ErlIOVec ev;
+    for (i = 0; i < n; cnt++) {
+        if (n - i < 4 || get32(p + i) > n - i - 4) return -1;
+        i += 4 + get32(p + i);
+    }
+    bin = driver_alloc_binary(n);
+    memcpy(bin->orig_bytes, p, n);
+    iov = driver_alloc(sizeof(*iov) * (cnt + 1));
+    binv = driver_alloc(sizeof(*binv) * (cnt + 1));
+    for (i = 0, off = 0; i < cnt; i++) {
+        size_t len = get32(bin->orig_bytes + off);
+        iov[i].iov_base = bin->orig_bytes + off + 4;
+        iov[i].iov_len = len;
+        binv[i] = bin;
+        off += 4 + len;
+    }
+    ev.vsize = (int)cnt;
+    ev.size = n - 4 * cnt;
+    ev.iov = iov;
+    ev.binv = binv;
+    driver_outputv(s->port, hdr, hlen, &ev, 0);
+    driver_free(iov);
+    driver_free(binv);
+    driver_free_binary(bin);
+    return 0;
+}
+
+/* OP_SEND_TERM: kind 0: raw:u64 of a pid the port knows; kind 1: len:u32 + the pid's ETF,
+ * delivered through pybridge_worker ({pybridge_forward, To, Msg}). Then the program. */
+static int send_term_frame(pb_port *s, char *body, size_t blen)
+{
+    ErlDrvTermData *spec, to;
+    char *prog;
+    size_t plen, skip;
+    int n, rc;
+    if (blen < 1) return -1;
+    if (body[0] == 0) {
+        if (blen < 9) return -1;
+        to = (ErlDrvTermData)get64(body + 1);
+        if (!is_known(s, to)) return -1;
+        skip = 9;
+    } else if (body[0] == 1) {
+        if (blen < 5 || get32(body + 1) > blen - 5) return -1;
+        to = 0;
+        skip = 5 + get32(body + 1);
+    } else {
+        return -1;
+    }
+    prog = body + skip;
+    plen = blen - skip;
+    if ((n = build_spec(s, prog, plen, &spec)) < 0) return -1;
+    if (to) {
+        rc = erl_drv_send_term(s->port_term, to, spec, n);
+    } else {
+        ErlDrvTermData *w = driver_alloc((size_t)(n + 8) * sizeof(*w));
+        w[0] = ERL_DRV_ATOM; w[1] = driver_mk_atom("pybridge_forward");
+        w[2] = ERL_DRV_EXT2TERM; w[3] = (ErlDrvTermData)(body + 5); w[4] = get32(body + 1);
+        memcpy(w + 5, spec, (size_t)n * sizeof(*w));
+        w[n + 5] = ERL_DRV_TUPLE; w[n + 6] = 3;
+        rc = s->notify ? erl_drv_send_term(s->port_term, s->notify, w, n + 7) : 0;
+        driver_free(w);
+    }
+    driver_free(spec);
+    return rc < 0 ? -1 : 0;
+}
+
+static int failure_frame(pb_port *s, char *body, size_t blen)
+{
+    char name[256];
+    if (blen < 1) return -1;
+    switch (body[0]) {
+    case FAIL_CODE:
+        if (blen != 5) return -1;
+        driver_failure(s->port, (int)get32(body + 1));
+        return 0;
+    case FAIL_POSIX:
+        if (blen != 5) return -1;
+        driver_failure_posix(s->port, (int)get32(body + 1));
+        return 0;
+    case FAIL_EOF:
+        driver_failure_eof(s->port);
+        return 0;
+    case FAIL_ATOM:
+        if (blen < 2 || blen > 256) return -1;
+        memcpy(name, body + 1, blen - 1);
+        name[blen - 1] = 0;
+        if (strlen(name) != blen - 1) return -1;
+        driver_failure_atom(s->port, name);
+        return 0;
+    }
+    return -1;
 }
 
 /* Returns 0 to go on, -1 when the port can take no more frames (failed or gone). */
@@ -527,6 +778,10 @@ static int handle_frame(pb_port *s, int op, int fl, uint32_t id, char *body, siz
             if (op == OP_REPLY) {
                 s->state = S_OPEN;
                 driver_cancel_timer(s->port);
+                if (s->pending_gen) {
+                    s->timer_gen = s->pending_gen;
+                    driver_set_timer(s->port, (unsigned long)s->pending_ms);
+                }
                 erl_drv_init_ack(s->port, (ErlDrvData)s);
                 return 0;
             }
@@ -553,12 +808,89 @@ static int handle_frame(pb_port *s, int op, int fl, uint32_t id, char *body, siz
         s->control_flags = (int)get32(body) & PORT_CONTROL_FLAG_BINARY;
         set_port_control_flags(s->port, s->control_flags);
         return 0;
+    case OP_OUTPUT2:
+    case OP_OUTPUT_BINARY:
+    case OP_OUTPUTV: {
+        char *hdr, *rest;
+        size_t hlen, rlen;
+        if (split_header(body, blen, &hdr, &hlen, &rest, &rlen) < 0) break;
+        if (op == OP_OUTPUT2) {
+            driver_output2(s->port, hdr, hlen, rest, rlen);
+        } else if (op == OP_OUTPUT_BINARY) {
+            ErlDrvBinary *b = driver_alloc_binary(rlen);
+            memcpy(b->orig_bytes, rest, rlen);
+            driver_output_binary(s->port, hdr, hlen, b, 0, rlen);
+            driver_free_binary(b);
+        } else if (output_pieces(s, hdr, hlen, rest, rlen) < 0) {
+            break;
+        }
+        return 0;
+    }
+    case OP_OUTPUT_TERM: {
+        ErlDrvTermData *spec;
+        int n = build_spec(s, body, blen, &spec), rc;
+        if (n < 0) break;
+        rc = erl_drv_output_term(s->port_term, spec, n);
+        driver_free(spec);
+        if (rc < 0) break;
+        return 0;
+    }
+    case OP_SEND_TERM:
+        if (send_term_frame(s, body, blen) < 0) break;
+        return 0;
+    case OP_SET_TIMER: {
+        ErlDrvUInt64 ms;
+        if (blen != 12) break;
+        ms = get64(body);
+        if (s->state == S_OPENING) {
+            /* the open timeout holds the timer until open_port returns */
+            s->pending_ms = ms;
+            s->pending_gen = get32(body + 8);
+        } else {
+            s->timer_gen = get32(body + 8);
+            driver_set_timer(s->port, (unsigned long)ms);
+        }
+        return 0;
+    }
+    case OP_CANCEL_TIMER:
+        if (s->state == S_OPENING) s->pending_gen = 0;
+        else if (s->timer_gen) driver_cancel_timer(s->port);
+        s->timer_gen = 0;
+        return 0;
+    case OP_FAILURE:
+        if (s->state == S_OPENING) {
+            fail_open(s, NULL, 0, "start_failure");
+            return -1;
+        }
+        if (failure_frame(s, body, blen) < 0) break;
+        /* ERTS closes the port and then calls stop; frames after this one are moot */
+        s->state = S_FAILED;
+        return -1;
+    case OP_SET_BUSY:
+        if (blen != 1) break;
+        s->user_busy = body[0] != 0;
+        update_busy(s);
+        return 0;
+    case OP_ENQ:
+        driver_enq(s->port, body, (ErlDrvSizeT)blen);
+        return 0;
+    case OP_PUSHQ:
+        driver_pushq(s->port, body, (ErlDrvSizeT)blen);
+        return 0;
+    case OP_DEQ: {
+        ErlDrvUInt64 n;
+        if (blen != 8) break;
+        n = get64(body);
+        if (n > driver_sizeq(s->port)) break;
+        driver_deq(s->port, (ErlDrvSizeT)n);
+        return 0;
+    }
     case OP_RESOLVE_PID: {
         ErlDrvTermData raw;
         if (blen != 8) break;
         raw = (ErlDrvTermData)get64(body);
         /* only pids this port handed out itself: a forged value must never become a term */
-        if (raw && (raw == s->last_caller || raw == s->last_connected || raw == s->opener))
+        if (is_known(s, raw))
             request_pid_info(s, raw);
         return 0;
     }
@@ -720,6 +1052,8 @@ static ErlDrvData user_start(ErlDrvPort port, char *cmd)
         struct iovec iov[3];
         s->last_caller = s->opener;
         s->last_connected = driver_connected(port);
+        add_known(s, s->opener);
+        add_known(s, s->last_connected);
         put64(b, (uint64_t)s->port_term);
         put64(b + 8, (uint64_t)s->last_caller);
         put64(b + 16, (uint64_t)s->last_connected);
@@ -756,7 +1090,7 @@ static void user_stop(pb_port *s)
         }
     }
     worker_port_gone(s);
-    free_port(s);
+    close_fd(s);
 }
 
 static void user_outputv(pb_port *s, ErlIOVec *ev)
@@ -875,10 +1209,23 @@ static ErlDrvSSizeT user_request(pb_port *s, int op, int wrapped, unsigned cmd,
 
 static void user_timeout(pb_port *s)
 {
-    if (s->state == S_OPENING)
+    char g[4];
+    if (s->state == S_OPENING) {
         fail_open(s, NULL, 0, "timeout");
-    else if (s->state == S_DEAD)
+    } else if (s->state == S_DEAD) {
         driver_failure_atom(s->port, "pybridge_worker_down");
+    } else if (s->state == S_OPEN && s->timer_gen) {
+        /* the generation lets Python drop a timeout that crossed a cancel or a new timer */
+        put32(g, s->timer_gen);
+        s->timer_gen = 0;
+        send_frame(s, OP_TIMEOUT, 0, 0, g, 4);
+    }
+}
+
+/* ERTS closes a port with a non-empty driver queue only once the driver empties it. */
+static void user_flush(pb_port *s)
+{
+    if (s->state == S_OPEN) send_frame(s, OP_FLUSH, 0, 0, NULL, 0);
 }
 
 static void user_ready_input(pb_port *s)
@@ -1050,7 +1397,6 @@ static void mgr_output(pb_port *s, ErlIOVec *ev)
 static void mgr_stop(pb_port *s)
 {
     if (s->widx >= 0) mgr_worker_exit(s);
-    free_port(s);
 }
 
 /* ------------------------------------------------------------------------ */
@@ -1090,59 +1436,98 @@ static ErlDrvData pb_start(ErlDrvPort port, char *cmd)
     return user_start(port, cmd);
 }
 
+/*
+ * driver_failure*, erl_drv_init_ack(error) and friends run stop at once, from inside the
+ * callback that called them. So every callback counts itself in, and a stop that comes
+ * while one runs releases the socket and the worker but leaves the memory to the
+ * outermost callback, which frees it on its way out.
+ */
+#define ENTER(s) ((s)->depth++)
+#define LEAVE(s) do { if (--(s)->depth == 0 && (s)->zombie) free_port(s); } while (0)
+
 static void pb_stop(ErlDrvData d)
 {
     pb_port *s = (pb_port *)d;
     if (s->kind == K_MANAGER) mgr_stop(s); else user_stop(s);
+    if (s->depth) s->zombie = 1; else free_port(s);
 }
 
 static void pb_outputv(ErlDrvData d, ErlIOVec *ev)
 {
     pb_port *s = (pb_port *)d;
+    ENTER(s);
     if (s->kind == K_MANAGER) mgr_output(s, ev); else user_outputv(s, ev);
+    LEAVE(s);
 }
 
 static ErlDrvSSizeT pb_control(ErlDrvData d, unsigned int cmd, char *buf, ErlDrvSizeT len,
                                char **rbuf, ErlDrvSizeT rlen)
 {
     pb_port *s = (pb_port *)d;
+    ErlDrvSSizeT r;
+    ENTER(s);
     if (s->kind == K_MANAGER)
-        return cmd == MGR_SPAWN ? mgr_spawn(s, buf, len, rbuf, rlen) : -1;
-    return user_request(s, OP_CONTROL, 0, cmd, buf, len, rbuf, rlen);
+        r = cmd == MGR_SPAWN ? mgr_spawn(s, buf, len, rbuf, rlen) : -1;
+    else
+        r = user_request(s, OP_CONTROL, 0, cmd, buf, len, rbuf, rlen);
+    LEAVE(s);
+    return r;
 }
 
 static ErlDrvSSizeT pb_call(ErlDrvData d, unsigned int cmd, char *buf, ErlDrvSizeT len,
                             char **rbuf, ErlDrvSizeT rlen, unsigned int *flags)
 {
     pb_port *s = (pb_port *)d;
+    ErlDrvSSizeT r;
     (void)flags;
-    if (s->kind == K_MANAGER) return -1;
-    if (cmd == PB_CALL_CONTROL) return user_request(s, OP_CONTROL, 1, 0, buf, len, rbuf, rlen);
-    if (cmd == PB_CALL_CALL) return user_request(s, OP_CALL, 1, 0, buf, len, rbuf, rlen);
-    if (cmd >= 0xFFFFFF00u) return -1;
-    return user_request(s, OP_CALL, 0, cmd, buf, len, rbuf, rlen);
+    ENTER(s);
+    if (s->kind == K_MANAGER || (cmd >= 0xFFFFFF00u && cmd != PB_CALL_CONTROL && cmd != PB_CALL_CALL))
+        r = -1;
+    else if (cmd == PB_CALL_CONTROL)
+        r = user_request(s, OP_CONTROL, 1, 0, buf, len, rbuf, rlen);
+    else if (cmd == PB_CALL_CALL)
+        r = user_request(s, OP_CALL, 1, 0, buf, len, rbuf, rlen);
+    else
+        r = user_request(s, OP_CALL, 0, cmd, buf, len, rbuf, rlen);
+    LEAVE(s);
+    return r;
 }
 
 static void pb_ready_input(ErlDrvData d, ErlDrvEvent e)
 {
     pb_port *s = (pb_port *)d;
     (void)e;
-    if (s->fd < 0) return;
-    if (s->kind == K_MANAGER) mgr_ready_input(s); else user_ready_input(s);
+    ENTER(s);
+    if (s->fd >= 0) {
+        if (s->kind == K_MANAGER) mgr_ready_input(s); else user_ready_input(s);
+    }
+    LEAVE(s);
 }
 
 static void pb_ready_output(ErlDrvData d, ErlDrvEvent e)
 {
     pb_port *s = (pb_port *)d;
     (void)e;
+    ENTER(s);
     if (s->fd >= 0 && s->kind == K_USER) user_ready_output(s);
+    LEAVE(s);
 }
 
 static void pb_timeout(ErlDrvData d)
 {
     pb_port *s = (pb_port *)d;
+    ENTER(s);
     if (s->kind == K_USER) user_timeout(s);
     else erl_drv_init_ack(s->port, d);
+    LEAVE(s);
+}
+
+static void pb_flush(ErlDrvData d)
+{
+    pb_port *s = (pb_port *)d;
+    ENTER(s);
+    if (s->kind == K_USER) user_flush(s);
+    LEAVE(s);
 }
 
 static void pb_stop_select(ErlDrvEvent e, void *reserved)
@@ -1165,7 +1550,7 @@ static ErlDrvEntry pb_entry = {
     pb_timeout,
     pb_outputv,
     NULL,                                /* ready_async */
-    NULL,                                /* flush */
+    pb_flush,
     pb_call,
     NULL,                                /* event */
     ERL_DRV_EXTENDED_MARKER,

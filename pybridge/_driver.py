@@ -8,7 +8,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from . import _protocol as P
-from ._types import Pid
+from ._types import LocalPid, Pid
 
 if TYPE_CHECKING:
     from ._worker import Conn
@@ -33,6 +33,119 @@ class Port:
         """set_port_control_flags: PORT_CONTROL_FLAG_BINARY makes control replies binaries."""
         self._conn.control_flags = flags & PORT_CONTROL_FLAG_BINARY
         self._conn.send(P.OP_SET_CONTROL_FLAGS, P.U32.pack(flags & 0xFFFFFFFF))
+
+    # -- output (driver_output2 / _binary / _v, erl_drv_output_term, erl_drv_send_term) --
+    def output2(self, hdr: bytes, data: bytes) -> None:
+        """driver_output2: the header bytes arrive as list elements before the data."""
+        hdr = bytes(hdr)
+        self._conn.send(P.OP_OUTPUT2, P.U32.pack(len(hdr)) + hdr + bytes(data))
+
+    def output_binary(self, hdr: bytes, data: bytes, offset: int = 0, length: int | None = None) -> None:
+        """driver_output_binary: data[offset:offset+length] arrives as a binary after the header."""
+        if offset < 0 or offset > len(data) or (length is not None and (length < 0 or offset + length > len(data))):
+            raise ValueError("offset/length outside the data")
+        end = len(data) if length is None else offset + length
+        hdr = bytes(hdr)
+        self._conn.send(P.OP_OUTPUT_BINARY, P.U32.pack(len(hdr)) + hdr + bytes(data[offset:end]))
+
+    def outputv(self, hdr: bytes, iov: list, skip: int = 0) -> None:
+        """driver_outputv: the header as list elements, then one binary per piece, skipping
+        the first ``skip`` bytes of the pieces."""
+        parts, hdr = [], bytes(hdr)
+        for piece in iov:
+            piece = bytes(piece)
+            if skip >= len(piece):
+                skip -= len(piece)
+                continue
+            piece, skip = piece[skip:], 0
+            parts.append(P.U32.pack(len(piece)) + piece)
+        self._conn.send(P.OP_OUTPUTV, P.U32.pack(len(hdr)) + hdr + b"".join(parts))
+
+    def output_term(self, term: Any) -> None:
+        """erl_drv_output_term: the connected process receives the term itself."""
+        self._conn.send(P.OP_OUTPUT_TERM, self._conn.program(term))
+
+    def send_term(self, pid: Pid, term: Any) -> None:
+        """erl_drv_send_term: the process ``pid`` receives the term itself."""
+        if not isinstance(pid, Pid):
+            raise TypeError(f"send_term needs a pid, not {type(pid).__name__}")
+        if isinstance(pid, LocalPid) and pid.origin is self._conn:
+            to = b"\x00" + P.U64.pack(pid.raw)
+        else:
+            etf = b"\x83" + pid.binary()
+            to = b"\x01" + P.U32.pack(len(etf)) + etf
+        self._conn.send(P.OP_SEND_TERM, to + self._conn.program(term))
+
+    # -- timer (driver_set_timer, driver_cancel_timer, driver_read_timer) --
+    def set_timer(self, ms: int) -> None:
+        """driver_set_timer: ``timeout()`` is called after ms; a new timer replaces the old."""
+        if not 0 <= ms < 1 << 63:
+            raise ValueError("ms must be a non-negative integer")
+        self._conn.set_timer(int(ms))
+
+    def cancel_timer(self) -> None:
+        """driver_cancel_timer: once this returns, the cancelled timer never calls timeout."""
+        self._conn.cancel_timer()
+
+    def read_timer(self) -> int:
+        """driver_read_timer: ms left before the timeout (0 when no timer is set)."""
+        return self._conn.read_timer()
+
+    # -- failure (driver_failure, _atom, _posix, _eof) --
+    def failure(self, code: int) -> None:
+        """driver_failure: the port exits with reason ``code``."""
+        self._conn.send(P.OP_FAILURE, bytes((P.FAIL_CODE,)) + P.U32.pack(code & 0xFFFFFFFF))
+
+    def failure_atom(self, name: str) -> None:
+        """driver_failure_atom: the port exits with the atom ``name``."""
+        b = name.encode("latin-1")
+        if not 0 < len(b) < 256 or b"\0" in b:
+            raise ValueError("an atom name of 1 to 255 latin-1 characters")
+        self._conn.send(P.OP_FAILURE, bytes((P.FAIL_ATOM,)) + b)
+
+    def failure_posix(self, errno: int) -> None:
+        """driver_failure_posix: the port exits with the errno's atom (eagain, ...)."""
+        self._conn.send(P.OP_FAILURE, bytes((P.FAIL_POSIX,)) + P.U32.pack(errno & 0xFFFFFFFF))
+
+    def failure_eof(self) -> None:
+        """driver_failure_eof: {Port, eof} when opened with eof, otherwise the port closes."""
+        self._conn.send(P.OP_FAILURE, bytes((P.FAIL_EOF,)))
+
+    # -- busy port --
+    def set_busy_port(self, on: bool) -> None:
+        """set_busy_port: while on, senders of port_command are suspended."""
+        self._conn.send(P.OP_SET_BUSY, b"\x01" if on else b"\x00")
+
+    # -- the port's ERTS driver queue (driver_enq, driver_deq, ...) --
+    def enq(self, data: bytes) -> None:
+        """driver_enq: append to the port's queue."""
+        self._conn.enq(bytes(data), front=False)
+
+    def enqv(self, iov: list) -> None:
+        """driver_enqv: append each piece."""
+        for piece in iov:
+            self._conn.enq(bytes(piece), front=False)
+
+    def pushq(self, data: bytes) -> None:
+        """driver_pushq: put in front of the port's queue."""
+        self._conn.enq(bytes(data), front=True)
+
+    def pushqv(self, iov: list) -> None:
+        """driver_pushqv: put the pieces, in order, in front of the queue."""
+        for piece in reversed(iov):
+            self._conn.enq(bytes(piece), front=True)
+
+    def deq(self, n: int) -> int:
+        """driver_deq: drop n bytes from the front; returns the bytes left."""
+        return self._conn.deq(n)
+
+    def peekq(self) -> list:
+        """driver_peekq / driver_peekqv: the queued pieces, front first."""
+        return list(self._conn.queue)
+
+    def sizeq(self) -> int:
+        """driver_sizeq: bytes queued."""
+        return self._conn.qsize
 
     def caller(self) -> Pid:
         """driver_caller: the pid behind the callback running now."""

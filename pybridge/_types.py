@@ -150,10 +150,11 @@ class LocalPid(Pid):
     whose external form is fetched from the node only when it is needed (encoding,
     comparing with other pids, hashing), so asking for it never blocks a callback."""
 
-    __slots__ = ("raw", "_resolve", "_pid")
+    __slots__ = ("raw", "origin", "_resolve", "_pid")
 
-    def __init__(self, raw: int, resolve) -> None:
+    def __init__(self, raw: int, resolve, origin: object = None) -> None:
         self.raw = raw
+        self.origin = origin        # the port that named it: only there is raw meaningful
         self._resolve = resolve
         self._pid = None
 

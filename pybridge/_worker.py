@@ -30,6 +30,7 @@ from . import _protocol as P
 from . import __version__
 from ._codec import decode, encode
 from ._driver import PORT_CONTROL_FLAG_BINARY, Driver, Port
+from ._termprog import program
 from ._errors import BadArg, WorkerError
 from ._types import Atom, ImproperList, LocalPid
 
@@ -84,6 +85,57 @@ class Conn:
         self.spec = ""
         self.events = selectors.EVENT_READ
         self.closed = False
+        self.timer_gen = 0              # last generation handed out
+        self.active_gen = 0             # the timer that may still call timeout (0: none)
+        self.timer_deadline = 0.0
+        self.queue: deque[bytes] = deque()
+        self.qsize = 0
+
+    # -- driver API state kept on this side --
+    def program(self, term: Any) -> bytes:
+        return program(term, self, self.none_atom)
+
+    def set_timer(self, ms: int) -> None:
+        self.timer_gen = self.timer_gen % 0xFFFFFFFF + 1
+        self.active_gen = self.timer_gen
+        self.timer_deadline = time.monotonic() + ms / 1000
+        self.send(P.OP_SET_TIMER, P.U64.pack(ms) + P.U32.pack(self.active_gen))
+
+    def cancel_timer(self) -> None:
+        self.active_gen = 0
+        self.send(P.OP_CANCEL_TIMER)
+
+    def read_timer(self) -> int:
+        if not self.active_gen:
+            return 0
+        return max(0, round((self.timer_deadline - time.monotonic()) * 1000))
+
+    def enq(self, data: bytes, front: bool) -> None:
+        if not data:
+            return
+        if front:
+            self.queue.appendleft(data)
+        else:
+            self.queue.append(data)
+        self.qsize += len(data)
+        self.send(P.OP_PUSHQ if front else P.OP_ENQ, data)
+
+    def deq(self, n: int) -> int:
+        if not 0 <= n <= self.qsize:
+            raise ValueError(f"deq({n}) with {self.qsize} bytes queued")
+        left = n
+        while left:
+            head = self.queue[0]
+            if len(head) <= left:
+                self.queue.popleft()
+                left -= len(head)
+            else:
+                self.queue[0] = head[left:]
+                left = 0
+        self.qsize -= n
+        if n:
+            self.send(P.OP_DEQ, P.U64.pack(n))
+        return self.qsize
 
     # -- output side --
     def send(self, op: int, body: bytes = b"", fl: int = 0, rid: int = 0) -> None:
@@ -178,6 +230,10 @@ class Conn:
             self.caller_raw = P.U64.unpack(body)[0]
         elif op == P.OP_CONNECTED:
             self.connected_raw = P.U64.unpack(body)[0]
+        elif op == P.OP_TIMEOUT:
+            self.on_timeout(P.U32.unpack(body)[0])
+        elif op == P.OP_FLUSH:
+            self.on_event("flush")
         elif op == P.OP_OPEN:
             self.on_open(rid, body)
         elif op == P.OP_STOP:
@@ -241,6 +297,23 @@ class Conn:
         except Exception as e:
             self.log_exception(e, "output")
 
+    def on_timeout(self, gen: int) -> None:
+        # a timeout of a timer that was cancelled or replaced meanwhile never reaches the driver
+        if gen != self.active_gen:
+            return
+        self.active_gen = 0
+        self.on_event("timeout")
+
+    def on_event(self, name: str) -> None:
+        """A callback without arguments or answer: a missing one is a NULL entry."""
+        fn = getattr(self.driver, name, None)
+        if fn is None:
+            return
+        try:
+            fn()
+        except Exception as e:
+            self.log_exception(e, name)
+
     def on_control(self, fl: int, rid: int, body: bytes) -> None:
         wrapped = fl & P.FL_WRAPPED
         try:
@@ -283,7 +356,7 @@ class Conn:
             self.fail(rid, e, "call")
 
     def local_pid(self, raw: int) -> LocalPid:
-        return LocalPid(raw, functools.partial(self.worker.resolve_pid, self))
+        return LocalPid(raw, functools.partial(self.worker.resolve_pid, self), self)
 
     def close(self, call_stop: bool = True) -> None:
         if self.closed:

@@ -17,12 +17,39 @@
 -define(OP_CALL, 16#14).
 -define(OP_CALLER, 16#15).
 -define(OP_CONNECTED, 16#16).
+-define(OP_TIMEOUT, 16#17).
+-define(OP_FLUSH, 16#18).
 
 -define(OP_REPLY, 16#80).
 -define(OP_ERROR, 16#81).
 -define(OP_OUTPUT_DATA, 16#82).
 -define(OP_SET_CONTROL_FLAGS, 16#83).
 -define(OP_RESOLVE_PID, 16#84).
+-define(OP_OUTPUT2, 16#85).
+-define(OP_OUTPUT_BINARY, 16#86).
+-define(OP_OUTPUTV, 16#87).
+-define(OP_OUTPUT_TERM, 16#88).
+-define(OP_SEND_TERM, 16#89).
+-define(OP_SET_TIMER, 16#8A).
+-define(OP_CANCEL_TIMER, 16#8B).
+-define(OP_FAILURE, 16#8C).
+-define(OP_SET_BUSY, 16#8D).
+-define(OP_ENQ, 16#8E).
+-define(OP_PUSHQ, 16#8F).
+-define(OP_DEQ, 16#90).
+
+-define(T_EXT, 16#01).
+-define(T_PID, 16#02).
+-define(T_PORT, 16#03).
+-define(T_NIL, 16#04).
+-define(T_TUPLE, 16#05).
+-define(T_LIST, 16#06).
+-define(T_MAP, 16#07).
+
+-define(FAIL_CODE, 0).
+-define(FAIL_ATOM, 1).
+-define(FAIL_POSIX, 2).
+-define(FAIL_EOF, 3).
 
 -define(FL_WRAPPED, 16#01).
 -define(FL_NONE, 16#01).

@@ -1,0 +1,222 @@
+%% The erl_driver surface from Python (issue 3): what Erlang observes for each call,
+%% one test driver (tests/drivers/) per behaviour.
+-module(pybridge_api_tests).
+-include_lib("eunit/include/eunit.hrl").
+-compile([export_all, nowarn_export_all]).
+
+api_test_() ->
+    {setup,
+     fun() ->
+         application:load(pybridge),
+         application:set_env(pybridge, python_path, [filename:absname("tests/drivers")]),
+         {ok, _} = application:ensure_all_started(pybridge)
+     end,
+     fun(_) -> application:stop(pybridge) end,
+     [{timeout, 60, {atom_to_list(T), fun ?MODULE:T/0}} || T <- tests()]}.
+
+tests() ->
+    [output_forms_binary, output_forms_list, output_term_examples, send_term_targets,
+     timer_fires, timer_replaced, timer_cancelled_never_fires, read_timer, timer_set_in_start,
+     timer_without_timeout_callback, failure_code, failure_atom, failure_posix,
+     failure_eof_with_eof_option, failure_eof_without, busy_port_suspends_and_nosuspend,
+     queue_is_the_erts_queue, close_waits_for_flush, kill_skips_flush].
+
+open(Spec) -> pybridge:open(Spec, [binary]).
+open(Spec, Opts) -> pybridge:open(Spec, [binary | Opts]).
+
+msg(Port) -> receive {Port, M} -> M after 2000 -> timeout end.
+
+%% ---------------------------------------------------------------------------
+
+output_forms_binary() ->
+    P = open("output_forms:OutputForms"),
+    [] = erlang:port_control(P, 1, <<>>),
+    ?assertEqual({data, [1, 2 | <<"tail">>]}, msg(P)),
+    [] = erlang:port_control(P, 2, <<>>),
+    ?assertEqual({data, [1, 2 | <<"3456">>]}, msg(P)),
+    [] = erlang:port_control(P, 3, <<>>),
+    ?assertEqual({data, [1, 2, <<"B1">>, <<"B2">> | <<"B3">>]}, msg(P)),
+    [] = erlang:port_control(P, 4, <<>>),
+    ?assertEqual({data, <<"ept">>}, msg(P)),
+    port_close(P).
+
+output_forms_list() ->
+    P = pybridge:open("output_forms:OutputForms", []),
+    [] = erlang:port_control(P, 1, <<>>),
+    ?assertEqual({data, [1, 2 | "tail"]}, msg(P)),
+    [] = erlang:port_control(P, 2, <<>>),
+    ?assertEqual({data, [1, 2 | "3456"]}, msg(P)),
+    port_close(P).
+
+output_term_examples() ->
+    P = open("term_messages:TermMessages"),
+    [] = erlang:port_control(P, 1, <<>>),
+    ?assertEqual({tcp, P, [100 | <<"Binary">>]}, receive M1 -> M1 after 2000 -> timeout end),
+    [] = erlang:port_control(P, 2, <<>>),
+    ?assertEqual([x, "abc", y], receive M2 -> M2 after 2000 -> timeout end),
+    [] = erlang:port_control(P, 3, <<>>),
+    ?assertEqual("abc123", receive M3 -> M3 after 2000 -> timeout end),
+    [] = erlang:port_control(P, 4, <<>>),
+    ?assertEqual({my_tag, {17, 4711}}, receive M4 -> M4 after 2000 -> timeout end),
+    [] = erlang:port_control(P, 5, <<>>),
+    ?assertEqual(#{key1 => 100, key2 => {200, 300}}, receive M5 -> M5 after 2000 -> timeout end),
+    port_close(P).
+
+send_term_targets() ->
+    Self = self(),
+    P = open("term_messages:TermMessages"),
+    %% to the caller (a pid the port named: sent straight, as ERL_DRV_PID)
+    Helper = spawn_link(fun() ->
+        [] = erlang:port_control(P, 6, <<>>),
+        receive M -> Self ! {helper_got, M} after 2000 -> Self ! {helper_got, timeout} end
+    end),
+    ?assertEqual({helper_got, {to_caller, Helper, Self}},
+                 receive {helper_got, _} = H -> H after 3000 -> timeout end),
+    %% to a pid that only came inside a term
+    Other = spawn_link(fun() ->
+        receive M -> Self ! {other_got, M} after 2000 -> Self ! {other_got, timeout} end
+    end),
+    ?assertEqual(sent, erlang:port_call(P, 0, Other)),
+    ?assertEqual({other_got, {to_pid_in_term, P}},
+                 receive {other_got, _} = O -> O after 3000 -> timeout end),
+    port_close(P).
+
+timer_fires() ->
+    P = open("timers:Timers"),
+    T0 = erlang:monotonic_time(millisecond),
+    [] = erlang:port_control(P, 1, <<"100">>),
+    ?assertEqual({timeout, 1}, receive {timeout, _} = T -> T after 2000 -> none end),
+    Elapsed = erlang:monotonic_time(millisecond) - T0,
+    ?assert(Elapsed >= 100),
+    port_close(P).
+
+timer_replaced() ->
+    P = open("timers:Timers"),
+    [] = erlang:port_control(P, 1, <<"100">>),
+    [] = erlang:port_control(P, 1, <<"300">>),
+    T0 = erlang:monotonic_time(millisecond),
+    ?assertEqual({timeout, 1}, receive {timeout, _} = T -> T after 2000 -> none end),
+    ?assert(erlang:monotonic_time(millisecond) - T0 >= 290),
+    ?assertEqual(none, receive {timeout, _} = T2 -> T2 after 400 -> none end),
+    port_close(P).
+
+timer_cancelled_never_fires() ->
+    %% cancel right at the deadline, many times: a timeout already on its way when
+    %% cancel_timer returned must still never reach the driver
+    P = open("timers:Timers"),
+    [begin
+         [] = erlang:port_control(P, 1, <<"1">>),
+         timer:sleep(1),
+         [] = erlang:port_control(P, 2, <<>>)
+     end || _ <- lists:seq(1, 200)],
+    timer:sleep(100),
+    Fired = receive {timeout, N} -> N after 0 -> 0 end,
+    %% the driver may see a timeout only when it fired before the cancel was asked for;
+    %% after the last cancel nothing more comes
+    ?assert(Fired =< 200),
+    ?assertEqual(none, receive {timeout, _} = T -> T after 300 -> none end),
+    [] = erlang:port_control(P, 1, <<"500">>),
+    [] = erlang:port_control(P, 2, <<>>),
+    ?assertEqual(none, receive {timeout, _} = T2 -> T2 after 800 -> none end),
+    port_close(P).
+
+read_timer() ->
+    P = open("timers:Timers"),
+    ?assertEqual("0", erlang:port_control(P, 3, <<>>)),
+    [] = erlang:port_control(P, 1, <<"10000">>),
+    Left = list_to_integer(erlang:port_control(P, 3, <<>>)),
+    ?assert(Left > 9000 andalso Left =< 10000),
+    [] = erlang:port_control(P, 2, <<>>),
+    ?assertEqual("0", erlang:port_control(P, 3, <<>>)),
+    port_close(P).
+
+timer_set_in_start() ->
+    P = pybridge:open("timers:Timers", "50", [binary]),
+    ?assertEqual({timeout, 1}, receive {timeout, _} = T -> T after 2000 -> none end),
+    port_close(P).
+
+timer_without_timeout_callback() ->
+    P = open("timer_without_timeout:TimerWithoutTimeout"),
+    <<"set">> = iolist_to_binary(erlang:port_control(P, 0, <<"20">>)),
+    timer:sleep(100),
+    ?assertEqual(<<"set">>, iolist_to_binary(erlang:port_control(P, 0, <<"20">>))),
+    port_close(P).
+
+exit_reason(P, Cmd) ->
+    process_flag(trap_exit, true),
+    true = erlang:port_command(P, Cmd),
+    R = receive {'EXIT', P, Reason} -> Reason after 2000 -> timeout end,
+    process_flag(trap_exit, false),
+    R.
+
+failure_code() ->
+    ?assertEqual(42, exit_reason(open("failures:Failures"), <<"code 42">>)).
+
+failure_atom() ->
+    ?assertEqual(my_reason, exit_reason(open("failures:Failures"), <<"atom my_reason">>)).
+
+failure_posix() ->
+    ?assertEqual(eagain, exit_reason(open("failures:Failures"), <<"posix">>)).
+
+failure_eof_with_eof_option() ->
+    P = open("failures:Failures", [eof]),
+    true = erlang:port_command(P, <<"eof">>),
+    ?assertEqual(eof, msg(P)),
+    port_close(P).
+
+failure_eof_without() ->
+    ?assertEqual(normal, exit_reason(open("failures:Failures"), <<"eof">>)).
+
+busy_port_suspends_and_nosuspend() ->
+    P = open("busy:Busy"),
+    true = erlang:port_command(P, <<"busy">>),
+    %% a control round trip: the busy request has been carried out when it returns
+    [] = erlang:port_control(P, 0, <<>>) =:= [] andalso [],
+    true = erlang:port_command(P, <<"busy">>),
+    timer:sleep(50),
+    ?assertEqual(false, erlang:port_command(P, <<"dropped?">>, [nosuspend])),
+    Self = self(),
+    Sender = spawn_link(fun() -> true = erlang:port_command(P, <<"after">>), Self ! sent end),
+    timer:sleep(100),
+    ?assertEqual({status, suspended}, erlang:process_info(Sender, status)),
+    [] = erlang:port_control(P, 0, <<>>),
+    ?assertEqual(sent, receive sent -> sent after 2000 -> timeout end),
+    ?assertEqual({data, <<"after">>}, msg(P)),
+    port_close(P).
+
+queue_is_the_erts_queue() ->
+    P = open("queue_flush:QueueFlush"),
+    true = erlang:port_command(P, <<"abc">>),
+    true = erlang:port_command(P, <<"def">>),
+    [] = erlang:port_control(P, 1, <<"0">>),
+    ?assertEqual(<<"0abcdef">>, erlang:port_control(P, 0, <<>>) =:= "0abcdef" andalso <<"0abcdef">>),
+    ?assertEqual({queue_size, 7}, erlang:port_info(P, queue_size)),
+    ?assertEqual(7, erlang:port_call(P, 0, x)),
+    ?assertEqual("3", erlang:port_control(P, 2, <<"4">>)),
+    ?assertEqual({queue_size, 3}, erlang:port_info(P, queue_size)),
+    ?assertEqual("def", erlang:port_control(P, 0, <<>>)),
+    ?assertEqual("0", erlang:port_control(P, 2, <<"3">>)),
+    port_close(P).
+
+close_waits_for_flush() ->
+    P = open("queue_flush:QueueFlush"),
+    [true = erlang:port_command(P, B) || B <- [<<"one">>, <<"two">>, <<"three">>]],
+    [] = erlang:port_control(P, 3, <<>>) =:= "onetwothree" andalso [],
+    P ! {self(), close},
+    ?assertEqual({flushing, 11}, receive {flushing, _} = F -> F after 2000 -> timeout end),
+    ?assertEqual({drained, <<"one">>}, receive {drained, _} = D1 -> D1 after 2000 -> timeout end),
+    ?assertNotEqual(undefined, erlang:port_info(P)),
+    ?assertEqual({drained, <<"two">>}, receive {drained, _} = D2 -> D2 after 2000 -> timeout end),
+    ?assertEqual({drained, <<"three">>}, receive {drained, _} = D3 -> D3 after 2000 -> timeout end),
+    ?assertEqual(closed, receive {P, closed} -> closed after 2000 -> timeout end),
+    ?assertEqual(undefined, erlang:port_info(P)).
+
+kill_skips_flush() ->
+    process_flag(trap_exit, true),
+    P = open("queue_flush:QueueFlush"),
+    true = erlang:port_command(P, <<"queued">>),
+    6 = erlang:port_call(P, 0, x),
+    exit(P, kill),
+    ?assertEqual(killed, receive {'EXIT', P, R} -> R after 2000 -> timeout end),
+    ?assertEqual(none, receive {flushing, _} = F -> F after 300 -> none end),
+    process_flag(trap_exit, false).
