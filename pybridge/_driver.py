@@ -76,6 +76,16 @@ class Port:
             to = b"\x01" + P.U32.pack(len(etf)) + etf
         self._conn.send(P.OP_SEND_TERM, to + self._conn.program(term))
 
+    def output_term_spec(self, spec: list) -> None:
+        """erl_drv_output_term with a driver term format spec (see pybridge.spec)."""
+        from .spec import evaluate
+        self.output_term(evaluate(spec, self))
+
+    def send_term_spec(self, pid: Pid, spec: list) -> None:
+        """erl_drv_send_term with a driver term format spec (see pybridge.spec)."""
+        from .spec import evaluate
+        self.send_term(pid, evaluate(spec, self))
+
     # -- timer (driver_set_timer, driver_cancel_timer, driver_read_timer) --
     def set_timer(self, ms: int) -> None:
         """driver_set_timer: ``timeout()`` is called after ms; a new timer replaces the old."""

@@ -15,7 +15,8 @@ api_test_() ->
      [{timeout, 60, {atom_to_list(T), fun ?MODULE:T/0}} || T <- tests()]}.
 
 tests() ->
-    [output_forms_binary, output_forms_list, output_term_examples, send_term_targets,
+    [output_forms_binary, output_forms_list, output_term_examples, output_term_specs,
+     send_term_targets,
      timer_fires, timer_replaced, timer_cancelled_never_fires, read_timer, timer_set_in_start,
      timer_without_timeout_callback, failure_code, failure_atom, failure_posix,
      failure_eof_with_eof_option, failure_eof_without, busy_port_suspends_and_nosuspend,
@@ -61,6 +62,20 @@ output_term_examples() ->
     ?assertEqual({my_tag, {17, 4711}}, receive M4 -> M4 after 2000 -> timeout end),
     [] = erlang:port_control(P, 5, <<>>),
     ?assertEqual(#{key1 => 100, key2 => {200, 300}}, receive M5 -> M5 after 2000 -> timeout end),
+    port_close(P).
+
+output_term_specs() ->
+    P = open("term_specs:TermSpecs"),
+    Get = fun(N) -> [] = erlang:port_control(P, N, <<>>), receive M -> M after 2000 -> timeout end end,
+    ?assertEqual({tcp, P, [100 | <<"Binary">>]}, Get(1)),
+    ?assertEqual([x, "abc", y], Get(2)),
+    ?assertEqual("abc123", Get(3)),
+    ?assertEqual({my_tag, {17, 4711}}, Get(4)),
+    ?assertEqual(#{key1 => 100, key2 => {200, 300}}, Get(5)),
+    ?assertEqual({self(), 1 bsl 63, 1.5, <<"buf">>}, Get(6)),
+    %% a malformed spec is a Python exception in the callback, never a bad term
+    ?assertError({python, 'pybridge.spec.SpecError', _, _}, pybridge:control(P, 9, <<>>)),
+    ?assertEqual(none, receive M -> M after 100 -> none end),
     port_close(P).
 
 send_term_targets() ->
