@@ -55,6 +55,8 @@ extern char **environ;
 #define OP_CONNECTED 0x16
 #define OP_TIMEOUT 0x17
 #define OP_FLUSH 0x18
+#define OP_ANSWER 0x19
+#define OP_PROCESS_EXIT 0x1A
 
 #define OP_REPLY 0x80
 #define OP_ERROR 0x81
@@ -73,6 +75,16 @@ extern char **environ;
 #define OP_ENQ 0x8E
 #define OP_PUSHQ 0x8F
 #define OP_DEQ 0x90
+#define OP_MONITOR 0x91
+#define OP_DEMONITOR 0x92
+#define OP_SYSTEM_INFO 0x93
+#define OP_TIME 0x94
+#define OP_GETENV 0x95
+#define OP_PUTENV 0x96
+#define OP_SET_OS_PID 0x97
+
+#define TIME_MONOTONIC 0
+#define TIME_OFFSET 1
 
 #define T_EXT 0x01
 #define T_PID 0x02
@@ -159,6 +171,9 @@ typedef struct {
     uint32_t timer_gen, pending_gen;
     ErlDrvUInt64 pending_ms;
     int user_busy;
+    /* monitors this port holds (driver_monitor_process) */
+    ErlDrvMonitor *mons;
+    size_t nmons, cmons;
     int control_flags;
     /* input buffer */
     char *ibuf;
@@ -481,6 +496,7 @@ static void free_port(pb_port *s)
     close_fd(s);
     q_clear(s);
     if (s->known) driver_free(s->known);
+    if (s->mons) driver_free(s->mons);
     if (s->got_body) driver_free(s->got_body);
     if (s->ibuf) driver_free(s->ibuf);
     driver_free(s);
@@ -768,6 +784,114 @@ static int failure_frame(pb_port *s, char *body, size_t blen)
     return -1;
 }
 
+/* OP_ANSWER: status, then data; the answer to a driver API call Python waits for */
+static void answer(pb_port *s, uint32_t id, int status, const char *data, size_t len)
+{
+    char *b = driver_alloc(len + 1);
+    b[0] = (char)status;
+    if (len) memcpy(b + 1, data, len);
+    send_frame(s, OP_ANSWER, 0, id, b, len + 1);
+    driver_free(b);
+}
+
+static long find_monitor(pb_port *s, const ErlDrvMonitor *m)
+{
+    size_t i;
+    for (i = 0; i < s->nmons; i++)
+        if (driver_compare_monitors(&s->mons[i], m) == 0) return (long)i;
+    return -1;
+}
+
+static void drop_monitor(pb_port *s, long i)
+{
+    s->mons[i] = s->mons[--s->nmons];
+}
+
+/* Driver API calls that answer: 0 handled, -1 malformed. */
+static int api_call(pb_port *s, int op, uint32_t id, char *body, size_t blen)
+{
+    switch (op) {
+    case OP_MONITOR: {
+        ErlDrvMonitor m;
+        ErlDrvTermData raw;
+        if (blen != 8) return -1;
+        raw = (ErlDrvTermData)get64(body);
+        if (!is_known(s, raw)) {
+            answer(s, id, 2, NULL, 0);
+        } else if (driver_monitor_process(s->port, raw, &m) != 0) {
+            answer(s, id, 1, NULL, 0);       /* noproc */
+        } else {
+            if (s->nmons == s->cmons) {
+                s->cmons = s->cmons ? 2 * s->cmons : 4;
+                s->mons = driver_realloc(s->mons, s->cmons * sizeof(*s->mons));
+            }
+            s->mons[s->nmons++] = m;
+            answer(s, id, 0, (char *)&m, sizeof(m));
+        }
+        return 0;
+    }
+    case OP_SYSTEM_INFO: {
+        ErlDrvSysInfo si;
+        char b[9 * 4 + 4 + 512];
+        size_t n = 0, l;
+        int v[9], i;
+        driver_system_info(&si, sizeof(si));
+        v[0] = si.driver_major_version; v[1] = si.driver_minor_version;
+        v[2] = si.thread_support; v[3] = si.smp_support; v[4] = si.async_threads;
+        v[5] = si.scheduler_threads; v[6] = si.nif_major_version; v[7] = si.nif_minor_version;
+        v[8] = si.dirty_scheduler_support;
+        for (i = 0; i < 9; i++, n += 4) put32(b + n, (uint32_t)v[i]);
+        l = strlen(si.erts_version) & 0xFF;
+        b[n++] = (char)l; memcpy(b + n, si.erts_version, l); n += l;
+        l = strlen(si.otp_release) & 0xFF;
+        b[n++] = (char)l; memcpy(b + n, si.otp_release, l); n += l;
+        answer(s, id, 0, b, n);
+        return 0;
+    }
+    case OP_TIME: {
+        ErlDrvTime t;
+        char b[8];
+        if (blen != 2 || (unsigned char)body[1] > ERL_DRV_NSEC) return -1;
+        t = body[0] == TIME_MONOTONIC ? erl_drv_monotonic_time((ErlDrvTimeUnit)body[1])
+                                      : erl_drv_time_offset((ErlDrvTimeUnit)body[1]);
+        put64(b, (uint64_t)t);
+        answer(s, id, t == ERL_DRV_TIME_ERROR, b, 8);
+        return 0;
+    }
+    case OP_GETENV: {
+        char key[4096], small[256], *val = small;
+        size_t vlen = sizeof(small);
+        int r;
+        if (blen == 0 || blen >= sizeof(key) || memchr(body, 0, blen)) return -1;
+        memcpy(key, body, blen);
+        key[blen] = 0;
+        r = erl_drv_getenv(key, val, &vlen);
+        if (r > 0) {                    /* vlen now says how much is needed */
+            val = driver_alloc(vlen);
+            r = erl_drv_getenv(key, val, &vlen);
+        }
+        if (r == 0) answer(s, id, 0, val, strlen(val));
+        else answer(s, id, 1, NULL, 0);
+        if (val != small) driver_free(val);
+        return 0;
+    }
+    case OP_PUTENV: {
+        char *kv;
+        size_t kl;
+        if (blen < 2 || !memchr(body, 0, blen)) return -1;
+        kl = strlen(body);
+        if (kl == 0 || memchr(body + kl + 1, 0, blen - kl - 1)) return -1;
+        kv = driver_alloc(blen + 1);
+        memcpy(kv, body, blen);
+        kv[blen] = 0;
+        answer(s, id, erl_drv_putenv(kv, kv + kl + 1) != 0, NULL, 0);
+        driver_free(kv);
+        return 0;
+    }
+    }
+    return -1;
+}
+
 /* Returns 0 to go on, -1 when the port can take no more frames (failed or gone). */
 static int handle_frame(pb_port *s, int op, int fl, uint32_t id, char *body, size_t blen)
 {
@@ -885,6 +1009,29 @@ static int handle_frame(pb_port *s, int op, int fl, uint32_t id, char *body, siz
         driver_deq(s->port, (ErlDrvSizeT)n);
         return 0;
     }
+    case OP_MONITOR:
+    case OP_SYSTEM_INFO:
+    case OP_TIME:
+    case OP_GETENV:
+    case OP_PUTENV:
+        if (api_call(s, op, id, body, blen) < 0) break;
+        return 0;
+    case OP_DEMONITOR: {
+        ErlDrvMonitor m;
+        long i;
+        if (blen != sizeof(m)) break;
+        memcpy(&m, body, sizeof(m));
+        /* only monitors this port made: a forged one is never handed to ERTS */
+        if ((i = find_monitor(s, &m)) >= 0) {
+            driver_demonitor_process(s->port, &s->mons[i]);
+            drop_monitor(s, i);
+        }
+        return 0;
+    }
+    case OP_SET_OS_PID:
+        if (blen != 4) break;
+        erl_drv_set_os_pid(s->port, (ErlDrvSInt)get32(body));
+        return 0;
     case OP_RESOLVE_PID: {
         ErlDrvTermData raw;
         if (blen != 8) break;
@@ -1222,6 +1369,17 @@ static void user_timeout(pb_port *s)
     }
 }
 
+static void user_process_exit(pb_port *s, ErlDrvMonitor *m)
+{
+    long i = find_monitor(s, m);
+    ErlDrvMonitor mine;
+    if (i < 0) return;
+    /* Python knows the bytes of our copy; ERTS's may differ where the struct is unused */
+    mine = s->mons[i];
+    drop_monitor(s, i);
+    if (s->state == S_OPEN) send_frame(s, OP_PROCESS_EXIT, 0, 0, (char *)&mine, sizeof(mine));
+}
+
 /* ERTS closes a port with a non-empty driver queue only once the driver empties it. */
 static void user_flush(pb_port *s)
 {
@@ -1530,6 +1688,14 @@ static void pb_flush(ErlDrvData d)
     LEAVE(s);
 }
 
+static void pb_process_exit(ErlDrvData d, ErlDrvMonitor *m)
+{
+    pb_port *s = (pb_port *)d;
+    ENTER(s);
+    if (s->kind == K_USER) user_process_exit(s, m);
+    LEAVE(s);
+}
+
 static void pb_stop_select(ErlDrvEvent e, void *reserved)
 {
     (void)reserved;
@@ -1558,7 +1724,7 @@ static ErlDrvEntry pb_entry = {
     ERL_DRV_EXTENDED_MINOR_VERSION,
     ERL_DRV_FLAG_USE_PORT_LOCKING | ERL_DRV_FLAG_USE_INIT_ACK,
     NULL,                                /* handle2 */
-    NULL,                                /* process_exit */
+    pb_process_exit,
     pb_stop_select,
     NULL                                 /* emergency_close */
 };

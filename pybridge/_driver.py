@@ -17,6 +17,28 @@ PORT_CONTROL_FLAG_BINARY = 1
 PORT_CONTROL_FLAG_HEAVY = 2
 
 
+TIME_UNITS = {"second": 0, "millisecond": 1, "microsecond": 2, "nanosecond": 3}
+
+
+class Monitor:
+    """A driver monitor (ErlDrvMonitor): from monitor_process, given to process_exit."""
+
+    __slots__ = ("data", "pid")
+
+    def __init__(self, data: bytes, pid: Pid | None) -> None:
+        self.data = data
+        self.pid = pid
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Monitor) and other.data == self.data
+
+    def __hash__(self) -> int:
+        return hash(self.data)
+
+    def __repr__(self) -> str:
+        return f"<pybridge.Monitor {self.data.hex()[:16]}>"
+
+
 class Port:
     """The port an instance serves: what a C driver reaches through its ErlDrvPort."""
 
@@ -156,6 +178,78 @@ class Port:
     def sizeq(self) -> int:
         """driver_sizeq: bytes queued."""
         return self._conn.qsize
+
+    # -- monitors (driver_monitor_process, ...; the process_exit callback) --
+    def monitor_process(self, pid: Pid) -> Monitor | None:
+        """driver_monitor_process: a real ERTS monitor of a pid this port has seen
+        (caller(), connected()); None if the process is gone (noproc)."""
+        if not (isinstance(pid, LocalPid) and pid.origin is self._conn):
+            raise ValueError("monitor_process takes a pid this port named: caller() or connected()")
+        status, data = self._conn.ask(P.OP_MONITOR, P.U64.pack(pid.raw))
+        if status:
+            return None
+        mon = Monitor(data, pid)
+        self._conn.monitors[data] = mon
+        return mon
+
+    def demonitor_process(self, monitor: Monitor) -> None:
+        """driver_demonitor_process: process_exit will not be called for it."""
+        if self._conn.monitors.pop(monitor.data, None) is not None:
+            self._conn.send(P.OP_DEMONITOR, monitor.data)
+            monitor.pid = None
+
+    def get_monitored_process(self, monitor: Monitor) -> Pid | None:
+        """driver_get_monitored_process: the pid, or None once the monitor is gone."""
+        return monitor.pid if monitor.data in self._conn.monitors else None
+
+    @staticmethod
+    def compare_monitors(a: Monitor, b: Monitor) -> int:
+        """driver_compare_monitors: 0 when equal, otherwise -1 or 1 (a total order)."""
+        return (a.data > b.data) - (a.data < b.data)
+
+    # -- the emulator's view (driver_system_info, erl_drv_monotonic_time, erl_drv_getenv ...) --
+    def system_info(self) -> dict:
+        """driver_system_info of the emulator (not of the worker)."""
+        _, d = self._conn.ask(P.OP_SYSTEM_INFO)
+        v = [int.from_bytes(d[i:i + 4], "big", signed=True) for i in range(0, 36, 4)]
+        n1 = d[36]
+        erts, n2 = d[37:37 + n1].decode(), d[37 + n1]
+        otp = d[38 + n1:38 + n1 + n2].decode()
+        keys = ["driver_major_version", "driver_minor_version", "thread_support", "smp_support",
+                "async_threads", "scheduler_threads", "nif_major_version", "nif_minor_version",
+                "dirty_scheduler_support"]
+        return dict(zip(keys, v), erts_version=erts, otp_release=otp)
+
+    def _time(self, which: int, unit: str) -> int:
+        if unit not in TIME_UNITS:
+            raise ValueError(f"unit must be one of {', '.join(TIME_UNITS)}")
+        _, d = self._conn.ask(P.OP_TIME, bytes((which, TIME_UNITS[unit])))
+        return int.from_bytes(d, "big", signed=True)
+
+    def monotonic_time(self, unit: str = "millisecond") -> int:
+        """erl_drv_monotonic_time: the emulator's Erlang monotonic time."""
+        return self._time(P.TIME_MONOTONIC, unit)
+
+    def time_offset(self, unit: str = "millisecond") -> int:
+        """erl_drv_time_offset: Erlang system time = monotonic_time + time_offset."""
+        return self._time(P.TIME_OFFSET, unit)
+
+    def getenv(self, key: str) -> str | None:
+        """erl_drv_getenv: the emulator's environment (os:getenv/1), not the worker's."""
+        status, d = self._conn.ask(P.OP_GETENV, key.encode())
+        return None if status else d.decode(errors="surrogateescape")
+
+    def putenv(self, key: str, value: str) -> None:
+        """erl_drv_putenv: os:getenv/1 sees it."""
+        if not key or "=" in key or "\0" in key + value:
+            raise ValueError("bad environment variable")
+        status, _ = self._conn.ask(P.OP_PUTENV, key.encode() + b"\0" + value.encode())
+        if status:
+            raise OSError(f"erl_drv_putenv({key!r}) failed")
+
+    def set_os_pid(self, pid: int) -> None:
+        """erl_drv_set_os_pid: what port_info(Port, os_pid) shows (the worker's by default)."""
+        self._conn.send(P.OP_SET_OS_PID, P.U32.pack(pid & 0xFFFFFFFF))
 
     def caller(self) -> Pid:
         """driver_caller: the pid behind the callback running now."""

@@ -29,7 +29,7 @@ from typing import Any
 from . import _protocol as P
 from . import __version__
 from ._codec import decode, encode
-from ._driver import PORT_CONTROL_FLAG_BINARY, Driver, Port
+from ._driver import PORT_CONTROL_FLAG_BINARY, Driver, Monitor, Port
 from ._termprog import program
 from ._errors import BadArg, WorkerError
 from ._types import Atom, ImproperList, LocalPid
@@ -74,6 +74,9 @@ class Conn:
         self.worker = worker
         self.sock = sock
         self.inbuf = bytearray()
+        self.inpos = 0                  # frames before it are handled
+        self.pending: deque[tuple] = deque()
+        self.ask_id = 0
         self.out: list[bytes] = []
         self.outlen = 0
         self.driver: Driver | None = None
@@ -90,6 +93,7 @@ class Conn:
         self.timer_deadline = 0.0
         self.queue: deque[bytes] = deque()
         self.qsize = 0
+        self.monitors: dict[bytes, Monitor] = {}
 
     # -- driver API state kept on this side --
     def program(self, term: Any) -> bytes:
@@ -189,35 +193,73 @@ class Conn:
 
     # -- input side --
     def on_readable(self) -> None:
-        try:
-            data = self.sock.recv(READ_SIZE)
-        except BlockingIOError:
-            return
-        except OSError:
-            data = b""
-        if not data:
+        if self.fill() is False:
             self.close()
             return
-        buf = self.inbuf
-        buf += data
-        off, end = 0, len(buf)
         try:
-            while end - off >= 4 and not self.closed:
-                n = P.U32.unpack_from(buf, off)[0]
-                if n < 6 or n > P.MAX_FRAME:
-                    raise P.ProtocolError(f"bad frame length {n}")
-                if end - off - 4 < n:
+            while not self.closed:
+                frame = self.pending.popleft() if self.pending else self.take_frame()
+                if frame is None:
                     break
-                _, op, fl, rid = P.HEADER.unpack_from(buf, off)
-                body = bytes(buf[off + P.HDR_LEN:off + 4 + n])
-                off += 4 + n
-                self.dispatch(op, fl, rid, body)
+                self.dispatch(*frame)
         except P.ProtocolError as e:
             log.error("pybridge port %s: %s; closing it", self.spec, e)
             self.close()
             return
-        del buf[:off]
         self.flush()
+
+    def fill(self) -> bool | None:
+        """Read what the socket has into inbuf: False at EOF, None if nothing now."""
+        try:
+            data = self.sock.recv(READ_SIZE)
+        except BlockingIOError:
+            return None
+        except OSError:
+            return False
+        if not data:
+            return False
+        if self.inpos and self.inpos >= len(self.inbuf) // 2:
+            del self.inbuf[:self.inpos]
+            self.inpos = 0
+        self.inbuf += data
+        return True
+
+    def take_frame(self) -> tuple | None:
+        """The next whole frame from inbuf as (op, fl, id, body), or None."""
+        buf, off = self.inbuf, self.inpos
+        if len(buf) - off < 4:
+            return None
+        n = P.U32.unpack_from(buf, off)[0]
+        if n < 6 or n > P.MAX_FRAME:
+            raise P.ProtocolError(f"bad frame length {n}")
+        if len(buf) - off - 4 < n:
+            return None
+        _, op, fl, rid = P.HEADER.unpack_from(buf, off)
+        self.inpos = off + 4 + n
+        return op, fl, rid, bytes(buf[off + P.HDR_LEN:self.inpos])
+
+    def ask(self, op: int, body: bytes = b"") -> tuple[int, bytes]:
+        """A driver API call that needs the emulator's answer (status, data). Frames that
+        arrive meanwhile wait in ``pending``: callbacks never run inside one another."""
+        if self.closed:
+            raise WorkerError("the port is closed")
+        self.ask_id = self.ask_id % 0xFFFFFFFF + 1
+        rid = self.ask_id
+        deadline = time.monotonic() + self.timeout_ms / 1000
+        self.send(op, body, rid=rid)
+        self.flush_blocking(deadline)
+        while True:
+            frame = self.take_frame()
+            while frame is not None:
+                if frame[0] == P.OP_ANSWER and frame[2] == rid:
+                    return frame[3][0], frame[3][1:]
+                self.pending.append(frame)
+                frame = self.take_frame()
+            left = deadline - time.monotonic()
+            if left <= 0 or not select.select([self.sock], [], [], left)[0]:
+                raise WorkerError("the node did not answer a driver call in time")
+            if self.fill() is False:
+                raise WorkerError("the port is gone")
 
     def dispatch(self, op: int, fl: int, rid: int, body: bytes) -> None:
         if op == P.OP_OUTPUT:
@@ -234,6 +276,8 @@ class Conn:
             self.on_timeout(P.U32.unpack(body)[0])
         elif op == P.OP_FLUSH:
             self.on_event("flush")
+        elif op == P.OP_PROCESS_EXIT:
+            self.on_process_exit(body)
         elif op == P.OP_OPEN:
             self.on_open(rid, body)
         elif op == P.OP_STOP:
@@ -303,6 +347,16 @@ class Conn:
             return
         self.active_gen = 0
         self.on_event("timeout")
+
+    def on_process_exit(self, data: bytes) -> None:
+        mon = self.monitors.pop(data, None)
+        fn = getattr(self.driver, "process_exit", None)
+        if mon is None or fn is None:
+            return
+        try:
+            fn(mon)
+        except Exception as e:
+            self.log_exception(e, "process_exit")
 
     def on_event(self, name: str) -> None:
         """A callback without arguments or answer: a missing one is a NULL entry."""

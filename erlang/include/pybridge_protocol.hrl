@@ -19,6 +19,8 @@
 -define(OP_CONNECTED, 16#16).
 -define(OP_TIMEOUT, 16#17).
 -define(OP_FLUSH, 16#18).
+-define(OP_ANSWER, 16#19).
+-define(OP_PROCESS_EXIT, 16#1A).
 
 -define(OP_REPLY, 16#80).
 -define(OP_ERROR, 16#81).
@@ -37,6 +39,16 @@
 -define(OP_ENQ, 16#8E).
 -define(OP_PUSHQ, 16#8F).
 -define(OP_DEQ, 16#90).
+-define(OP_MONITOR, 16#91).
+-define(OP_DEMONITOR, 16#92).
+-define(OP_SYSTEM_INFO, 16#93).
+-define(OP_TIME, 16#94).
+-define(OP_GETENV, 16#95).
+-define(OP_PUTENV, 16#96).
+-define(OP_SET_OS_PID, 16#97).
+
+-define(TIME_MONOTONIC, 0).
+-define(TIME_OFFSET, 1).
 
 -define(T_EXT, 16#01).
 -define(T_PID, 16#02).

@@ -20,7 +20,9 @@ tests() ->
      timer_fires, timer_replaced, timer_cancelled_never_fires, read_timer, timer_set_in_start,
      timer_without_timeout_callback, failure_code, failure_atom, failure_posix,
      failure_eof_with_eof_option, failure_eof_without, busy_port_suspends_and_nosuspend,
-     queue_is_the_erts_queue, close_waits_for_flush, kill_skips_flush].
+     queue_is_the_erts_queue, close_waits_for_flush, kill_skips_flush,
+     monitor_process_exit, demonitor, emulator_system_info, emulator_time, emulator_env,
+     os_pid_setting].
 
 open(Spec) -> pybridge:open(Spec, [binary]).
 open(Spec, Opts) -> pybridge:open(Spec, [binary | Opts]).
@@ -244,3 +246,68 @@ kill_skips_flush() ->
     timer:sleep(200),
     ?assertEqual({error, enoent}, file:read_file(File)),
     process_flag(trap_exit, false).
+
+monitored(Port, Name) ->
+    Self = self(),
+    Pid = spawn(fun() ->
+        Self ! {self(), pybridge:control(Port, 1, Name)},
+        receive stop -> ok end
+    end),
+    receive {Pid, Reply} -> {Pid, Reply} after 2000 -> error(no_reply) end.
+
+monitor_process_exit() ->
+    P = open("monitors:Monitors"),
+    {Pid, "monitoring"} = monitored(P, <<"a">>),
+    ?assertEqual({monitors, [{process, Pid}]}, erlang:port_info(P, monitors)),
+    {monitored_by, By} = erlang:process_info(Pid, monitored_by),
+    ?assert(lists:member(P, By)),
+    exit(Pid, kill),
+    ?assertEqual({process_exit, <<"a">>, Pid},
+                 receive {process_exit, _, _} = E -> E after 2000 -> timeout end),
+    ?assertEqual({monitors, []}, erlang:port_info(P, monitors)),
+    port_close(P).
+
+demonitor() ->
+    P = open("monitors:Monitors"),
+    {Pid, "monitoring"} = monitored(P, <<"b">>),
+    ?assertEqual("demonitored", erlang:port_control(P, 2, <<"b">>)),
+    ?assertEqual({monitors, []}, erlang:port_info(P, monitors)),
+    exit(Pid, kill),
+    ?assertEqual(none, receive {process_exit, _, _} = E -> E after 300 -> none end),
+    port_close(P).
+
+emulator_system_info() ->
+    P = open("emulator_info:EmulatorInfo"),
+    Info = pybridge:call(P, 1, x),
+    ?assertEqual(list_to_binary(erlang:system_info(otp_release)), maps:get(<<"otp_release">>, Info)),
+    ?assertEqual(list_to_binary(erlang:system_info(version)), maps:get(<<"erts_version">>, Info)),
+    ?assertEqual(erlang:system_info(schedulers), maps:get(<<"scheduler_threads">>, Info)),
+    port_close(P).
+
+emulator_time() ->
+    P = open("emulator_info:EmulatorInfo"),
+    T0 = erlang:monotonic_time(millisecond),
+    {Mono, Offset} = pybridge:call(P, 2, x),
+    T1 = erlang:monotonic_time(millisecond),
+    ?assert(T0 =< Mono andalso Mono =< T1),
+    ?assertEqual(erlang:time_offset(microsecond), Offset),
+    port_close(P).
+
+emulator_env() ->
+    P = open("emulator_info:EmulatorInfo"),
+    Key = "PYBRIDGE_TEST_" ++ integer_to_list(erlang:unique_integer([positive])),
+    ?assertEqual(undefined, pybridge:call(P, 4, list_to_binary(Key))),
+    ?assertEqual(<<"from python">>, pybridge:call(P, 3, {list_to_binary(Key), <<"from python">>})),
+    ?assertEqual("from python", os:getenv(Key)),
+    os:putenv(Key, "from erlang"),
+    ?assertEqual(<<"from erlang">>, pybridge:call(P, 4, list_to_binary(Key))),
+    os:unsetenv(Key),
+    port_close(P).
+
+os_pid_setting() ->
+    P = open("emulator_info:EmulatorInfo"),
+    {os_pid, Worker} = erlang:port_info(P, os_pid),
+    ?assert(is_integer(Worker)),
+    true = pybridge:call(P, 5, 4242),
+    ?assertEqual({os_pid, 4242}, erlang:port_info(P, os_pid)),
+    port_close(P).
