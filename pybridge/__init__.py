@@ -5,7 +5,8 @@ or ``open_port({spawn_driver, "pybridge module:Class args"}, Opts)``.
 """
 __version__ = "0.1.0"
 
-from ._driver import PORT_CONTROL_FLAG_BINARY, PORT_CONTROL_FLAG_HEAVY, Driver, Monitor, Port
+from ._driver import (PORT_CONTROL_FLAG_BINARY, PORT_CONTROL_FLAG_HEAVY, SELECT_READ, SELECT_USE,
+                      SELECT_WRITE, Driver, Monitor, Port)
 from ._errors import BadArg, PybridgeError, WorkerError
 from ._types import (Atom, BitString, DecodeError, EncodeError, Function, ImproperList,
                      ListKey, MapKey, Pid, Reference)
@@ -13,6 +14,7 @@ from ._types import Port as ErlPort
 
 __all__ = [
     "Driver", "Port", "Monitor", "PORT_CONTROL_FLAG_BINARY", "PORT_CONTROL_FLAG_HEAVY",
+    "SELECT_READ", "SELECT_WRITE", "SELECT_USE",
     "BadArg", "PybridgeError", "WorkerError",
     "Atom", "ImproperList", "ListKey", "MapKey", "Pid", "ErlPort", "Reference", "Function",
     "BitString", "DecodeError", "EncodeError",

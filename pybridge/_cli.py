@@ -14,7 +14,9 @@ def main() -> None:
 @click.option("--fd", type=int, default=3, show_default=True,
               help="The ctl socket inherited from the node's manager port.")
 @click.option("--path", "paths", multiple=True, help="Directory to import driver modules from (repeatable).")
-def worker(fd: int, paths: tuple) -> None:
+@click.option("--async-threads", type=int, default=4, show_default=True,
+              help="Threads running async_ jobs.")
+def worker(fd: int, paths: tuple, async_threads: int) -> None:
     """Serve ports for a node (started by the pybridge Erlang app, not by hand)."""
     from ._worker import main as run
-    run(fd, list(paths))
+    run(fd, list(paths), async_threads)

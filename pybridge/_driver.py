@@ -16,6 +16,11 @@ if TYPE_CHECKING:
 PORT_CONTROL_FLAG_BINARY = 1
 PORT_CONTROL_FLAG_HEAVY = 2
 
+# driver_select modes (ERL_DRV_READ, ERL_DRV_WRITE, ERL_DRV_USE)
+SELECT_READ = 1
+SELECT_WRITE = 2
+SELECT_USE = 4
+
 
 TIME_UNITS = {"second": 0, "millisecond": 1, "microsecond": 2, "nanosecond": 3}
 
@@ -250,6 +255,19 @@ class Port:
     def set_os_pid(self, pid: int) -> None:
         """erl_drv_set_os_pid: what port_info(Port, os_pid) shows (the worker's by default)."""
         self._conn.send(P.OP_SET_OS_PID, P.U32.pack(pid & 0xFFFFFFFF))
+
+    # -- driver_async, driver_select --
+    def async_(self, fn: Any, *args: Any, key: Any = None) -> Any:
+        """driver_async: run fn(*args) on the worker's thread pool; ready_async(result) is then
+        called on this port. Jobs with equal keys run on one thread, in order. Returns a
+        concurrent.futures.Future. The job must not use the port handle."""
+        return self._conn.async_(fn, args, key)
+
+    def select(self, fileobj: Any, mode: int, on: bool) -> None:
+        """driver_select on a file object of the worker (socket, pipe, anything with
+        fileno()): ready_input / ready_output are called when it is ready. Turning it off
+        with SELECT_USE in mode calls stop_select(fileobj) afterwards (close it there)."""
+        self._conn.select(fileobj, mode, on)
 
     def caller(self) -> Pid:
         """driver_caller: the pid behind the callback running now."""

@@ -24,12 +24,14 @@ import time
 import traceback
 import urllib.parse
 from collections import deque
-from typing import Any
+from typing import Any, Callable
 
 from . import _protocol as P
 from . import __version__
 from ._codec import decode, encode
-from ._driver import PORT_CONTROL_FLAG_BINARY, Driver, Monitor, Port
+from ._driver import (PORT_CONTROL_FLAG_BINARY, SELECT_READ, SELECT_USE, SELECT_WRITE, Driver,
+                      Monitor, Port)
+from ._jobs import JobPool
 from ._termprog import program
 from ._errors import BadArg, WorkerError
 from ._types import Atom, ImproperList, LocalPid
@@ -94,6 +96,7 @@ class Conn:
         self.queue: deque[bytes] = deque()
         self.qsize = 0
         self.monitors: dict[bytes, Monitor] = {}
+        self.watches: dict[Any, Watch] = {}
 
     # -- driver API state kept on this side --
     def program(self, term: Any) -> bytes:
@@ -275,7 +278,7 @@ class Conn:
         elif op == P.OP_TIMEOUT:
             self.on_timeout(P.U32.unpack(body)[0])
         elif op == P.OP_FLUSH:
-            self.on_event("flush")
+            self.call_back("flush")
         elif op == P.OP_PROCESS_EXIT:
             self.on_process_exit(body)
         elif op == P.OP_OPEN:
@@ -346,27 +349,58 @@ class Conn:
         if gen != self.active_gen:
             return
         self.active_gen = 0
-        self.on_event("timeout")
+        self.call_back("timeout")
 
-    def on_process_exit(self, data: bytes) -> None:
-        mon = self.monitors.pop(data, None)
-        fn = getattr(self.driver, "process_exit", None)
-        if mon is None or fn is None:
+    def async_(self, fn: Callable, args: tuple, key: Any) -> Any:
+        return self.worker.jobs.submit(self, fn, args, key)
+
+    def on_job_done(self, fut: Any) -> None:
+        if fut.exception() is not None:
+            self.log_exception(fut.exception(), "an async_ job")
             return
-        try:
-            fn(mon)
-        except Exception as e:
-            self.log_exception(e, "process_exit")
+        if self.driver is None:
+            # the port closed while the job ran: say so rather than drop it unseen
+            log.warning("pybridge port %s closed before its async_ job finished; result %.200r dropped",
+                        self.spec, fut.result(), extra={"pybridge_port": self.port_raw, "driver": self.spec})
+            return
+        self.call_back("ready_async", fut.result())
 
-    def on_event(self, name: str) -> None:
-        """A callback without arguments or answer: a missing one is a NULL entry."""
+    def select(self, fileobj: Any, mode: int, on: bool) -> None:
+        ev = (selectors.EVENT_READ if mode & SELECT_READ else 0) | \
+             (selectors.EVENT_WRITE if mode & SELECT_WRITE else 0)
+        w = self.watches.get(fileobj)
+        if w is None:
+            if not on:
+                return
+            w = self.watches[fileobj] = Watch(self, fileobj)
+        new = w.events | ev if on else w.events & ~ev
+        sel = self.worker.sel
+        if not w.events and new:
+            sel.register(fileobj, new, w)   # raises if another port selects it: as in ERTS
+        elif w.events and not new:
+            sel.unregister(fileobj)
+        elif new != w.events:
+            sel.modify(fileobj, new, w)
+        w.events = new
+        if not on and mode & SELECT_USE:
+            del self.watches[fileobj]
+            self.worker.later.append((self, "stop_select", fileobj))
+
+    def call_back(self, name: str, *args: Any) -> None:
+        """Run an optional callback (a missing one is a NULL entry), logging what it raises."""
         fn = getattr(self.driver, name, None)
         if fn is None:
             return
         try:
-            fn()
+            fn(*args)
         except Exception as e:
             self.log_exception(e, name)
+
+    def on_process_exit(self, data: bytes) -> None:
+        mon = self.monitors.pop(data, None)
+        if mon is not None:
+            self.call_back("process_exit", mon)
+
 
     def on_control(self, fl: int, rid: int, body: bytes) -> None:
         wrapped = fl & P.FL_WRAPPED
@@ -421,11 +455,39 @@ class Conn:
                 drv.stop()
             except Exception as e:
                 self.log_exception(e, "stop")
+        for fileobj, w in list(self.watches.items()):
+            if w.events:
+                self.worker.sel.unregister(fileobj)
+            if drv is not None:
+                try:
+                    getattr(drv, "stop_select", lambda f: None)(fileobj)
+                except Exception as e:
+                    self.log_exception(e, "stop_select")
+        self.watches.clear()
         self.closed = True
         if self.events:
             self.worker.sel.unregister(self.sock)
         self.sock.close()
         self.worker.conns.discard(self)
+
+
+class Watch:
+    """A file object a port selects on (driver_select on the worker's own descriptors)."""
+
+    __slots__ = ("conn", "fileobj", "events")
+
+    def __init__(self, conn: Conn, fileobj: Any) -> None:
+        self.conn = conn
+        self.fileobj = fileobj
+        self.events = 0
+
+    def fire(self, ev: int) -> None:
+        conn = self.conn
+        if ev & selectors.EVENT_READ and self.events & selectors.EVENT_READ:
+            conn.call_back("ready_input", self.fileobj)
+        if ev & selectors.EVENT_WRITE and self.events & selectors.EVENT_WRITE and not conn.closed:
+            conn.call_back("ready_output", self.fileobj)
+        conn.flush()
 
 
 class CtlLogHandler(logging.Handler):
@@ -454,7 +516,9 @@ class CtlLogHandler(logging.Handler):
 
 
 class Worker:
-    def __init__(self, ctl_fd: int, paths: list[str]) -> None:
+    def __init__(self, ctl_fd: int, paths: list[str], async_threads: int = 4) -> None:
+        self.jobs = JobPool(async_threads)
+        self.later: list[tuple[Conn, str, Any]] = []
         self.ctl = socket.socket(fileno=ctl_fd)
         self.ctl.setblocking(True)
         self.sel = selectors.DefaultSelector()
@@ -559,20 +623,30 @@ class Worker:
     def run(self) -> None:
         self.handshake()
         self.sel.register(self.ctl, selectors.EVENT_READ, None)
+        self.sel.register(self.jobs.rfd, selectors.EVENT_READ, self.jobs)
         while True:
             self.accept_ports()
+            while self.later:
+                conn, name, arg = self.later.pop(0)
+                conn.call_back(name, arg)
+                conn.flush()
             for key, ev in self.sel.select():
-                conn = key.data
-                if conn is None:
+                what = key.data
+                if what is None:
                     if not self.recv_ctl():
                         return self.shutdown()
-                    continue
-                if conn.closed:
-                    continue
-                if ev & selectors.EVENT_WRITE:
-                    conn.flush()
-                if ev & selectors.EVENT_READ and not conn.closed:
-                    conn.on_readable()
+                elif what is self.jobs:
+                    for conn, fut in self.jobs.finished():
+                        conn.on_job_done(fut)
+                        conn.flush()
+                elif isinstance(what, Watch):
+                    if not what.conn.closed:
+                        what.fire(ev)
+                elif not what.closed:
+                    if ev & selectors.EVENT_WRITE:
+                        what.flush()
+                    if ev & selectors.EVENT_READ and not what.closed:
+                        what.on_readable()
 
     def shutdown(self) -> None:
         for conn in list(self.conns):
@@ -587,12 +661,12 @@ def _die_with_parent() -> None:
         pass
 
 
-def main(fd: int, paths: list[str]) -> None:
+def main(fd: int, paths: list[str], async_threads: int = 4) -> None:
     _die_with_parent()
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     if soft < hard:
         resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
-    worker = Worker(fd, paths)
+    worker = Worker(fd, paths, async_threads)
     handler = CtlLogHandler(worker.ctl)
     root = logging.getLogger()
     root.addHandler(handler)

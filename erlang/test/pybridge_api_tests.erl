@@ -22,7 +22,8 @@ tests() ->
      failure_eof_with_eof_option, failure_eof_without, busy_port_suspends_and_nosuspend,
      queue_is_the_erts_queue, close_waits_for_flush, kill_skips_flush,
      monitor_process_exit, demonitor, emulator_system_info, emulator_time, emulator_env,
-     os_pid_setting].
+     os_pid_setting, async_completion_order, async_same_key_in_order,
+     async_job_outliving_port_is_logged, select_serves_a_socket].
 
 open(Spec) -> pybridge:open(Spec, [binary]).
 open(Spec, Opts) -> pybridge:open(Spec, [binary | Opts]).
@@ -310,4 +311,50 @@ os_pid_setting() ->
     ?assert(is_integer(Worker)),
     true = pybridge:call(P, 5, 4242),
     ?assertEqual({os_pid, 4242}, erlang:port_info(P, os_pid)),
+    port_close(P).
+
+done_order(N) ->
+    [receive {done, C} -> C after 3000 -> timeout end || _ <- lists:seq(1, N)].
+
+async_completion_order() ->
+    P = open("async_jobs:AsyncJobs"),
+    [] = erlang:port_control(P, 1, <<"300">>),
+    [] = erlang:port_control(P, 2, <<"50">>),
+    [] = erlang:port_control(P, 3, <<"150">>),
+    %% no key: the jobs run side by side and report in the order they finish
+    ?assertEqual([2, 3, 1], done_order(3)),
+    port_close(P).
+
+async_same_key_in_order() ->
+    P = open("async_jobs:AsyncJobs"),
+    [] = erlang:port_control(P, 1, <<"300 k">>),
+    [] = erlang:port_control(P, 2, <<"50 k">>),
+    [] = erlang:port_control(P, 3, <<"10 k">>),
+    ?assertEqual([1, 2, 3], done_order(3)),
+    port_close(P).
+
+async_job_outliving_port_is_logged() ->
+    ok = logger:add_handler(pb_async_capture, pybridge_log_capture,
+                            #{config => #{to => self()}, filter_default => log}),
+    try
+        P = open("async_jobs:AsyncJobs"),
+        [] = erlang:port_control(P, 7, <<"200">>),
+        port_close(P),
+        {Level, Msg} = receive {logged, L, M, _} -> {L, M} after 3000 -> timeout end,
+        ?assertEqual(warning, Level),
+        ?assertNotEqual(nomatch, string:find(Msg, "closed before its async_ job finished"))
+    after
+        logger:remove_handler(pb_async_capture)
+    end.
+
+select_serves_a_socket() ->
+    P = open("socket_echo:SocketEcho"),
+    TcpPort = pybridge:call(P, 0, port),
+    {ok, S} = gen_tcp:connect({127, 0, 0, 1}, TcpPort, [binary, {active, false}]),
+    ?assertEqual(accepted, receive accepted -> accepted after 2000 -> timeout end),
+    ok = gen_tcp:send(S, <<"ping">>),
+    ?assertEqual({ok, <<"ping">>}, gen_tcp:recv(S, 4, 2000)),
+    ?assertEqual({echoed, <<"ping">>}, receive {echoed, _} = E -> E after 2000 -> timeout end),
+    ok = gen_tcp:close(S),
+    ?assertEqual(closed, receive closed -> closed after 2000 -> timeout end),
     port_close(P).
