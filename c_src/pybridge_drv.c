@@ -101,6 +101,7 @@ extern char **environ;
 
 #define FL_WRAPPED 0x01
 #define FL_NONE 0x01
+#define OPEN_BLOCKING 0x01
 
 #define PB_CALL_CONTROL 0xFFFFFF01u
 #define PB_CALL_CALL 0xFFFFFF02u
@@ -182,6 +183,7 @@ typedef struct {
     pb_seg *qhead, *qtail;
     size_t qbytes;
     int writing;                         /* ERL_DRV_WRITE selected */
+    int blocking;                        /* strict mode: output and timeout wait for Python */
     int depth;                           /* callbacks of this port running (nested) */
     int zombie;                          /* stop ran inside one of them: free on the way out */
     int busy;                            /* what ERTS was told: user_busy || transport */
@@ -901,6 +903,7 @@ static int handle_frame(pb_port *s, int op, int fl, uint32_t id, char *body, siz
         if (s->state == S_OPENING && id == s->open_id) {
             if (op == OP_REPLY) {
                 s->state = S_OPEN;
+                s->blocking = blen == 4 && (get32(body) & OPEN_BLOCKING);
                 driver_cancel_timer(s->port);
                 if (s->pending_gen) {
                     s->timer_gen = s->pending_gen;
@@ -1152,6 +1155,13 @@ down:
     return WAIT_DOWN;
 }
 
+/* a strict-mode wait has no answer to use */
+static void drop_reply(pb_port *s)
+{
+    driver_free(s->got_body);
+    s->got_body = NULL;
+}
+
 static void take_reply(pb_port *s, char **body, size_t *len)
 {
     *body = s->got_body;
@@ -1262,8 +1272,15 @@ static void user_outputv(pb_port *s, ErlIOVec *ev)
         total += 4 + ev->iov[i].iov_len;
         m++;
     }
-    mk_hdr(h, OP_OUTPUT, 0, 0, total);
-    if (send_iov(s, iov, k, binv) < 0) worker_down(s);
+    if (s->blocking) {
+        /* strict mode: wait, bounded, for the callback to finish, as a C driver's would */
+        uint32_t id = new_id(s);
+        mk_hdr(h, OP_OUTPUT, 0, id, total);
+        if (request(s, iov, k, id) == WAIT_DONE) drop_reply(s);
+    } else {
+        mk_hdr(h, OP_OUTPUT, 0, 0, total);
+        if (send_iov(s, iov, k, binv) < 0) worker_down(s);
+    }
     driver_free(lens);
     driver_free(iov);
     driver_free(binv);
@@ -1365,7 +1382,17 @@ static void user_timeout(pb_port *s)
         /* the generation lets Python drop a timeout that crossed a cancel or a new timer */
         put32(g, s->timer_gen);
         s->timer_gen = 0;
-        send_frame(s, OP_TIMEOUT, 0, 0, g, 4);
+        if (s->blocking) {
+            char h[HDR_LEN];
+            struct iovec iov[2];
+            uint32_t id = new_id(s);
+            mk_hdr(h, OP_TIMEOUT, 0, id, 4);
+            iov[0].iov_base = h; iov[0].iov_len = HDR_LEN;
+            iov[1].iov_base = g; iov[1].iov_len = 4;
+            if (request(s, iov, 2, id) == WAIT_DONE) drop_reply(s);
+        } else {
+            send_frame(s, OP_TIMEOUT, 0, 0, g, 4);
+        }
     }
 }
 

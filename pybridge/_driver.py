@@ -297,6 +297,11 @@ class Driver:
     #: the atom Python's None maps to and from ("nil" suits Elixir)
     none_atom = "undefined"
 
+    #: strict mode: output, outputv and timeout make the scheduler wait for them (bounded by
+    #: the port's timeout), as a C driver's callbacks do. Off by default: nothing but
+    #: control and call ever waits for Python.
+    blocking = False
+
     port: Port
 
     def start(self, command: str) -> None:

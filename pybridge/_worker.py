@@ -267,6 +267,8 @@ class Conn:
     def dispatch(self, op: int, fl: int, rid: int, body: bytes) -> None:
         if op == P.OP_OUTPUT:
             self.on_output(body)
+            if rid:                       # strict mode: the driver waits for this
+                self.send(P.OP_REPLY, rid=rid)
         elif op == P.OP_CONTROL:
             self.on_control(fl, rid, body)
         elif op == P.OP_CALL:
@@ -277,6 +279,8 @@ class Conn:
             self.connected_raw = P.U64.unpack(body)[0]
         elif op == P.OP_TIMEOUT:
             self.on_timeout(P.U32.unpack(body)[0])
+            if rid:
+                self.send(P.OP_REPLY, rid=rid)
         elif op == P.OP_FLUSH:
             self.call_back("flush")
         elif op == P.OP_PROCESS_EXIT:
@@ -321,7 +325,7 @@ class Conn:
             self.flush()
             self.close(call_stop=False)
             return
-        self.send(P.OP_REPLY, rid=rid)
+        self.send(P.OP_REPLY, P.U32.pack(P.OPEN_BLOCKING if getattr(drv, "blocking", False) else 0), rid=rid)
 
     def on_output(self, body: bytes) -> None:
         pieces, off, end = [], 0, len(body)

@@ -65,6 +65,7 @@
 
 -define(FL_WRAPPED, 16#01).
 -define(FL_NONE, 16#01).
+-define(OPEN_BLOCKING, 16#01).
 
 -define(PB_CALL_CONTROL, 16#FFFFFF01).
 -define(PB_CALL_CALL, 16#FFFFFF02).

@@ -23,7 +23,8 @@ tests() ->
      queue_is_the_erts_queue, close_waits_for_flush, kill_skips_flush,
      monitor_process_exit, demonitor, emulator_system_info, emulator_time, emulator_env,
      os_pid_setting, async_completion_order, async_same_key_in_order,
-     async_job_outliving_port_is_logged, select_serves_a_socket].
+     async_job_outliving_port_is_logged, select_serves_a_socket, strict_output_waits,
+     relaxed_output_does_not_wait, strict_output_is_bounded].
 
 open(Spec) -> pybridge:open(Spec, [binary]).
 open(Spec, Opts) -> pybridge:open(Spec, [binary | Opts]).
@@ -357,4 +358,30 @@ select_serves_a_socket() ->
     ?assertEqual({echoed, <<"ping">>}, receive {echoed, _} = E -> E after 2000 -> timeout end),
     ok = gen_tcp:close(S),
     ?assertEqual(closed, receive closed -> closed after 2000 -> timeout end),
+    port_close(P).
+
+command_ms(P, Data) ->
+    T0 = erlang:monotonic_time(millisecond),
+    true = erlang:port_command(P, Data),
+    erlang:monotonic_time(millisecond) - T0.
+
+strict_output_waits() ->
+    P = open("strict_output:Strict"),
+    ?assert(command_ms(P, <<"300">>) >= 290),
+    %% when port_command returned, the callback had finished: its output is there
+    ?assertEqual({data, <<"done">>}, receive {P, M} -> M after 0 -> none end),
+    port_close(P).
+
+relaxed_output_does_not_wait() ->
+    P = open("strict_output:Relaxed"),
+    ?assert(command_ms(P, <<"300">>) < 250),
+    ?assertEqual({data, <<"done">>}, msg(P)),
+    port_close(P).
+
+strict_output_is_bounded() ->
+    P = open("strict_output:Strict", [{timeout, 200}]),
+    Ms = command_ms(P, <<"1000">>),
+    ?assert(Ms >= 190 andalso Ms < 900),
+    %% the port is still usable; the late answer is discarded
+    ?assertEqual({data, <<"done">>}, msg(P)),
     port_close(P).

@@ -5,7 +5,7 @@ from pathlib import Path
 import pybridge._protocol as proto
 
 ROOT = Path(__file__).resolve().parents[2]
-NAME = r"(?:CTL|OP|FL|PB_CALL|MGR|T|FAIL|TIME)_[A-Z_0-9]+"
+NAME = r"(?:CTL|OP|FL|PB_CALL|MGR|T|FAIL|TIME|OPEN)_[A-Z_0-9]+"
 
 
 def doc_table():
@@ -14,7 +14,7 @@ def doc_table():
     rows = {}
     for name, value in re.findall(rf"^\| `({NAME})` \| (0x[0-9A-Fa-f]+|16#[0-9A-Fa-f]+|\d+) \|", text, re.M):
         rows[name] = int(value[3:], 16) if value.startswith("16#") else int(value, 0)
-    for name, value in re.findall(r"`((?:FL|FAIL|TIME)_[A-Z]+)` = (0x[0-9A-Fa-f]+|\d+)", text):
+    for name, value in re.findall(r"`((?:FL|FAIL|TIME|OPEN)_[A-Z]+)` = (0x[0-9A-Fa-f]+|\d+)", text):
         rows[name] = int(value, 0)
     return rows
 
