@@ -82,6 +82,7 @@ extern char **environ;
 #define OP_GETENV 0x95
 #define OP_PUTENV 0x96
 #define OP_SET_OS_PID 0x97
+#define OP_BUSY_MSGQ_LIMITS 0x98
 
 #define TIME_MONOTONIC 0
 #define TIME_OFFSET 1
@@ -877,6 +878,18 @@ static int api_call(pb_port *s, int op, uint32_t id, char *body, size_t blen)
         if (val != small) driver_free(val);
         return 0;
     }
+    case OP_BUSY_MSGQ_LIMITS: {
+        ErlDrvSizeT low, high;
+        char b[16];
+        if (blen != 16) return -1;
+        low = (ErlDrvSizeT)get64(body);
+        high = (ErlDrvSizeT)get64(body + 8);
+        erl_drv_busy_msgq_limits(s->port, &low, &high);
+        put64(b, low);
+        put64(b + 8, high);
+        answer(s, id, 0, b, 16);
+        return 0;
+    }
     case OP_PUTENV: {
         char *kv;
         size_t kl;
@@ -1017,6 +1030,7 @@ static int handle_frame(pb_port *s, int op, int fl, uint32_t id, char *body, siz
     case OP_TIME:
     case OP_GETENV:
     case OP_PUTENV:
+    case OP_BUSY_MSGQ_LIMITS:
         if (api_call(s, op, id, body, blen) < 0) break;
         return 0;
     case OP_DEMONITOR: {

@@ -5,6 +5,7 @@ the ``driver_`` / ``erl_drv_`` prefix.
 """
 from __future__ import annotations
 
+import errno
 from typing import TYPE_CHECKING, Any
 
 from . import _protocol as P
@@ -153,6 +154,15 @@ class Port:
         """set_busy_port: while on, senders of port_command are suspended."""
         self._conn.send(P.OP_SET_BUSY, b"\x01" if on else b"\x00")
 
+    def busy_msgq_limits(self, low: int = 0, high: int = 0) -> tuple[int, int]:
+        """erl_drv_busy_msgq_limits: the port message queue sizes that make senders wait
+        (high) and release them (low); 0 leaves a limit as it is, -1 disables. Returns the
+        limits in force."""
+        enc = [(1 << 64) - 1 if v == -1 else v for v in (low, high)]
+        _, d = self._conn.ask(P.OP_BUSY_MSGQ_LIMITS, P.U64.pack(enc[0]) + P.U64.pack(enc[1]))
+        lo, hi = P.U64.unpack_from(d, 0)[0], P.U64.unpack_from(d, 8)[0]
+        return tuple(-1 if v == (1 << 64) - 1 else v for v in (lo, hi))
+
     # -- the port's ERTS driver queue (driver_enq, driver_deq, ...) --
     def enq(self, data: bytes) -> None:
         """driver_enq: append to the port's queue."""
@@ -238,6 +248,17 @@ class Port:
     def time_offset(self, unit: str = "millisecond") -> int:
         """erl_drv_time_offset: Erlang system time = monotonic_time + time_offset."""
         return self._time(P.TIME_OFFSET, unit)
+
+    @staticmethod
+    def convert_time_unit(val: int, from_unit: str, to_unit: str) -> int:
+        """erl_drv_convert_time_unit: rounds down, as the emulator does."""
+        scale = {"second": 1, "millisecond": 10**3, "microsecond": 10**6, "nanosecond": 10**9}
+        return val * scale[to_unit] // scale[from_unit]
+
+    @staticmethod
+    def errno_id(err: int) -> str:
+        """erl_errno_id: the atom name of an errno ("eagain"), "unknown" if it has none."""
+        return errno.errorcode.get(err, "unknown").lower()
 
     def getenv(self, key: str) -> str | None:
         """erl_drv_getenv: the emulator's environment (os:getenv/1), not the worker's."""

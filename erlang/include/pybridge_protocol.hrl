@@ -46,6 +46,7 @@
 -define(OP_GETENV, 16#95).
 -define(OP_PUTENV, 16#96).
 -define(OP_SET_OS_PID, 16#97).
+-define(OP_BUSY_MSGQ_LIMITS, 16#98).
 
 -define(TIME_MONOTONIC, 0).
 -define(TIME_OFFSET, 1).

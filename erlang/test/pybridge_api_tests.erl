@@ -24,7 +24,8 @@ tests() ->
      monitor_process_exit, demonitor, emulator_system_info, emulator_time, emulator_env,
      os_pid_setting, async_completion_order, async_same_key_in_order,
      async_job_outliving_port_is_logged, select_serves_a_socket, strict_output_waits,
-     relaxed_output_does_not_wait, strict_output_is_bounded].
+     relaxed_output_does_not_wait, strict_output_is_bounded,
+     busy_msgq_limits].
 
 open(Spec) -> pybridge:open(Spec, [binary]).
 open(Spec, Opts) -> pybridge:open(Spec, [binary | Opts]).
@@ -384,4 +385,11 @@ strict_output_is_bounded() ->
     ?assert(Ms >= 190 andalso Ms < 900),
     %% the port is still usable; the late answer is discarded
     ?assertEqual({data, <<"done">>}, msg(P)),
+    port_close(P).
+
+busy_msgq_limits() ->
+    P = open("emulator_info:EmulatorInfo"),
+    ?assertEqual({4096, 65536}, pybridge:call(P, 6, {4096, 65536})),
+    %% 0 leaves a limit as it is
+    ?assertEqual({4096, 65536}, pybridge:call(P, 6, {0, 0})),
     port_close(P).

@@ -18,3 +18,6 @@ class EmulatorInfo(pybridge.Driver):
         if command == 5:
             p.set_os_pid(term)
             return True
+        if command == 6:
+            low, high = term
+            return p.busy_msgq_limits(low, high)

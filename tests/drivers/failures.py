@@ -1,4 +1,4 @@
-"""control N ends the port with one of the driver_failure forms."""
+"""A command "KIND ARG" ends the port with one of the driver_failure forms."""
 import errno
 
 import pybridge
@@ -15,3 +15,4 @@ class Failures(pybridge.Driver):
             self.port.failure_posix(errno.EAGAIN)
         elif kind == b"eof":
             self.port.failure_eof()
+

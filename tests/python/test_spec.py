@@ -40,3 +40,13 @@ def test_list_with_a_tail_and_binary_slices():
 def test_malformed_specs_raise(spec):
     with pytest.raises(SpecError):
         evaluate(spec)
+
+
+def test_convert_time_unit_and_errno_id():
+    import errno
+    from pybridge import Port
+    assert Port.convert_time_unit(1500, "millisecond", "second") == 1
+    assert Port.convert_time_unit(-1, "nanosecond", "microsecond") == -1   # rounds down
+    assert Port.convert_time_unit(2, "second", "microsecond") == 2_000_000
+    assert Port.errno_id(errno.EAGAIN) == "eagain"
+    assert Port.errno_id(99999) == "unknown"
