@@ -20,11 +20,13 @@
  */
 #define _GNU_SOURCE
 #include <errno.h>
+#include <dlfcn.h>
 #include <fcntl.h>
 #include <poll.h>
 #include <signal.h>
 #include <spawn.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
@@ -45,6 +47,7 @@ extern char **environ;
 #define CTL_PID_INFO 0x03
 #define CTL_LOG 0x04
 #define CTL_WORKER_EXIT 0x05
+#define CTL_CLASS_INFO 0x06
 
 #define OP_OPEN 0x10
 #define OP_STOP 0x11
@@ -192,8 +195,24 @@ typedef struct {
     pid_t os_pid;                        /* manager: the worker's pid */
 } pb_port;
 
-static pb_worker workers[MAX_WORKERS];
-static ErlDrvMutex *wlock;
+/*
+ * The workers, shared by the pybridge driver and the named drivers copied from it
+ * (pybridge:load_driver): a copy finds the original's registry by name (dlsym).
+ */
+typedef struct {
+    ErlDrvMutex *lock;
+    int copies;                          /* named drivers using this registry */
+    pb_worker workers[MAX_WORKERS];
+} pb_registry;
+
+pb_registry pybridge_registry;
+static pb_registry *reg;
+static void *main_handle;                /* a named driver's hold on the original */
+
+/* What a named driver serves: read from NAME.conf beside NAME.so (see pb_configure). */
+static char drv_name[256] = "pybridge";
+static char drv_spec[512];
+static char main_so_path[4096];
 
 /* ------------------------------------------------------------------------ */
 /* small helpers                                                            */
@@ -394,10 +413,10 @@ static int send_u64(pb_port *s, int op, uint64_t v)
 
 static void worker_port_gone(pb_port *s)
 {
-    erl_drv_mutex_lock(wlock);
-    if (s->widx >= 0 && workers[s->widx].gen == s->wgen && workers[s->widx].nports > 0)
-        workers[s->widx].nports--;
-    erl_drv_mutex_unlock(wlock);
+    erl_drv_mutex_lock(reg->lock);
+    if (s->widx >= 0 && reg->workers[s->widx].gen == s->wgen && reg->workers[s->widx].nports > 0)
+        reg->workers[s->widx].nports--;
+    erl_drv_mutex_unlock(reg->lock);
     s->widx = -1;
 }
 
@@ -407,12 +426,12 @@ static int attach_to_worker(pb_port *s)
     int sv[2], best = -1, i, rc = -1;
     if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0, sv) < 0)
         return -1;
-    erl_drv_mutex_lock(wlock);
+    erl_drv_mutex_lock(reg->lock);
     for (i = 0; i < MAX_WORKERS; i++)
-        if (workers[i].state == WS_LIVE && (best < 0 || workers[i].nports < workers[best].nports))
+        if (reg->workers[i].state == WS_LIVE && (best < 0 || reg->workers[i].nports < reg->workers[best].nports))
             best = i;
     if (best >= 0) {
-        pb_worker *w = &workers[best];
+        pb_worker *w = &reg->workers[best];
         char h[HDR_LEN];
         char cbuf[CMSG_SPACE(sizeof(int))];
         struct iovec iov = { h, HDR_LEN };
@@ -441,7 +460,7 @@ static int attach_to_worker(pb_port *s)
             rc = 0;
         }
     }
-    erl_drv_mutex_unlock(wlock);
+    erl_drv_mutex_unlock(reg->lock);
     close(sv[1]);
     if (rc < 0) {
         close(sv[0]);
@@ -1189,7 +1208,7 @@ static void take_reply(pb_port *s, char **body, size_t *len)
 static ErlDrvData user_start(ErlDrvPort port, char *cmd)
 {
     pb_port *s = driver_alloc(sizeof(*s));
-    char *p = strchr(cmd, ' '), *text;
+    char *p = strchr(cmd, ' '), *text, *named_text = NULL;
     size_t tlen;
     memset(s, 0, sizeof(*s));
     s->port = port;
@@ -1200,8 +1219,17 @@ static ErlDrvData user_start(ErlDrvPort port, char *cmd)
     s->widx = -1;
     s->opener = driver_caller(port);
     text = p ? p + 1 : cmd + strlen(cmd);
+    if (drv_spec[0]) {
+        /* a named driver: "NAME args" serves its class, "args" are start's command */
+        size_t sl = strlen(drv_spec), al = strlen(text);
+        named_text = driver_alloc(sl + al + 2);
+        memcpy(named_text, drv_spec, sl);
+        named_text[sl] = ' ';
+        memcpy(named_text + sl + 1, text, al + 1);
+        text = named_text;
+    }
     /* -e TOKEN and -t MS are ours; everything goes to Python as well */
-    for (p = text; *p == '-';) {
+    for (p = text; !named_text && *p == '-';) {
         char opt = p[1], *arg = p + 2, *end;
         while (*arg == ' ') arg++;
         if (opt == 'e') { s->report_errors = 1; s->token = strtoull(arg, &end, 10); }
@@ -1213,6 +1241,7 @@ static ErlDrvData user_start(ErlDrvPort port, char *cmd)
     tlen = strlen(text);
     if (attach_to_worker(s) < 0) {
         report_open_error(s, NULL, 0, "no_worker");
+        if (named_text) driver_free(named_text);
         driver_free(s);
         return ERL_DRV_ERROR_BADARG;
     }
@@ -1234,6 +1263,7 @@ static ErlDrvData user_start(ErlDrvPort port, char *cmd)
         iov[1].iov_base = b; iov[1].iov_len = 24;
         iov[2].iov_base = text; iov[2].iov_len = tlen;
         send_iov(s, iov, 3, NULL);
+        if (named_text) driver_free(named_text);
     }
     {
         ErlDrvTermData t[6] = { ERL_DRV_ATOM, driver_mk_atom("pybridge_port_opened"),
@@ -1459,21 +1489,21 @@ static void mgr_worker_exit(pb_port *s)
 {
     int status = -1;
     char st[4];
-    erl_drv_mutex_lock(wlock);
-    if (s->widx >= 0) workers[s->widx].state = WS_DEAD;
-    erl_drv_mutex_unlock(wlock);
+    erl_drv_mutex_lock(reg->lock);
+    if (s->widx >= 0) reg->workers[s->widx].state = WS_DEAD;
+    erl_drv_mutex_unlock(reg->lock);
     if (s->fd >= 0) shutdown(s->fd, SHUT_RDWR);
     if (s->os_pid > 0) {
         reap(s->os_pid, &status);
         s->os_pid = 0;
     }
     close_fd(s);
-    erl_drv_mutex_lock(wlock);
+    erl_drv_mutex_lock(reg->lock);
     if (s->widx >= 0) {
-        workers[s->widx].state = WS_FREE;
-        workers[s->widx].ctl_fd = -1;
+        reg->workers[s->widx].state = WS_FREE;
+        reg->workers[s->widx].ctl_fd = -1;
     }
-    erl_drv_mutex_unlock(wlock);
+    erl_drv_mutex_unlock(reg->lock);
     s->widx = -1;
     put32(st, (uint32_t)status);
     {
@@ -1518,11 +1548,11 @@ static ErlDrvSSizeT mgr_spawn(pb_port *s, char *buf, size_t len, char **rbuf, Er
         setsockopt(sv[0], SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
     }
     fcntl(sv[0], F_SETFD, FD_CLOEXEC);
-    erl_drv_mutex_lock(wlock);
+    erl_drv_mutex_lock(reg->lock);
     for (i = 0; i < MAX_WORKERS; i++)
-        if (workers[i].state == WS_FREE) { slot = i; break; }
+        if (reg->workers[i].state == WS_FREE) { slot = i; break; }
     if (slot >= 0) {
-        pb_worker *w = &workers[slot];
+        pb_worker *w = &reg->workers[slot];
         w->state = WS_HANDSHAKE;
         w->ctl_fd = sv[0];
         w->pid = pid;
@@ -1531,7 +1561,7 @@ static ErlDrvSSizeT mgr_spawn(pb_port *s, char *buf, size_t len, char **rbuf, Er
         w->timeout_ms = timeout ? timeout : DEFAULT_TIMEOUT_MS;
         w->notify = driver_caller(s->port);
     }
-    erl_drv_mutex_unlock(wlock);
+    erl_drv_mutex_unlock(reg->lock);
     s->fd = sv[0];
     s->os_pid = pid;
     if (slot < 0) {
@@ -1573,22 +1603,23 @@ static void mgr_ready_input(pb_port *s)
         if (r < HDR_LEN || get32(buf) != (uint32_t)r - 4) continue;   /* not a frame: ignore */
         if (buf[4] == CTL_HELLO) {
             int ok = r >= HDR_LEN + 2 && buf[HDR_LEN] == 0 && buf[HDR_LEN + 1] == PB_PROTOCOL_VERSION;
-            erl_drv_mutex_lock(wlock);
-            if (ok && workers[s->widx].state == WS_HANDSHAKE) workers[s->widx].state = WS_LIVE;
-            erl_drv_mutex_unlock(wlock);
+            erl_drv_mutex_lock(reg->lock);
+            if (ok && reg->workers[s->widx].state == WS_HANDSHAKE) reg->workers[s->widx].state = WS_LIVE;
+            erl_drv_mutex_unlock(reg->lock);
         }
         driver_output(s->port, buf, (ErlDrvSizeT)r);
     }
 }
 
-/* port_command on the manager port: whole ctl frames for the worker (CTL_PID_INFO). */
+/* port_command on the manager port: whole ctl frames for the worker (CTL_PID_INFO,
+ * CTL_CLASS_INFO). */
 static void mgr_output(pb_port *s, ErlIOVec *ev)
 {
     char *buf;
     if (s->fd < 0 || ev->size < HDR_LEN) return;
     buf = driver_alloc(ev->size);
     driver_vec_to_buf(ev, buf, ev->size);
-    if (get32(buf) == ev->size - 4 && buf[4] == CTL_PID_INFO)
+    if (get32(buf) == ev->size - 4 && (buf[4] == CTL_PID_INFO || buf[4] == CTL_CLASS_INFO))
         send(s->fd, buf, ev->size, MSG_NOSIGNAL);
     driver_free(buf);
 }
@@ -1604,22 +1635,44 @@ static void mgr_stop(pb_port *s)
 static int pb_init(void)
 {
     int i;
-    wlock = erl_drv_mutex_create("pybridge_workers");
-    for (i = 0; i < MAX_WORKERS; i++) {
-        workers[i].state = WS_FREE;
-        workers[i].ctl_fd = -1;
+    if (drv_spec[0]) {
+        /* a named driver: the original (loaded by pybridge_sup) keeps the workers */
+        if (!(main_handle = dlopen(main_so_path, RTLD_NOW | RTLD_NOLOAD))) return -1;
+        if (!(reg = dlsym(main_handle, "pybridge_registry")) || !reg->lock) {
+            dlclose(main_handle);
+            return -1;
+        }
+        erl_drv_mutex_lock(reg->lock);
+        reg->copies++;
+        erl_drv_mutex_unlock(reg->lock);
+        return 0;
     }
-    return wlock ? 0 : -1;
+    reg = &pybridge_registry;
+    reg->lock = erl_drv_mutex_create("pybridge_workers");
+    for (i = 0; i < MAX_WORKERS; i++) {
+        reg->workers[i].state = WS_FREE;
+        reg->workers[i].ctl_fd = -1;
+    }
+    return reg->lock ? 0 : -1;
 }
 
 static void pb_finish(void)
 {
-    erl_drv_mutex_destroy(wlock);
+    if (main_handle) {
+        erl_drv_mutex_lock(reg->lock);
+        reg->copies--;
+        erl_drv_mutex_unlock(reg->lock);
+        dlclose(main_handle);
+        return;
+    }
+    /* named drivers hold the original loaded (dlopen), so it only goes after them */
+    erl_drv_mutex_destroy(reg->lock);
+    reg->lock = NULL;
 }
 
 static ErlDrvData pb_start(ErlDrvPort port, char *cmd)
 {
-    if (!strcmp(cmd, "pybridge --manager")) {
+    if (!drv_spec[0] && !strcmp(cmd, "pybridge --manager")) {
         pb_port *s = driver_alloc(sizeof(*s));
         memset(s, 0, sizeof(*s));
         s->port = port;
@@ -1770,7 +1823,52 @@ static ErlDrvEntry pb_entry = {
     NULL                                 /* emergency_close */
 };
 
+static int read_line(FILE *f, char *buf, size_t n)
+{
+    size_t l;
+    if (!fgets(buf, (int)n, f)) return -1;
+    l = strlen(buf);
+    if (l == 0 || buf[l - 1] != '\n') return -1;
+    buf[l - 1] = 0;
+    return l > 1 ? 0 : -1;
+}
+
+/*
+ * Loaded as NAME.so (a copy made by pybridge:load_driver), the driver reads NAME.conf
+ * beside it: the name, the "module:Class" it serves, the class's driver flags and the
+ * path of the original pybridge.so. Without a valid one it keeps the name "pybridge",
+ * which makes erl_ddll refuse the load.
+ */
+static void pb_configure(void)
+{
+    Dl_info info;
+    char conf[4096], name[256], spec[512], flags[32], main_so[4096];
+    const char *base;
+    size_t l;
+    FILE *f;
+    unsigned long fl;
+    if (!dladdr((void *)&pb_entry, &info) || !info.dli_fname) return;
+    base = strrchr(info.dli_fname, '/');
+    base = base ? base + 1 : info.dli_fname;
+    l = strlen(info.dli_fname);
+    if (!strcmp(base, "pybridge.so") || l < 4 || l + 2 > sizeof(conf)) return;
+    memcpy(conf, info.dli_fname, l - 3);
+    memcpy(conf + l - 3, ".conf", 6);
+    if (!(f = fopen(conf, "re"))) return;
+    if (read_line(f, name, sizeof(name)) == 0 && read_line(f, spec, sizeof(spec)) == 0 &&
+        read_line(f, flags, sizeof(flags)) == 0 && read_line(f, main_so, sizeof(main_so)) == 0) {
+        fl = strtoul(flags, NULL, 10);
+        memcpy(drv_name, name, sizeof(drv_name));
+        memcpy(drv_spec, spec, sizeof(drv_spec));
+        memcpy(main_so_path, main_so, sizeof(main_so_path));
+        pb_entry.driver_name = drv_name;
+        pb_entry.driver_flags |= (int)(fl & (ERL_DRV_FLAG_SOFT_BUSY | ERL_DRV_FLAG_NO_BUSY_MSGQ));
+    }
+    fclose(f);
+}
+
 DRIVER_INIT(pybridge)
 {
+    pb_configure();
     return &pb_entry;
 }

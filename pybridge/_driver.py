@@ -17,6 +17,10 @@ if TYPE_CHECKING:
 PORT_CONTROL_FLAG_BINARY = 1
 PORT_CONTROL_FLAG_HEAVY = 2
 
+# driver flags a class may carry (named drivers, pybridge:load_driver)
+ERL_DRV_FLAG_SOFT_BUSY = 2
+ERL_DRV_FLAG_NO_BUSY_MSGQ = 4
+
 # driver_select modes (ERL_DRV_READ, ERL_DRV_WRITE, ERL_DRV_USE)
 SELECT_READ = 1
 SELECT_WRITE = 2
@@ -322,6 +326,11 @@ class Driver:
     #: the port's timeout), as a C driver's callbacks do. Off by default: nothing but
     #: control and call ever waits for Python.
     blocking = False
+
+    #: driver flags of a named driver made from this class (pybridge:load_driver):
+    #: ERL_DRV_FLAG_SOFT_BUSY lets port_command(P, D, [force]) through a busy port,
+    #: ERL_DRV_FLAG_NO_BUSY_MSGQ turns off the busy port message queue
+    flags = 0
 
     port: Port
 

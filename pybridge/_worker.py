@@ -555,6 +555,8 @@ class Worker:
             if op == P.CTL_PID_INFO and len(msg) > P.HDR_LEN + 8:
                 raw = P.U64.unpack_from(msg, P.HDR_LEN)[0]
                 self.pids[raw] = decode(msg[P.HDR_LEN + 8:])
+            elif op == P.CTL_CLASS_INFO:
+                self.class_info(P.HEADER.unpack_from(msg)[3], msg[P.HDR_LEN:].decode(errors="replace"))
         return True
 
     def handshake(self) -> None:
@@ -570,6 +572,15 @@ class Worker:
                          "upgrade %s", theirs, proto, __version__, P.PROTOCOL_VERSION, upgrade)
             raise SystemExit(3)
         self.ctl.sendall(P.frame(P.CTL_HELLO, P.PROTOCOL_VERSION.to_bytes(2, "big") + __version__.encode()))
+
+    def class_info(self, rid: int, spec: str) -> None:
+        """CTL_CLASS_INFO: the driver flags of a class, for pybridge:load_driver."""
+        try:
+            cls = self.find_class(spec)
+            body = b"\x00" + P.U32.pack(int(getattr(cls, "flags", 0)) & 0xFFFFFFFF)
+        except Exception as e:
+            body = b"\x01" + f"{type(e).__name__}: {e}".encode()[:4000]
+        self.ctl.sendall(P.frame(P.CTL_CLASS_INFO, body, rid=rid))
 
     def resolve_pid(self, conn: Conn, raw: int) -> Any:
         pid = self.pids.get(raw)
@@ -606,15 +617,18 @@ class Worker:
                         sys.path.insert(0, p)
             i += 2
         spec = words[i] if i < len(words) else ""
-        command = " ".join(words[i + 1:])
+        conn.spec = spec
+        return self.find_class(spec), " ".join(words[i + 1:])
+
+    @staticmethod
+    def find_class(spec: str) -> type:
         if not SPEC_RE.match(spec):
             raise BadArg(f"bad driver spec {spec!r}: expected module:Class")
-        conn.spec = spec
         modname, clsname = spec.split(":")
         cls = getattr(importlib.import_module(modname), clsname, None)
         if not (isinstance(cls, type) and issubclass(cls, Driver)):
             raise TypeError(f"{spec} is not a subclass of pybridge.Driver")
-        return cls, command
+        return cls
 
     def accept_ports(self) -> None:
         while self.new_fds:

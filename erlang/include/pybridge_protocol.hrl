@@ -9,6 +9,7 @@
 -define(CTL_PID_INFO, 16#03).
 -define(CTL_LOG, 16#04).
 -define(CTL_WORKER_EXIT, 16#05).
+-define(CTL_CLASS_INFO, 16#06).
 
 -define(OP_OPEN, 16#10).
 -define(OP_STOP, 16#11).

@@ -8,7 +8,8 @@
 
 -include("pybridge_protocol.hrl").
 
--export([open/2, open/3, command/2, command/3, control/3, call/3, close/1]).
+-export([open/2, open/3, command/2, command/3, control/3, call/3, close/1,
+         load_driver/2, unload_driver/1]).
 
 -export_type([spec/0, open_option/0, error_reason/0]).
 
@@ -76,6 +77,22 @@ call(_, _, _) ->
 -spec close(port()) -> true.
 close(Port) ->
     erlang:port_close(Port).
+
+%% @doc Load the Python driver class Spec under its own driver name: then
+%% open_port({spawn_driver, Name ++ " args"}, Opts) opens it, with the class's driver flags
+%% (its `flags` attribute), and erlang:port_info(P, name) says Name.
+-spec load_driver(string(), spec()) -> ok | {error, term()}.
+load_driver(Name, Spec) ->
+    whereis(pybridge_sup) =:= undefined andalso error({pybridge, not_started}),
+    SpecS = spec_string(Spec),
+    (is_list(Name) andalso re:run(Name, "^[a-z][a-z0-9_]{0,63}$", [{capture, none}]) =:= match
+     andalso Name =/= "pybridge") orelse error(badarg),
+    pybridge_drivers:load(Name, SpecS).
+
+%% @doc Unload a driver of load_driver/2: its ports exit with reason driver_unloaded.
+-spec unload_driver(string()) -> ok | {error, term()}.
+unload_driver(Name) ->
+    pybridge_drivers:unload(Name).
 
 unwrap({ok, Reply}) -> Reply;
 unwrap({error, Reason}) -> error(Reason).

@@ -2,7 +2,7 @@
 -module(pybridge_sup).
 -behaviour(supervisor).
 
--export([start_link/0, init/1]).
+-export([start_link/0, init/1, driver_dir/0]).
 
 -spec start_link() -> supervisor:startlink_ret().
 start_link() ->
@@ -14,6 +14,8 @@ init([]) ->
     %% lives as long as the application.
     ok = load_driver(),
     {ok, PoolSize} = application:get_env(pybridge, pool_size),
+    Drivers = #{id => pybridge_drivers, start => {pybridge_drivers, start_link, []},
+                restart => permanent, shutdown => 5000},
     Workers = [#{id => {pybridge_worker, N},
                  start => {pybridge_worker, start_link, [N]},
                  restart => permanent,
@@ -21,13 +23,18 @@ init([]) ->
                || N <- lists:seq(1, PoolSize)],
     %% Why so lenient: a killed worker is restarted at once and that is normal operation;
     %% a Python that cannot start at all still stops the application quickly.
-    {ok, {#{strategy => one_for_one, intensity => 50, period => 10}, Workers}}.
+    {ok, {#{strategy => one_for_one, intensity => 50, period => 10}, Workers ++ [Drivers]}}.
+
+%% @doc The directory of pybridge.so.
+-spec driver_dir() -> file:filename().
+driver_dir() ->
+    case code:priv_dir(pybridge) of
+        {error, bad_name} -> filename:join(filename:dirname(code:which(?MODULE)), "../priv");
+        D -> D
+    end.
 
 load_driver() ->
-    Dir = case code:priv_dir(pybridge) of
-              {error, bad_name} -> filename:join(filename:dirname(code:which(?MODULE)), "../priv");
-              D -> D
-          end,
+    Dir = driver_dir(),
     case erl_ddll:load_driver(Dir, "pybridge") of
         ok -> ok;
         {error, already_loaded} -> ok;

@@ -9,7 +9,7 @@
 
 -include("pybridge_protocol.hrl").
 
--export([start_link/1, os_pid/1]).
+-export([start_link/1, os_pid/1, class_flags/2]).
 -export([init/1, handle_call/3, handle_cast/2, handle_info/2, terminate/2]).
 
 -define(HELLO_TIMEOUT, 15000).
@@ -17,7 +17,9 @@
 -record(state, {n :: pos_integer(),
                 mgr :: port(),
                 os_pid :: non_neg_integer(),
-                ports = #{} :: #{port() => reference()}}).
+                ports = #{} :: #{port() => reference()},
+                next_id = 1 :: pos_integer(),
+                asks = #{} :: #{pos_integer() => gen_server:from()}}).
 
 -spec start_link(pos_integer()) -> {ok, pid()} | {error, term()}.
 start_link(N) ->
@@ -27,6 +29,11 @@ start_link(N) ->
 -spec os_pid(pid()) -> non_neg_integer().
 os_pid(Pid) ->
     gen_server:call(Pid, os_pid).
+
+%% @doc The driver flags of a Python driver class, asked of this worker.
+-spec class_flags(pid(), string()) -> {ok, non_neg_integer()} | {error, binary()}.
+class_flags(Pid, Spec) ->
+    gen_server:call(Pid, {class_flags, Spec}, 15000).
 
 -spec init(pos_integer()) -> {ok, #state{}} | {stop, term()}.
 init(N) ->
@@ -63,9 +70,14 @@ await_hello(S = #state{mgr = Mgr}) ->
         {stop, pybridge_hello_timeout}
     end.
 
--spec handle_call(term(), gen_server:from(), #state{}) -> {reply, term(), #state{}}.
+-spec handle_call(term(), gen_server:from(), #state{}) ->
+    {reply, term(), #state{}} | {noreply, #state{}}.
 handle_call(os_pid, _From, S) ->
     {reply, S#state.os_pid, S};
+handle_call({class_flags, Spec}, From, S = #state{mgr = Mgr, next_id = Id, asks = Asks}) ->
+    Body = unicode:characters_to_binary(Spec),
+    erlang:port_command(Mgr, <<(byte_size(Body) + 6):32, ?CTL_CLASS_INFO, 0, Id:32, Body/binary>>),
+    {noreply, S#state{next_id = Id + 1, asks = Asks#{Id => From}}};
 handle_call(_Other, _From, S) ->
     {reply, {error, unknown_call}, S}.
 
@@ -80,6 +92,18 @@ handle_info({Mgr, {data, <<_:32, ?CTL_LOG, _:8, _:32, Body/binary>>}}, S = #stat
 handle_info({Mgr, {data, <<_:32, ?CTL_WORKER_EXIT, _:8, _:32, Status:32/signed>>}},
             S = #state{mgr = Mgr}) ->
     {stop, {shutdown, {pybridge_worker_exited, Status}}, S};
+handle_info({Mgr, {data, <<_:32, ?CTL_CLASS_INFO, _:8, Id:32, Status, Rest/binary>>}},
+            S = #state{mgr = Mgr, asks = Asks}) ->
+    case maps:take(Id, Asks) of
+        {From, Asks1} ->
+            gen_server:reply(From, case {Status, Rest} of
+                                       {0, <<Flags:32>>} -> {ok, Flags};
+                                       _ -> {error, Rest}
+                                   end),
+            {noreply, S#state{asks = Asks1}};
+        error ->
+            {noreply, S}
+    end;
 handle_info({pybridge_port_opened, Port}, S = #state{ports = Ports}) ->
     {noreply, S#state{ports = Ports#{Port => erlang:monitor(port, Port)}}};
 handle_info({'DOWN', _Ref, port, Port, _}, S = #state{ports = Ports}) ->
