@@ -86,6 +86,7 @@ extern char **environ;
 #define OP_PUTENV 0x96
 #define OP_SET_OS_PID 0x97
 #define OP_BUSY_MSGQ_LIMITS 0x98
+#define OP_CREATE_PORT 0x99
 
 #define TIME_MONOTONIC 0
 #define TIME_OFFSET 1
@@ -106,6 +107,7 @@ extern char **environ;
 #define FL_WRAPPED 0x01
 #define FL_NONE 0x01
 #define OPEN_BLOCKING 0x01
+#define FL_CREATED 0x01
 
 #define PB_CALL_CONTROL 0xFFFFFF01u
 #define PB_CALL_CALL 0xFFFFFF02u
@@ -420,16 +422,25 @@ static void worker_port_gone(pb_port *s)
     s->widx = -1;
 }
 
-/* Pick the live worker with the fewest ports and hand it one end of a new socketpair. */
-static int attach_to_worker(pb_port *s)
+/*
+ * Hand a worker one end of a new socketpair: the live worker with the fewest ports, or
+ * worker `want` (of generation `wgen`) for a port made by driver_create_port. The ctl
+ * serial of the hand-over goes to *serial.
+ */
+static int attach_to_worker(pb_port *s, int want, unsigned wgen, uint32_t *serial)
 {
     int sv[2], best = -1, i, rc = -1;
     if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0, sv) < 0)
         return -1;
     erl_drv_mutex_lock(reg->lock);
-    for (i = 0; i < MAX_WORKERS; i++)
-        if (reg->workers[i].state == WS_LIVE && (best < 0 || reg->workers[i].nports < reg->workers[best].nports))
-            best = i;
+    if (want >= 0) {
+        if (reg->workers[want].state == WS_LIVE && reg->workers[want].gen == wgen) best = want;
+    } else {
+        for (i = 0; i < MAX_WORKERS; i++)
+            if (reg->workers[i].state == WS_LIVE &&
+                (best < 0 || reg->workers[i].nports < reg->workers[best].nports))
+                best = i;
+    }
     if (best >= 0) {
         pb_worker *w = &reg->workers[best];
         char h[HDR_LEN];
@@ -439,7 +450,8 @@ static int attach_to_worker(pb_port *s)
         struct cmsghdr *c;
         memset(&m, 0, sizeof(m));
         memset(cbuf, 0, sizeof(cbuf));
-        mk_hdr(h, CTL_NEW_PORT, 0, ++w->next_serial, 0);
+        *serial = ++w->next_serial;
+        mk_hdr(h, CTL_NEW_PORT, 0, *serial, 0);
         m.msg_iov = &iov;
         m.msg_iovlen = 1;
         m.msg_control = cbuf;
@@ -909,6 +921,57 @@ static int api_call(pb_port *s, int op, uint32_t id, char *body, size_t blen)
         answer(s, id, 0, b, 16);
         return 0;
     }
+    case OP_CREATE_PORT: {
+        /* raw:u64 of the owner, then the OP_OPEN text of the new instance */
+        ErlDrvTermData owner;
+        pb_port *ns;
+        uint32_t serial;
+        char a[12], h[HDR_LEN], b[24];
+        struct iovec iov[3];
+        if (blen < 9) return -1;
+        owner = (ErlDrvTermData)get64(body);
+        if (!is_known(s, owner)) {
+            answer(s, id, 2, NULL, 0);
+            return 0;
+        }
+        ns = driver_alloc(sizeof(*ns));
+        memset(ns, 0, sizeof(*ns));
+        ns->kind = K_USER;
+        ns->state = S_OPEN;
+        ns->fd = -1;
+        ns->widx = -1;
+        ns->timeout_ms = s->timeout_ms;
+        ns->blocking = s->blocking;
+        if (attach_to_worker(ns, s->widx, s->wgen, &serial) < 0) {
+            driver_free(ns);
+            answer(s, id, 1, NULL, 0);
+            return 0;
+        }
+        /* the creating port may set the new one up until this callback returns */
+        ns->port = driver_create_port(s->port, owner, drv_name, (ErlDrvData)ns);
+        ns->port_term = driver_mk_port(ns->port);
+        ns->opener = ns->last_caller = ns->last_connected = owner;
+        add_known(ns, owner);
+        driver_select(ns->port, (ErlDrvEvent)(long)ns->fd, ERL_DRV_READ | ERL_DRV_USE, 1);
+        erl_drv_set_os_pid(ns->port, ns->os_pid);
+        put64(b, (uint64_t)ns->port_term);
+        put64(b + 8, (uint64_t)owner);
+        put64(b + 16, (uint64_t)owner);
+        mk_hdr(h, OP_OPEN, FL_CREATED, 0, 24 + blen - 8);
+        iov[0].iov_base = h; iov[0].iov_len = HDR_LEN;
+        iov[1].iov_base = b; iov[1].iov_len = 24;
+        iov[2].iov_base = body + 8; iov[2].iov_len = blen - 8;
+        send_iov(ns, iov, 3, NULL);
+        {
+            ErlDrvTermData t[6] = { ERL_DRV_ATOM, driver_mk_atom("pybridge_port_opened"),
+                                    ERL_DRV_PORT, ns->port_term, ERL_DRV_TUPLE, 2 };
+            send_to(ns, ns->notify, t, 6);
+        }
+        put32(a, serial);
+        put64(a + 4, (uint64_t)ns->port_term);
+        answer(s, id, 0, a, 12);
+        return 0;
+    }
     case OP_PUTENV: {
         char *kv;
         size_t kl;
@@ -1050,6 +1113,7 @@ static int handle_frame(pb_port *s, int op, int fl, uint32_t id, char *body, siz
     case OP_GETENV:
     case OP_PUTENV:
     case OP_BUSY_MSGQ_LIMITS:
+    case OP_CREATE_PORT:
         if (api_call(s, op, id, body, blen) < 0) break;
         return 0;
     case OP_DEMONITOR: {
@@ -1210,6 +1274,7 @@ static ErlDrvData user_start(ErlDrvPort port, char *cmd)
     pb_port *s = driver_alloc(sizeof(*s));
     char *p = strchr(cmd, ' '), *text, *named_text = NULL;
     size_t tlen;
+    uint32_t serial;
     memset(s, 0, sizeof(*s));
     s->port = port;
     s->port_term = driver_mk_port(port);
@@ -1239,7 +1304,7 @@ static ErlDrvData user_start(ErlDrvPort port, char *cmd)
         while (*p == ' ') p++;
     }
     tlen = strlen(text);
-    if (attach_to_worker(s) < 0) {
+    if (attach_to_worker(s, -1, 0, &serial) < 0) {
         report_open_error(s, NULL, 0, "no_worker");
         if (named_text) driver_free(named_text);
         driver_free(s);

@@ -281,6 +281,17 @@ class Port:
         """erl_drv_set_os_pid: what port_info(Port, os_pid) shows (the worker's by default)."""
         self._conn.send(P.OP_SET_OS_PID, P.U32.pack(pid & 0xFFFFFFFF))
 
+    def create_port(self, owner: Pid) -> "Port":
+        """driver_create_port: a new port of this driver owned by ``owner`` (a pid this port
+        named), served by a new instance of the same class whose start is not called.
+        Returns the new port's handle; its instance is ``handle.driver``."""
+        return self._conn.create_port(owner)
+
+    @property
+    def driver(self) -> "Driver | None":
+        """The Driver instance this port is served by."""
+        return self._conn.driver
+
     # -- driver_async, driver_select --
     def async_(self, fn: Any, *args: Any, key: Any = None) -> Any:
         """driver_async: run fn(*args) on the worker's thread pool; ready_async(result) is then

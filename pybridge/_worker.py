@@ -152,6 +152,8 @@ class Conn:
         if body:
             self.out.append(body)
         self.outlen += P.HDR_LEN + len(body)
+        # a callback of one port may write to another (create_port): the loop flushes all
+        self.worker.dirty.add(self)
 
     def flush(self) -> None:
         if self.out and not self.closed:
@@ -286,7 +288,7 @@ class Conn:
         elif op == P.OP_PROCESS_EXIT:
             self.on_process_exit(body)
         elif op == P.OP_OPEN:
-            self.on_open(rid, body)
+            self.on_open(fl, rid, body)
         elif op == P.OP_STOP:
             self.close()
         else:
@@ -308,7 +310,7 @@ class Conn:
         log.error("%s in %s.%s: %s", type(exc).__name__, self.spec, what, exc,
                   exc_info=exc, extra={"pybridge_port": self.port_raw, "driver": self.spec})
 
-    def on_open(self, rid: int, body: bytes) -> None:
+    def on_open(self, fl: int, rid: int, body: bytes) -> None:
         self.port_raw, self.caller_raw, self.connected_raw = (
             P.U64.unpack_from(body, 0)[0], P.U64.unpack_from(body, 8)[0], P.U64.unpack_from(body, 16)[0])
         text = body[24:].decode("utf-8", "replace")
@@ -318,6 +320,8 @@ class Conn:
             drv.port = self.port
             self.none_atom = getattr(drv, "none_atom", "undefined")
             self.driver = drv
+            if fl & P.FL_CREATED:       # driver_create_port: no start, nobody waits
+                return
             drv.start(command)
         except BaseException as e:  # noqa: BLE001 - every failure of start is open_port's badarg
             self.driver = None
@@ -354,6 +358,18 @@ class Conn:
             return
         self.active_gen = 0
         self.call_back("timeout")
+
+    def create_port(self, owner: Any) -> Port:
+        if not (isinstance(owner, LocalPid) and owner.origin is self):
+            raise ValueError("create_port takes a pid this port named: caller() or connected()")
+        status, data = self.ask(P.OP_CREATE_PORT, P.U64.pack(owner.raw) + self.spec.encode())
+        if status:
+            raise WorkerError("driver_create_port failed" if status == 1 else "unknown owner")
+        conn = self.worker.adopt(P.U32.unpack_from(data)[0], time.monotonic() + self.timeout_ms / 1000)
+        if conn.driver is None:
+            raise WorkerError(f"the new port could not load {self.spec}")
+        conn.timeout_ms = self.timeout_ms
+        return conn.port
 
     def async_(self, fn: Callable, args: tuple, key: Any) -> Any:
         return self.worker.jobs.submit(self, fn, args, key)
@@ -523,12 +539,13 @@ class Worker:
     def __init__(self, ctl_fd: int, paths: list[str], async_threads: int = 4) -> None:
         self.jobs = JobPool(async_threads)
         self.later: list[tuple[Conn, str, Any]] = []
+        self.dirty: set[Conn] = set()
         self.ctl = socket.socket(fileno=ctl_fd)
         self.ctl.setblocking(True)
         self.sel = selectors.DefaultSelector()
         self.conns: set[Conn] = set()
         self.pids: dict[int, Any] = {}
-        self.new_fds: deque[int] = deque()
+        self.new_fds: deque[tuple[int, int]] = deque()
         for p in reversed(paths):
             if p not in sys.path:
                 sys.path.insert(0, p)
@@ -548,7 +565,8 @@ class Worker:
             return False
         op = msg[4] if len(msg) >= P.HDR_LEN else -1
         if op == P.CTL_NEW_PORT:
-            self.new_fds.extend(fds)
+            serial = P.HEADER.unpack_from(msg)[3]
+            self.new_fds.extend((serial, fd) for fd in fds)
         else:
             for fd in fds:   # descriptors we did not ask for
                 os.close(fd)
@@ -632,17 +650,43 @@ class Worker:
 
     def accept_ports(self) -> None:
         while self.new_fds:
-            sock = socket.socket(fileno=self.new_fds.popleft())
-            sock.setblocking(False)
-            conn = Conn(self, sock)
-            self.conns.add(conn)
-            self.sel.register(sock, selectors.EVENT_READ, conn)
+            self.accept(self.new_fds.popleft()[1])
+
+    def accept(self, fd: int) -> Conn:
+        sock = socket.socket(fileno=fd)
+        sock.setblocking(False)
+        conn = Conn(self, sock)
+        self.conns.add(conn)
+        self.sel.register(sock, selectors.EVENT_READ, conn)
+        return conn
+
+    def adopt(self, serial: int, deadline: float) -> Conn:
+        """The port driver_create_port just made: its socket comes in CTL_NEW_PORT `serial`,
+        with its OP_OPEN already in it; set it up now, so create_port can return it."""
+        while True:
+            for item in self.new_fds:
+                if item[0] == serial:
+                    self.new_fds.remove(item)
+                    conn = self.accept(item[1])
+                    while conn.driver is None and not conn.closed:
+                        left = deadline - time.monotonic()
+                        if left <= 0 or not select.select([conn.sock], [], [], left)[0]:
+                            raise WorkerError("the new port's socket stayed silent")
+                        conn.on_readable()
+                    return conn
+            left = deadline - time.monotonic()
+            if left <= 0 or not select.select([self.ctl], [], [], left)[0]:
+                raise WorkerError("the new port's socket did not arrive in time")
+            if not self.recv_ctl():
+                raise WorkerError("the node is gone")
 
     def run(self) -> None:
         self.handshake()
         self.sel.register(self.ctl, selectors.EVENT_READ, None)
         self.sel.register(self.jobs.rfd, selectors.EVENT_READ, self.jobs)
         while True:
+            while self.dirty:
+                self.dirty.pop().flush()
             self.accept_ports()
             while self.later:
                 conn, name, arg = self.later.pop(0)

@@ -48,6 +48,7 @@
 -define(OP_PUTENV, 16#96).
 -define(OP_SET_OS_PID, 16#97).
 -define(OP_BUSY_MSGQ_LIMITS, 16#98).
+-define(OP_CREATE_PORT, 16#99).
 
 -define(TIME_MONOTONIC, 0).
 -define(TIME_OFFSET, 1).
@@ -68,6 +69,7 @@
 -define(FL_WRAPPED, 16#01).
 -define(FL_NONE, 16#01).
 -define(OPEN_BLOCKING, 16#01).
+-define(FL_CREATED, 16#01).
 
 -define(PB_CALL_CONTROL, 16#FFFFFF01).
 -define(PB_CALL_CALL, 16#FFFFFF02).

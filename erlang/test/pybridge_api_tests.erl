@@ -25,7 +25,7 @@ tests() ->
      os_pid_setting, async_completion_order, async_same_key_in_order,
      async_job_outliving_port_is_logged, select_serves_a_socket, strict_output_waits,
      relaxed_output_does_not_wait, strict_output_is_bounded,
-     busy_msgq_limits].
+     busy_msgq_limits, create_port].
 
 open(Spec) -> pybridge:open(Spec, [binary]).
 open(Spec, Opts) -> pybridge:open(Spec, [binary | Opts]).
@@ -392,4 +392,23 @@ busy_msgq_limits() ->
     ?assertEqual({4096, 65536}, pybridge:call(P, 6, {4096, 65536})),
     %% 0 leaves a limit as it is
     ?assertEqual({4096, 65536}, pybridge:call(P, 6, {0, 0})),
+    port_close(P).
+
+create_port() ->
+    P = open("spawner:Spawner"),
+    ?assertEqual("created", erlang:port_control(P, 1, <<>>)),
+    Child = receive {created, C} -> C after 2000 -> timeout end,
+    ?assert(is_port(Child)),
+    ?assertNotEqual(P, Child),
+    ?assertEqual({connected, self()}, erlang:port_info(Child, connected)),
+    %% the owner is linked to it (seen from the owner: port_info(Child, links) says undefined)
+    {links, Links} = erlang:process_info(self(), links),
+    ?assert(lists:member(Child, Links)),
+    %% a new instance of the class, whose start was not called
+    ?assertEqual("not started", erlang:port_control(Child, 2, <<>>)),
+    ?assertEqual("started", erlang:port_control(P, 2, <<>>)),
+    true = erlang:port_command(Child, <<"child">>),
+    ?assertEqual(<<"CHILD">>, receive {Child, {data, D}} -> iolist_to_binary(D) after 2000 -> timeout end),
+    port_close(Child),
+    ?assertEqual("started", erlang:port_control(P, 2, <<>>)),
     port_close(P).
