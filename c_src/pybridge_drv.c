@@ -930,6 +930,10 @@ static int api_call(pb_port *s, int op, uint32_t id, char *body, size_t blen)
         struct iovec iov[3];
         if (blen < 9) return -1;
         owner = (ErlDrvTermData)get64(body);
+        if (s->state != S_OPEN) {        /* not before open_port has returned */
+            answer(s, id, 1, NULL, 0);
+            return 0;
+        }
         if (!is_known(s, owner)) {
             answer(s, id, 2, NULL, 0);
             return 0;
@@ -1064,6 +1068,7 @@ static int handle_frame(pb_port *s, int op, int fl, uint32_t id, char *body, siz
         ErlDrvUInt64 ms;
         if (blen != 12) break;
         ms = get64(body);
+        if (ms > 0xFFFFFFFFu) break;     /* about 49 days: more is a bad frame */
         if (s->state == S_OPENING) {
             /* the open timeout holds the timer until open_port returns */
             s->pending_ms = ms;

@@ -121,8 +121,8 @@ class Port:
     # -- timer (driver_set_timer, driver_cancel_timer, driver_read_timer) --
     def set_timer(self, ms: int) -> None:
         """driver_set_timer: ``timeout()`` is called after ms; a new timer replaces the old."""
-        if not 0 <= ms < 1 << 63:
-            raise ValueError("ms must be a non-negative integer")
+        if not 0 <= ms <= 0xFFFFFFFF:
+            raise ValueError("ms must be an integer from 0 to 2**32-1")
         self._conn.set_timer(int(ms))
 
     def cancel_timer(self) -> None:

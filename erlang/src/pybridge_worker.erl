@@ -113,7 +113,7 @@ handle_info({pybridge_resolve, Raw, Pid}, S = #state{mgr = Mgr}) ->
     Body = <<Raw:64, (term_to_binary(Pid))/binary>>,
     erlang:port_command(Mgr, ?FRAME(?CTL_PID_INFO, Body)),
     {noreply, S};
-handle_info({pybridge_forward, To, Msg}, S) ->
+handle_info({pybridge_forward, To, Msg}, S) when is_pid(To) ->
     %% send_term to a pid the port never named: only Erlang can address it
     To ! Msg,
     {noreply, S};
