@@ -34,7 +34,7 @@ from ._driver import (PORT_CONTROL_FLAG_BINARY, SELECT_READ, SELECT_USE, SELECT_
 from ._jobs import JobPool
 from ._termprog import program
 from ._errors import BadArg, WorkerError
-from ._types import Atom, ImproperList, LocalPid
+from ._types import Atom, ImproperList, LocalPid, Pid
 
 log = logging.getLogger("pybridge")
 
@@ -52,13 +52,21 @@ def error_term(exc: BaseException) -> tuple:
 def flatten_iodata(d: Any) -> bytes:
     if isinstance(d, (bytes, bytearray)):
         return bytes(d)
-    if isinstance(d, int):
+    if isinstance(d, int) and 0 <= d < 256:
         return bytes((d,))
     if isinstance(d, list):
         return b"".join(flatten_iodata(x) for x in d)
     if isinstance(d, ImproperList):
         return b"".join(flatten_iodata(x) for x in d.items) + flatten_iodata(d.tail)
     raise BadArg("not iodata")
+
+
+def unwrap_request(term: Any) -> tuple:
+    """{Command, Data, Caller} of pybridge:control/call; anything else is badarg."""
+    if not (isinstance(term, tuple) and len(term) == 3 and isinstance(term[0], int)
+            and isinstance(term[2], Pid)):
+        raise BadArg("a reserved port_call command needs {Command, Data, self()}")
+    return term
 
 
 def reply_bytes(r: Any) -> bytes:
@@ -428,7 +436,7 @@ class Conn:
         wrapped = fl & P.FL_WRAPPED
         try:
             if wrapped:
-                cmd, data, me = decode(body[4:], self.none_atom)
+                cmd, data, me = unwrap_request(decode(body[4:], self.none_atom))
                 self.worker.pids[self.caller_raw] = me
                 data = flatten_iodata(data)
             else:
@@ -454,7 +462,7 @@ class Conn:
         try:
             term = decode(body[4:], self.none_atom)
             if fl & P.FL_WRAPPED:
-                cmd, term, me = term
+                cmd, term, me = unwrap_request(term)
                 self.worker.pids[self.caller_raw] = me
             else:
                 cmd = P.U32.unpack_from(body)[0]

@@ -62,6 +62,8 @@ command(Port, Data, Opts) ->
 %% @doc erlang:port_control/3 that raises the Python error instead of a bare badarg.
 -spec control(port(), non_neg_integer(), iodata()) -> string() | binary().
 control(Port, Cmd, Data) when is_integer(Cmd), Cmd >= 0, Cmd < 16#100000000 ->
+    %% what port_control would refuse is refused here, before it crosses to Python
+    try iolist_size(Data) catch error:badarg -> error(badarg) end,
     unwrap(erlang:port_call(Port, ?PB_CALL_CONTROL, {Cmd, Data, self()}));
 control(_, _, _) ->
     error(badarg).

@@ -61,9 +61,8 @@ handle_info(_Msg, Loaded) ->
 
 -spec terminate(term(), map()) -> ok.
 terminate(_Reason, Loaded) ->
-    [begin _ = erl_ddll:try_unload(N, [kill_ports]), _ = file:del_dir_r(D) end
-     || {N, D} <- maps:to_list(Loaded)],
-    ok.
+    lists:foreach(fun({N, D}) -> _ = erl_ddll:try_unload(N, [kill_ports]), _ = file:del_dir_r(D) end,
+                  maps:to_list(Loaded)).
 
 do_load(Name, Spec) ->
     case any_worker() of

@@ -1,0 +1,44 @@
+%% Wrong types from Erlang, to every pybridge function and to the plain port BIFs on a
+%% pybridge port: badarg or a documented error, never a crash or a hang.
+-module(pybridge_badarg_tests).
+-include_lib("eunit/include/eunit.hrl").
+
+badarg_test_() ->
+    {setup,
+     fun() ->
+         application:load(pybridge),
+         application:set_env(pybridge, python_path, [filename:absname("tests/drivers")]),
+         {ok, _} = application:ensure_all_started(pybridge),
+         pybridge:open("echo_term:EchoTerm", [binary])
+     end,
+     fun(P) -> catch port_close(P), application:stop(pybridge) end,
+     fun(P) -> {timeout, 60, fun() -> wrong_types(P) end} end}.
+
+wrong_types(P) ->
+    Junk = [-1, 1.5, foo, "str", <<"bin">>, {a}, [1 | 2], #{}, self(), make_ref(), fun() -> ok end],
+    [?assertError(badarg, pybridge:open(J, [])) || J <- Junk, not is_list(J), not is_binary(J),
+                                                    not is_atom(J)],
+    ?assertError(badarg, pybridge:open("echo_term:EchoTerm", not_a_list)),
+    ?assertError(badarg, pybridge:open("echo_term:EchoTerm", [{timeout, -5}])),
+    ?assertError(badarg, pybridge:open("echo_term:EchoTerm", [not_an_option])),
+    ?assertError(badarg, pybridge:open("echo_term:EchoTerm", {args}, [])),
+    [?assertError(badarg, pybridge:command(J, <<"x">>)) || J <- Junk],
+    [?assertError(badarg, pybridge:command(P, J)) || J <- Junk, not is_binary(J), not is_list(J)],
+    ?assertError(badarg, pybridge:command(P, [1 | 2])),
+    ?assertError(badarg, pybridge:command(P, <<"x">>, [bogus])),
+    [?assertError(badarg, pybridge:control(P, J, <<>>)) || J <- Junk],
+    [?assertError(badarg, pybridge:control(P, 0, J)) || J <- Junk, not is_binary(J), J =/= "str"],
+    [?assertError(badarg, pybridge:control(J, 0, <<>>)) || J <- Junk],
+    [?assertError(badarg, pybridge:call(P, J, x)) || J <- Junk],
+    [?assertError(badarg, pybridge:call(J, 0, x)) || J <- Junk],
+    [?assertError(badarg, erlang:port_control(P, J, <<>>)) || J <- Junk],
+    [?assertError(badarg, erlang:port_control(P, 0, J)) || J <- Junk, not is_binary(J), J =/= "str"],
+    [?assertError(badarg, erlang:port_call(P, J, x)) || J <- Junk],
+    %% the reserved commands answer {error, Reason} by contract (docs/PROTOCOL.md)
+    ?assertEqual({error, badarg}, erlang:port_call(P, 16#FFFFFF01, not_a_tuple)),
+    ?assertEqual({error, badarg}, erlang:port_call(P, 16#FFFFFF02, {only_two, items})),
+    ?assertError(badarg, pybridge:close(foo)),
+    ?assertError(badarg, pybridge:load_driver(42, "echo_term:EchoTerm")),
+    ?assertEqual({error, not_loaded}, pybridge:unload_driver("never_loaded")),
+    %% after all that the port answers as before
+    ?assertEqual(still_here, pybridge:call(P, 0, still_here)).
