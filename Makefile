@@ -7,7 +7,7 @@ STAMP   := $(VENV)/.installed
 EBIN    := _build/default/lib/pybridge/ebin
 export PYBRIDGE_PYTHON := $(abspath $(PY))
 
-.PHONY: all setup system python build demo test test-python test-erlang clean
+.PHONY: all setup system python build demo test test-python test-erlang bench clean
 
 all: build
 
@@ -53,6 +53,19 @@ test-python:
 
 test-erlang:
 	@rebar3 eunit
+
+# Issue 4's scenarios for pybridge and its baselines in one run (see docs/PERFORMANCE.md).
+BENCH := _build/bench
+ERL_INCLUDE = $(shell erl -noshell -eval 'io:format("~ts/erts-~ts/include", [code:root_dir(), erlang:system_info(version)]), halt().')
+bench: build
+	@mkdir -p $(BENCH) bench/results
+	@cc -O2 -fPIC -shared -I$(ERL_INCLUDE) -o $(BENCH)/pb_bench_echo.so bench/echo_drv.c
+	@cc -O2 -o $(BENCH)/floor bench/floor.c
+	@erlc -o $(BENCH) bench/pb_bench.erl
+	@PB_BENCH_OUT=$(abspath bench/results/latest.json) PB_BENCH_FLOOR=$(abspath $(BENCH)/floor) \
+	  PB_BENCH_SPAWN=$(abspath bench/spawn_echo.py) \
+	  erl -noshell -pa $(EBIN) -pa $(BENCH) -eval 'pb_bench:main()' -s init stop
+	@$(PY) bench/report.py
 
 clean:
 	rm -rf _build $(VENV) erlang/priv *.egg-info

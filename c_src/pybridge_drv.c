@@ -120,7 +120,8 @@ extern char **environ;
 #define MAX_WORKERS 64
 #define BUSY_HIGH (1u << 20)             /* queued bytes that make the port busy */
 #define BUSY_LOW (256u << 10)
-#define READ_CHUNK (64u << 10)
+#define READ_MIN (4u << 10)
+#define READ_CHUNK (256u << 10)
 #define READ_BUDGET (4u << 20)           /* bytes read per ready_input before yielding */
 #define DEFAULT_TIMEOUT_MS 5000u
 #define DEAD_GRACE_MS 1000               /* if Erlang does not kill a dead port, it fails itself */
@@ -1161,11 +1162,13 @@ static int read_frames(pb_port *s)
 {
     size_t budget = READ_BUDGET;
     int eof = 0;
+    size_t chunk = READ_MIN;
     while (budget > 0 && s->fd >= 0) {
         ssize_t r;
         size_t asked;
-        if (s->icap - s->ilen < READ_CHUNK) {
-            size_t want = s->ilen + READ_CHUNK;
+        if (s->icap - s->ilen < chunk) {
+            /* small while ports are quiet (10,000 idle ports), larger while reads fill it */
+            size_t want = s->ilen + chunk;
             if (s->ilen >= 4) {
                 size_t flen = (size_t)get32(s->ibuf) + 4;
                 if (flen > want && flen <= MAX_FRAME + 4) want = flen;
@@ -1188,6 +1191,7 @@ static int read_frames(pb_port *s)
         s->ilen += (size_t)r;
         budget = (size_t)r >= budget ? 0 : budget - (size_t)r;
         if ((size_t)r < asked) break;   /* drained */
+        if (chunk < READ_CHUNK) chunk *= 4;
     }
     {
         size_t off = 0;
@@ -1210,8 +1214,8 @@ static int read_frames(pb_port *s)
             s->ilen -= off;
         }
     }
-    if (s->ilen == 0 && s->icap > 4 * READ_CHUNK) {
-        /* give back the memory of a large frame once it is handled */
+    if (s->ilen == 0 && s->icap > READ_MIN) {
+        /* nothing pending: give the buffer back down to its quiet size */
         driver_free(s->ibuf);
         s->ibuf = NULL;
         s->icap = 0;

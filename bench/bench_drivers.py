@@ -1,0 +1,51 @@
+"""The pybridge side of `make bench` (one driver per scenario kind)."""
+import time
+
+import pybridge
+from pybridge import Atom
+
+TUPLE = (Atom("ok"), 42, b"hello", 3.5, Atom("done"))
+
+
+class Echo(pybridge.Driver):
+    """S1 control, S2/S3 command echo, S4 call, S6 1 MiB outputv -> output."""
+
+    def start(self, command):
+        self.port.set_port_control_flags(pybridge.PORT_CONTROL_FLAG_BINARY)
+
+    def outputv(self, iov):
+        self.port.outputv(b"", iov)
+
+    def control(self, command, data):
+        return data
+
+    def call(self, command, term):
+        return term
+
+
+class Terms(pybridge.Driver):
+    """S5: control N sends N 5-tuples with output_term."""
+
+    def control(self, command, data):
+        out = self.port.output_term
+        for _ in range(command):
+            out(TUPLE)
+        return None
+
+
+class Cpu(pybridge.Driver):
+    """S8: each command burns the CPU for the ms it names, then answers."""
+
+    def output(self, data):
+        end = time.process_time() + int(data) / 1000
+        while time.process_time() < end:
+            pass
+        self.port.output(b"done")
+
+
+class Slow(pybridge.Driver):
+    """S9: each command's handler takes 100 ms."""
+
+    def output(self, data):
+        time.sleep(0.1)
+        self.port.output(b"done")

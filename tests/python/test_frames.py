@@ -1,0 +1,59 @@
+"""The worker's frame reader: frames split at every byte boundary, several per read,
+and bad lengths, give exactly the frames sent (or a protocol error)."""
+import random
+import socket
+
+import pytest
+
+from pybridge import _protocol as P
+from pybridge._worker import Conn, Worker
+
+
+@pytest.fixture
+def conn():
+    a, b = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+    w = Worker(a.detach(), [])
+    mine, theirs = socket.socketpair()
+    c = w.accept(theirs.detach())
+    yield c, mine
+    mine.close()
+    b.close()
+
+
+def frames(n, seed=1):
+    r = random.Random(seed)
+    return [(P.OP_OUTPUT, r.getrandbits(8), r.getrandbits(32),
+             r.randbytes(r.choice([0, 1, 7, 300, 70000])))
+            for _ in range(n)]
+
+
+def feed_and_take(c: Conn, sock, data: bytes, cut: int):
+    """Send `cut` bytes at a time (in pieces the socket takes without blocking this one
+    thread), taking whatever frames are whole after each."""
+    got = []
+    for i in range(0, len(data), cut):
+        chunk = data[i:i + cut]
+        for j in range(0, len(chunk), 32768):
+            sock.sendall(chunk[j:j + 32768])
+            while c.fill():
+                pass
+        while (f := c.take_frame()) is not None:
+            got.append(f)
+    return got
+
+
+@pytest.mark.parametrize("cut", [1, 2, 3, 5, 9, 10, 11, 4096, 1 << 20])
+def test_split_anywhere(conn, cut):
+    c, sock = conn
+    sent = frames(40 if cut > 10 else 6)
+    data = b"".join(P.frame(op, body, fl=fl, rid=rid) for op, fl, rid, body in sent)
+    assert feed_and_take(c, sock, data, cut) == sent
+
+
+@pytest.mark.parametrize("length", [0, 5, P.MAX_FRAME + 1, 0xFFFFFFFF])
+def test_bad_lengths_are_protocol_errors(conn, length):
+    c, sock = conn
+    sock.sendall(P.U32.pack(length) + b"\x12\x00\x00\x00\x00\x00")
+    c.fill()
+    with pytest.raises(P.ProtocolError):
+        c.take_frame()
