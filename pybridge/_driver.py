@@ -83,15 +83,16 @@ class Port:
     def outputv(self, hdr: bytes, iov: list, skip: int = 0) -> None:
         """driver_outputv: the header as list elements, then one binary per piece, skipping
         the first ``skip`` bytes of the pieces."""
-        parts, hdr = [], bytes(hdr)
+        parts, pack = [P.U32.pack(len(hdr)), bytes(hdr)], P.U32.pack
         for piece in iov:
-            piece = bytes(piece)
-            if skip >= len(piece):
-                skip -= len(piece)
-                continue
-            piece, skip = piece[skip:], 0
-            parts.append(P.U32.pack(len(piece)) + piece)
-        self._conn.send(P.OP_OUTPUTV, P.U32.pack(len(hdr)) + hdr + b"".join(parts))
+            if skip:
+                if skip >= len(piece):
+                    skip -= len(piece)
+                    continue
+                piece, skip = piece[skip:], 0
+            parts.append(pack(len(piece)))
+            parts.append(piece)
+        self._conn.send(P.OP_OUTPUTV, b"".join(parts))
 
     def output_term(self, term: Any) -> None:
         """erl_drv_output_term: the connected process receives the term itself."""

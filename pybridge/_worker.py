@@ -38,6 +38,8 @@ from ._types import Atom, ImproperList, LocalPid, Pid
 
 log = logging.getLogger("pybridge")
 
+U32_FROM = P.U32.unpack_from
+HEADER_FROM = P.HEADER.unpack_from
 OUT_HIGH = 8 << 20          # unsent bytes of one port that pause reading it
 READ_SIZE = 256 << 10
 SPEC_RE = re.compile(r"^[A-Za-z_][\w]*(\.[A-Za-z_][\w]*)*:[A-Za-z_]\w*$")
@@ -85,11 +87,14 @@ class Conn:
         self.sock = sock
         self.inbuf = bytearray()
         self.inpos = 0                  # frames before it are handled
+        self.reads = 0                  # fills so far: inbuf may have moved
         self.pending: deque[tuple] = deque()
         self.ask_id = 0
         self.out: list[bytes] = []
         self.outlen = 0
         self.driver: Driver | None = None
+        self.output_fn: Callable | None = None
+        self.outputv_fn: Callable | None = None
         self.port = Port(self)
         self.port_raw = self.caller_raw = self.connected_raw = 0
         self.control_flags = 0
@@ -211,11 +216,30 @@ class Conn:
             self.close()
             return
         try:
-            while not self.closed:
-                frame = self.pending.popleft() if self.pending else self.take_frame()
-                if frame is None:
+            while self.pending and not self.closed:
+                self.dispatch(*self.pending.popleft())
+            # take_frame inlined: this loop runs once per message from Erlang
+            buf, off, on_output, dispatch = self.inbuf, self.inpos, self.on_output, self.dispatch
+            end = len(buf)
+            while end - off >= 4 and not self.closed:
+                n = U32_FROM(buf, off)[0]
+                if n < 6 or n > P.MAX_FRAME:
+                    raise P.ProtocolError(f"bad frame length {n}")
+                if end - off - 4 < n:
                     break
-                self.dispatch(*frame)
+                _, op, fl, rid = HEADER_FROM(buf, off)
+                body = bytes(buf[off + P.HDR_LEN:off + 4 + n])
+                off = self.inpos = off + 4 + n
+                reads = self.reads
+                if op == P.OP_OUTPUT and not rid:
+                    on_output(body)
+                else:
+                    dispatch(op, fl, rid, body)
+                if self.reads != reads or self.inpos != off:
+                    # the callback waited for an answer (ask): inbuf moved under us
+                    while self.pending and not self.closed:
+                        self.dispatch(*self.pending.popleft())
+                    off, end = self.inpos, len(buf)
         except P.ProtocolError as e:
             log.error("pybridge port %s: %s; closing it", self.spec, e)
             self.close()
@@ -237,6 +261,7 @@ class Conn:
             del self.inbuf[:self.inpos]
             self.inpos = 0
         self.inbuf += rbuf[:n]
+        self.reads += 1
         return True
 
     def take_frame(self) -> tuple | None:
@@ -330,6 +355,9 @@ class Conn:
             drv.port = self.port
             self.none_atom = getattr(drv, "none_atom", "undefined")
             self.driver = drv
+            # looked up once: output is the hot path
+            self.outputv_fn = getattr(drv, "outputv", None)
+            self.output_fn = getattr(drv, "output", None)
             if fl & P.FL_CREATED:       # driver_create_port: no start, nobody waits
                 return
             drv.start(command)
@@ -342,23 +370,23 @@ class Conn:
         self.send(P.OP_REPLY, P.U32.pack(P.OPEN_BLOCKING if getattr(drv, "blocking", False) else 0), rid=rid)
 
     def on_output(self, body: bytes) -> None:
-        pieces, off, end = [], 0, len(body)
-        while off < end:
-            n = P.U32.unpack_from(body, off)[0]
-            pieces.append(body[off + 4:off + 4 + n])
-            off += 4 + n
-        drv = self.driver
+        n = U32_FROM(body, 0)[0] if len(body) >= 4 else -1
+        if n + 4 == len(body):          # the common case: one piece
+            pieces = [body[4:]]
+        else:
+            pieces, off, end = [], 0, len(body)
+            while off < end:
+                n = U32_FROM(body, off)[0]
+                pieces.append(body[off + 4:off + 4 + n])
+                off += 4 + n
         try:
-            fn = getattr(drv, "outputv", None)
-            if fn is not None:
-                fn(pieces)
-                return
-            fn = getattr(drv, "output", None)
-            if fn is None:
+            if self.outputv_fn is not None:
+                self.outputv_fn(pieces)
+            elif self.output_fn is not None:
+                self.output_fn(pieces[0] if len(pieces) == 1 else b"".join(pieces))
+            else:
                 log.warning("%s has neither output nor outputv: %d bytes from Erlang ignored",
                             self.spec, sum(map(len, pieces)))
-                return
-            fn(pieces[0] if len(pieces) == 1 else b"".join(pieces))
         except Exception as e:
             self.log_exception(e, "output")
 

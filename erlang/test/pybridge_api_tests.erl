@@ -25,7 +25,7 @@ tests() ->
      os_pid_setting, async_completion_order, async_same_key_in_order,
      async_job_outliving_port_is_logged, select_serves_a_socket, strict_output_waits,
      relaxed_output_does_not_wait, strict_output_is_bounded,
-     busy_msgq_limits, create_port].
+     busy_msgq_limits, create_port, asks_inside_output_keep_order].
 
 open(Spec) -> pybridge:open(Spec, [binary]).
 open(Spec, Opts) -> pybridge:open(Spec, [binary | Opts]).
@@ -411,4 +411,13 @@ create_port() ->
     ?assertEqual(<<"CHILD">>, receive {Child, {data, D}} -> iolist_to_binary(D) after 2000 -> timeout end),
     port_close(Child),
     ?assertEqual("started", erlang:port_control(P, 2, <<>>)),
+    port_close(P).
+
+asks_inside_output_keep_order() ->
+    P = open("asks_in_output:AsksInOutput"),
+    N = 3000,
+    [true = erlang:port_command(P, integer_to_binary(I)) || I <- lists:seq(1, N)],
+    Otp = list_to_binary(erlang:system_info(otp_release)),
+    Got = [receive {P, {data, D}} -> D after 5000 -> timeout end || _ <- lists:seq(1, N)],
+    ?assertEqual([<<(integer_to_binary(I))/binary, " ", Otp/binary>> || I <- lists:seq(1, N)], Got),
     port_close(P).
