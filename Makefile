@@ -7,7 +7,7 @@ STAMP   := $(VENV)/.installed
 EBIN    := _build/default/lib/pybridge/ebin
 export PYBRIDGE_PYTHON := $(abspath $(PY))
 
-.PHONY: all setup system python build demo test test-python test-erlang bench clean
+.PHONY: all setup system python build demo test test-python test-erlang bench asan clean
 
 all: build
 
@@ -66,6 +66,15 @@ bench: build
 	  PB_BENCH_SPAWN=$(abspath bench/spawn_echo.py) \
 	  erl -noshell -pa $(EBIN) -pa $(BENCH) -eval 'pb_bench:main()' -s init stop
 	@$(PY) bench/report.py
+
+# The EUnit suite with the driver built with AddressSanitizer and UBSan, loaded into the
+# stock emulator with the sanitizer runtimes preloaded. The normal build is restored after.
+SAN_FLAGS := -O1 -g -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined
+asan: setup
+	@$(MAKE) -s -C c_src clean && $(MAKE) -s -C c_src SAN="$(SAN_FLAGS)"
+	@LD_PRELOAD="$$(cc -print-file-name=libasan.so):$$(cc -print-file-name=libubsan.so)" \
+	  ASAN_OPTIONS=detect_leaks=0:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1 \
+	  rebar3 eunit; rc=$$?; $(MAKE) -s -C c_src clean; $(MAKE) -s -C c_src; exit $$rc
 
 clean:
 	rm -rf _build $(VENV) erlang/priv *.egg-info
