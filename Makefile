@@ -7,13 +7,14 @@ STAMP   := $(VENV)/.installed
 EBIN    := _build/default/lib/pybridge/ebin
 export PYBRIDGE_PYTHON := $(abspath $(PY))
 
-.PHONY: all setup system python build demo test test-python test-erlang bench asan clean
+.PHONY: all setup system python build demo test test-python test-erlang test-fuzz bench asan fuzz clean
 
 all: build
 
 setup: system python
 
-# Debian's Erlang (with erl_driver.h), rebar3 and Python's venv, unless already there.
+# Debian's Erlang (with erl_driver.h), rebar3, Python's venv and clang (libFuzzer), unless
+# already there.
 system:
 	@PKGS=; \
 	if ! command -v erl >/dev/null || ! command -v rebar3 >/dev/null || \
@@ -22,6 +23,7 @@ system:
 	fi; \
 	python3 -c 'import ensurepip, venv' 2>/dev/null || PKGS="$$PKGS python3-venv"; \
 	command -v cc >/dev/null || PKGS="$$PKGS gcc make"; \
+	command -v clang >/dev/null || PKGS="$$PKGS clang"; \
 	if [ -n "$$PKGS" ]; then \
 	  echo "==> installing Debian packages:$$PKGS"; \
 	  SUDO=; [ "$$(id -u)" -eq 0 ] || SUDO=sudo; \
@@ -46,13 +48,31 @@ demo: build
 	@erlc -o _build/demo examples/demo.erl
 	@erl -noshell -pa $(EBIN) -pa _build/demo -eval 'demo:main()' -s init stop
 
-test: build test-python test-erlang
+test: build test-python test-erlang test-fuzz
 
 test-python:
 	@$(PY) -m pytest -q
 
 test-erlang:
 	@rebar3 eunit
+
+# libFuzzer on the driver's frame decoder and term-program builder, from fuzz/corpus.
+# make fuzz runs FUZZ_SECONDS (default 600); make test runs it for 60 s.
+FUZZ := _build/fuzz/fuzz_frames
+FUZZ_SECONDS ?= 600
+$(FUZZ): fuzz/fuzz_frames.c c_src/pybridge_drv.c
+	@mkdir -p _build/fuzz/work
+	@clang -g -O1 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined \
+	  -I$(ERL_INCLUDE) fuzz/fuzz_frames.c -o $@ -ldl
+
+fuzz: system $(FUZZ)
+	@$(FUZZ) -max_total_time=$(FUZZ_SECONDS) -artifact_prefix=_build/fuzz/ -print_final_stats=1 \
+	  _build/fuzz/work fuzz/corpus
+
+test-fuzz: system $(FUZZ)
+	@$(FUZZ) -max_total_time=60 -artifact_prefix=_build/fuzz/ _build/fuzz/work fuzz/corpus \
+	  > _build/fuzz/last.log 2>&1 || { tail -40 _build/fuzz/last.log; exit 1; }
+	@grep -E "^Done [0-9]+ runs" _build/fuzz/last.log | sed 's/^/fuzz: /'
 
 # Issue 4's scenarios for pybridge and its baselines in one run (see docs/PERFORMANCE.md).
 BENCH := _build/bench
