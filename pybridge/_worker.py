@@ -11,6 +11,7 @@ import array
 import ctypes
 import functools
 import importlib
+import importlib.machinery
 import logging
 import os
 import re
@@ -586,7 +587,15 @@ class Worker:
         self.conns: set[Conn] = set()
         self.pids: dict[int, Any] = {}
         self.new_fds: deque[tuple[int, int]] = deque()
+        # driver modules come from these directories only (app env python_path, open -p)
+        self.allowed: list[str] = []
+        self.allow(paths)
+
+    def allow(self, paths: list[str]) -> None:
         for p in reversed(paths):
+            p = os.path.realpath(p)
+            if p not in self.allowed:
+                self.allowed.insert(0, p)
             if p not in sys.path:
                 sys.path.insert(0, p)
 
@@ -670,20 +679,26 @@ class Worker:
             elif opt == "-o":
                 self.pids[conn.caller_raw] = decode(bytes.fromhex(arg))
             elif opt == "-p":
-                for p in reversed([urllib.parse.unquote(x) for x in arg.split(":")]):
-                    if p and p not in sys.path:
-                        sys.path.insert(0, p)
+                self.allow([urllib.parse.unquote(x) for x in arg.split(":") if x])
             i += 2
         spec = words[i] if i < len(words) else ""
         conn.spec = spec
         return self.find_class(spec), " ".join(words[i + 1:])
 
-    @staticmethod
-    def find_class(spec: str) -> type:
+    def find_class(self, spec: str) -> type:
         if not SPEC_RE.match(spec):
             raise BadArg(f"bad driver spec {spec!r}: expected module:Class")
         modname, clsname = spec.split(":")
-        cls = getattr(importlib.import_module(modname), clsname, None)
+        # Why look before importing: an import runs the module, so a spec from Erlang must
+        # not reach modules outside the configured python_path (the standard library, ...).
+        top = modname.split(".")[0]
+        if importlib.machinery.PathFinder.find_spec(top, self.allowed) is None:
+            raise ModuleNotFoundError(f"No module named {top!r} in the configured python_path")
+        mod = importlib.import_module(modname)
+        where = os.path.realpath(getattr(mod, "__file__", None) or "")
+        if not any(where.startswith(d + os.sep) for d in self.allowed):
+            raise ModuleNotFoundError(f"{modname!r} is not imported from the configured python_path")
+        cls = getattr(mod, clsname, None)
         if not (isinstance(cls, type) and issubclass(cls, Driver)):
             raise TypeError(f"{spec} is not a subclass of pybridge.Driver")
         return cls

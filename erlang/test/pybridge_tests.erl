@@ -100,6 +100,10 @@ open_errors() ->
                  pybridge:open("no_such_module:Driver", [])),
     ?assertError({python, 'builtins.TypeError', _, _},
                  pybridge:open("start_fails:NotADriver", [])),
+    %% only modules from the configured python_path are imported at all
+    ?assertError({python, 'builtins.ModuleNotFoundError', _, _}, pybridge:open("json:JSONDecoder", [])),
+    ?assertError({python, 'builtins.ModuleNotFoundError', _, _}, pybridge:open("pybridge:Driver", [])),
+    ?assertError({python, 'builtins.ModuleNotFoundError', _, _}, pybridge:open("this:X", [])),
     ?assertError(badarg, open_port({spawn_driver, "pybridge !!!"}, [])).
 
 start_timeout() ->
