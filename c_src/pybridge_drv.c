@@ -116,7 +116,7 @@ extern char **environ;
 /* ---- end of opcodes ---- */
 
 #define HDR_LEN 10                       /* len:u32 op:u8 fl:u8 id:u32 */
-#define MAX_FRAME (256u << 20)
+#define MAX_FRAME (256u << 20)          /* default of the max_frame limit */
 #define MAX_WORKERS 64
 #define BUSY_HIGH (1u << 20)             /* queued bytes that make the port busy */
 #define BUSY_LOW (256u << 10)
@@ -146,6 +146,7 @@ typedef struct {
     int nports;
     unsigned next_serial;
     unsigned timeout_ms;
+    uint32_t max_frame;
     ErlDrvTermData notify;               /* the pybridge_worker process */
 } pb_worker;
 
@@ -159,6 +160,7 @@ typedef struct {
     unsigned wgen;
     ErlDrvTermData notify;
     unsigned timeout_ms;
+    uint32_t max_frame;                  /* frames over it are errors, not allocations */
     uint32_t next_id;
     /* synchronous request in flight (control/call/stop) */
     uint32_t awaiting;
@@ -470,6 +472,7 @@ static int attach_to_worker(pb_port *s, int want, unsigned wgen, uint32_t *seria
             s->notify = w->notify;
             s->os_pid = w->pid;
             if (!s->timeout_ms) s->timeout_ms = w->timeout_ms;
+            s->max_frame = w->max_frame;
             rc = 0;
         }
     }
@@ -1171,7 +1174,7 @@ static int read_frames(pb_port *s)
             size_t want = s->ilen + chunk;
             if (s->ilen >= 4) {
                 size_t flen = (size_t)get32(s->ibuf) + 4;
-                if (flen > want && flen <= MAX_FRAME + 4) want = flen;
+                if (flen > want && flen <= (size_t)s->max_frame + 4) want = flen;
             }
             s->ibuf = driver_realloc(s->ibuf, want);
             s->icap = want;
@@ -1198,7 +1201,7 @@ static int read_frames(pb_port *s)
         while (s->ilen - off >= 4) {
             uint32_t len = get32(s->ibuf + off);
             char *f;
-            if (len < 6 || len > MAX_FRAME) {
+            if (len < 6 || len > s->max_frame) {
                 protocol_error(s);
                 return -1;
             }
@@ -1377,6 +1380,12 @@ static void user_outputv(pb_port *s, ErlIOVec *ev)
     ErlDrvBinary **binv;
     size_t total = 0;
     if (s->state != S_OPEN) return;
+    if (ev->size + 4 * (size_t)n + 6 > s->max_frame) {
+        /* over the limit: an error the owner sees, not an allocation in the worker */
+        s->state = S_FAILED;
+        driver_failure_atom(s->port, "pybridge_frame_too_large");
+        return;
+    }
     note_caller(s);
     lens = driver_alloc(4 * (size_t)n + 1);
     iov = driver_alloc(sizeof(*iov) * (2 * (size_t)n + 1));
@@ -1441,6 +1450,8 @@ static ErlDrvSSizeT user_request(pb_port *s, int op, int wrapped, unsigned cmd,
     enum pb_wait w;
     if (s->state != S_OPEN)
         return wrapped ? wrapped_pb_error("worker_down", rbuf, rlen) : -1;
+    if (len + 10 > s->max_frame)
+        return wrapped ? wrapped_pb_error("frame_too_large", rbuf, rlen) : -1;
     note_caller(s);
     id = new_id(s);
     put32(c, cmd);
@@ -1595,9 +1606,11 @@ static ErlDrvSSizeT mgr_spawn(pb_port *s, char *buf, size_t len, char **rbuf, Er
     posix_spawn_file_actions_t fa;
     pid_t pid;
     unsigned timeout;
-    if (s->widx >= 0 || len < 5 || buf[len - 1] != 0) return -1;
+    uint32_t max_frame;
+    if (s->widx >= 0 || len < 9 || buf[len - 1] != 0) return -1;
     timeout = get32(buf);
-    for (a = buf + 4; a < end && argc < 63; a += strlen(a) + 1)
+    max_frame = get32(buf + 4);
+    for (a = buf + 8; a < end && argc < 63; a += strlen(a) + 1)
         argv[argc++] = a;
     argv[argc] = NULL;
     if (argc == 0) return -1;
@@ -1633,6 +1646,7 @@ static ErlDrvSSizeT mgr_spawn(pb_port *s, char *buf, size_t len, char **rbuf, Er
         w->gen++;
         w->nports = 0;
         w->timeout_ms = timeout ? timeout : DEFAULT_TIMEOUT_MS;
+        w->max_frame = max_frame >= 64 ? max_frame : MAX_FRAME;
         w->notify = driver_caller(s->port);
     }
     erl_drv_mutex_unlock(reg->lock);

@@ -138,6 +138,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     s->fd = sv[0];
     s->widx = -1;
     s->timeout_ms = 10;
+    s->max_frame = MAX_FRAME;
     s->opener = s->last_caller = 0x1233;
     s->last_connected = 0x4563;
     add_known(s, 0x1233);

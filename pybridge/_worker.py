@@ -162,6 +162,8 @@ class Conn:
     def send(self, op: int, body: bytes = b"", fl: int = 0, rid: int = 0) -> None:
         if self.closed:
             return
+        if len(body) + 6 > self.worker.max_frame:
+            raise ValueError(f"{len(body)} bytes is over the max_frame limit ({self.worker.max_frame})")
         self.out.append(P.HEADER.pack(len(body) + 6, op, fl, rid))
         if body:
             self.out.append(body)
@@ -224,7 +226,7 @@ class Conn:
             end = len(buf)
             while end - off >= 4 and not self.closed:
                 n = U32_FROM(buf, off)[0]
-                if n < 6 or n > P.MAX_FRAME:
+                if n < 6 or n > self.worker.max_frame:
                     raise P.ProtocolError(f"bad frame length {n}")
                 if end - off - 4 < n:
                     break
@@ -271,7 +273,7 @@ class Conn:
         if len(buf) - off < 4:
             return None
         n = P.U32.unpack_from(buf, off)[0]
-        if n < 6 or n > P.MAX_FRAME:
+        if n < 6 or n > self.worker.max_frame:
             raise P.ProtocolError(f"bad frame length {n}")
         if len(buf) - off - 4 < n:
             return None
@@ -575,7 +577,9 @@ class CtlLogHandler(logging.Handler):
 
 
 class Worker:
-    def __init__(self, ctl_fd: int, paths: list[str], async_threads: int = 4) -> None:
+    def __init__(self, ctl_fd: int, paths: list[str], async_threads: int = 4,
+                 max_frame: int = P.MAX_FRAME) -> None:
+        self.max_frame = max_frame
         # one read buffer for every port: a fresh 256 KiB bytes per recv costs an mmap
         self.rbuf = memoryview(bytearray(READ_SIZE))
         self.jobs = JobPool(async_threads)
@@ -778,12 +782,12 @@ def _die_with_parent() -> None:
         pass
 
 
-def main(fd: int, paths: list[str], async_threads: int = 4) -> None:
+def main(fd: int, paths: list[str], async_threads: int = 4, max_frame: int = P.MAX_FRAME) -> None:
     _die_with_parent()
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     if soft < hard:
         resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
-    worker = Worker(fd, paths, async_threads)
+    worker = Worker(fd, paths, async_threads, max_frame)
     handler = CtlLogHandler(worker.ctl)
     root = logging.getLogger()
     root.addHandler(handler)

@@ -19,7 +19,7 @@
                      | term().
 -type error_reason() :: badarg
                       | {python, atom(), binary(), binary()}
-                      | {pybridge, timeout | worker_down | no_worker | protocol_error}.
+                      | {pybridge, timeout | worker_down | no_worker | frame_too_large}.
 
 %% @equiv open(Spec, "", Opts)
 -spec open(spec(), [open_option()]) -> port().
