@@ -7,7 +7,7 @@ STAMP   := $(VENV)/.installed
 EBIN    := _build/default/lib/pybridge/ebin
 export PYBRIDGE_PYTHON := $(abspath $(PY))
 
-.PHONY: all setup system python build demo test test-python test-erlang test-fuzz bench asan fuzz clean
+.PHONY: all setup system python build demo test test-python test-erlang test-fuzz bench asan fuzz soak clean
 
 all: build
 
@@ -55,6 +55,11 @@ test-python:
 
 test-erlang:
 	@rebar3 eunit
+
+# The long run of issue 5: RSS and descriptors of the VM and the worker stay flat.
+soak: build
+	@mkdir -p _build/soak && erlc -o _build/soak tests/soak/pb_soak.erl
+	@erl -noshell -pa $(EBIN) -pa _build/soak -eval 'pb_soak:main()'
 
 # libFuzzer on the driver's frame decoder and term-program builder, from fuzz/corpus.
 # make fuzz runs FUZZ_SECONDS (default 600); make test runs it for 60 s.
