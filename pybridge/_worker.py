@@ -21,6 +21,7 @@ import selectors
 import signal
 import socket
 import sys
+import threading
 import time
 import traceback
 import urllib.parse
@@ -782,12 +783,44 @@ def _die_with_parent() -> None:
         pass
 
 
+def capture_output(ctl: socket.socket) -> None:
+    """Whatever user code writes on fd 1 or 2 (print, C extensions) goes to Erlang's
+    logger, a line at a time: stdout at notice, stderr at warning."""
+    for fd, level in ((1, "notice"), (2, "warning")):
+        r, w = os.pipe()
+        os.dup2(w, fd)
+        os.close(w)
+        os.set_inheritable(fd, True)
+        threading.Thread(target=_forward_lines, args=(r, ctl, level, "stdout" if fd == 1 else "stderr"),
+                         name=f"pybridge-{fd}", daemon=True).start()
+    sys.stdout.reconfigure(line_buffering=True)
+    sys.stderr.reconfigure(line_buffering=True)
+
+
+def _forward_lines(r: int, ctl: socket.socket, level: str, stream: str) -> None:
+    meta = {Atom("stream"): Atom(stream), Atom("os_pid"): os.getpid()}
+    pending = b""
+    while True:
+        chunk = os.read(r, 65536)
+        if not chunk:
+            return
+        *lines, pending = (pending + chunk).split(b"\n")
+        if len(pending) > 60000:                   # a line without end: send it anyway
+            lines, pending = lines + [pending], b""
+        for line in lines:
+            try:
+                ctl.sendall(P.frame(P.CTL_LOG, encode((Atom(level), line[:60000], meta))))
+            except OSError:
+                return
+
+
 def main(fd: int, paths: list[str], async_threads: int = 4, max_frame: int = P.MAX_FRAME) -> None:
     _die_with_parent()
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     if soft < hard:
         resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
     worker = Worker(fd, paths, async_threads, max_frame)
+    capture_output(worker.ctl)
     handler = CtlLogHandler(worker.ctl)
     root = logging.getLogger()
     root.addHandler(handler)

@@ -14,7 +14,8 @@ tests() ->
     [quick_start, plain_bifs, spawn_driver_open, port_info_and_connect, start_exception,
      open_errors, start_timeout, output_joined, outputv_pieces, command_then_control_order,
      both_directions_full, control_rules, call_rules, missing_callbacks, term_mapping, none_as_nil, caller_connected,
-     control_timeout, call_timeout, exception_in_output_is_logged, close_calls_stop,
+     control_timeout, call_timeout, exception_in_output_is_logged, stdout_and_stderr_are_logged,
+     close_calls_stop,
      python_path_option, worker_down, pool_spreads_ports].
 
 start() ->
@@ -283,6 +284,22 @@ exception_in_output_is_logged() ->
         port_close(Other)
     after
         logger:remove_handler(pb_capture)
+    end.
+
+stdout_and_stderr_are_logged() ->
+    ok = logger:add_handler(pb_out_capture, pybridge_log_capture, #{config => #{to => self()},
+                                                                    filter_default => log}),
+    try
+        P = open("noisy:Noisy"),
+        [] = erlang:port_control(P, 0, <<"x1">>),
+        Got = lists:sort([receive {logged, L, M, #{stream := S}} -> {S, L, M} after 2000 -> timeout end
+                          || _ <- [1, 2, 3]]),
+        ?assertEqual([{stderr, warning, "pybridge: to stderr x1"},
+                      {stdout, notice, "pybridge: printed x1"},
+                      {stdout, notice, "pybridge: raw fd 1 x1"}], Got),
+        port_close(P)
+    after
+        logger:remove_handler(pb_out_capture)
     end.
 
 close_calls_stop() ->
