@@ -1,0 +1,147 @@
+"""pytest plugin: test Python drivers against a real Erlang node.
+
+Registered as a pytest11 entry point. The session fixture ``beam`` starts ``erl`` with the
+pybridge application (its ebin is found from ``--pybridge-ebin``, ``$PYBRIDGE_EBIN``, or a
+checkout's ``_build``) and its workers running this Python::
+
+    def test_upper(beam):
+        port = beam.open("my_drivers:Upper")
+        port.command(b"hi")
+        assert port.receive(timeout=1) == (Atom("data"), b"HI")
+        assert port.control(1, b"hi") == b"ih"
+
+Driver modules are imported from the ini option ``pybridge_python_path`` (default: the
+rootdir). Errors raised in Erlang come back as :class:`ErlangError`.
+"""
+from __future__ import annotations
+
+import fcntl
+import os
+import struct
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from ._codec import decode, encode
+from ._types import Atom
+
+__all__ = ["Beam", "BeamPort", "ErlangError"]
+
+
+def _above_9(fd: int) -> int:
+    """The same pipe end on a descriptor above 9 (the low ones are the emulator's)."""
+    high = fcntl.fcntl(fd, fcntl.F_DUPFD_CLOEXEC, 10)
+    os.close(fd)
+    return high
+
+
+class ErlangError(Exception):
+    """An exception raised on the Erlang side; ``reason`` is the decoded term."""
+
+    def __init__(self, reason: Any) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+class BeamPort:
+    """A port opened on the node: the pybridge Erlang API, from Python."""
+
+    def __init__(self, beam: "Beam", port: Any) -> None:
+        self.beam, self.port = beam, port
+
+    def command(self, data: bytes) -> bool:
+        return self.beam.request((Atom("command"), self.port, data))
+
+    def control(self, command: int, data: bytes = b"") -> Any:
+        return self.beam.request((Atom("control"), self.port, command, data))
+
+    def call(self, command: int, term: Any) -> Any:
+        return self.beam.request((Atom("call"), self.port, command, term))
+
+    def receive(self, timeout: float = 5.0) -> Any:
+        """The next ``{Port, Msg}`` from this port: returns Msg (``(Atom('data'), b'...')``)."""
+        return self.beam.request((Atom("receive"), self.port, int(timeout * 1000)))
+
+    def close(self) -> None:
+        self.beam.request((Atom("close"), self.port))
+
+
+class Beam:
+    """A real Erlang node running the pybridge application."""
+
+    def __init__(self, ebin: str, python_path: list[str]) -> None:
+        env = dict(os.environ, PYBRIDGE_PYTHON=sys.executable)
+        # requests and answers on two pipes of their own: the node's stdio stays its own
+        req_r, self.req_w = os.pipe()
+        self.rep_r, rep_w = os.pipe()
+        req_r, rep_w = _above_9(req_r), _above_9(rep_w)
+        self.proc = subprocess.Popen(
+            ["erl", "-noinput", "-pa", ebin, "-run", "pybridge_testing", "main", str(req_r), str(rep_w)],
+            env=env, pass_fds=(req_r, rep_w))
+        os.close(req_r)
+        os.close(rep_w)
+        self.requests = os.fdopen(self.req_w, "wb")
+        self.replies = os.fdopen(self.rep_r, "rb")
+        self.request((Atom("start"), [p.encode() for p in python_path]))
+
+    def request(self, req: tuple) -> Any:
+        data = encode(req)
+        self.requests.write(struct.pack(">I", len(data)) + data)
+        self.requests.flush()
+        head = self.replies.read(4)
+        if len(head) < 4:
+            raise ErlangError(Atom("node_gone"))
+        reply = decode(self.replies.read(struct.unpack(">I", head)[0]))
+        if reply == Atom("timeout"):
+            raise TimeoutError("nothing arrived in time")
+        tag, value = reply
+        if tag == Atom("error"):
+            raise ErlangError(value)
+        return value
+
+    def open(self, spec: str, args: str = "", **opts: Any) -> BeamPort:
+        """pybridge:open(Spec, Args, [binary | Opts]); opts like timeout=1000."""
+        erl_opts = [(Atom(k), v) for k, v in opts.items()]
+        return BeamPort(self, self.request((Atom("open"), spec.encode(), args.encode(), erl_opts)))
+
+    def receive(self, timeout: float = 5.0) -> Any:
+        """The next message of any kind (output_term, send_term, ...)."""
+        return self.request((Atom("receive_any"), int(timeout * 1000)))
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.requests.close()
+            try:
+                self.proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+
+
+def find_ebin(config: Any) -> str:
+    given = config.getoption("pybridge_ebin") or os.environ.get("PYBRIDGE_EBIN")
+    candidates = [Path(given)] if given else [
+        Path(config.rootpath) / "_build/default/lib/pybridge/ebin",
+        Path(__file__).resolve().parents[1] / "_build/default/lib/pybridge/ebin"]
+    for c in candidates:
+        if (c / "pybridge.app").exists():
+            return str(c)
+    raise pytest.UsageError("pybridge.testing: no pybridge ebin found; build the Erlang app "
+                            "(rebar3 compile) or pass --pybridge-ebin / set PYBRIDGE_EBIN")
+
+
+def pytest_addoption(parser: Any) -> None:
+    parser.addoption("--pybridge-ebin", default=None, help="ebin directory of the pybridge Erlang app")
+    parser.addini("pybridge_python_path", type="paths", default=[],
+                  help="directories the node's workers import driver modules from")
+
+
+@pytest.fixture(scope="session")
+def beam(request: Any) -> Any:
+    """A real node with the pybridge application started, for the whole session."""
+    paths = [str(p) for p in request.config.getini("pybridge_python_path")] or [str(request.config.rootpath)]
+    node = Beam(find_ebin(request.config), paths)
+    yield node
+    node.stop()
