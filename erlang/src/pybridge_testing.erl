@@ -26,7 +26,7 @@ loop(Io) ->
     end.
 
 handle({start, PythonPath}) ->
-    application:load(pybridge),
+    _ = application:load(pybridge),
     ok = application:set_env(pybridge, python_path, PythonPath),
     {ok, _} = application:ensure_all_started(pybridge),
     {ok, started};
