@@ -1,4 +1,8 @@
 """The ``pybridge`` command."""
+import re
+import sys
+from pathlib import Path
+
 import click
 
 from . import __version__
@@ -22,3 +26,31 @@ def worker(fd: int, paths: tuple, async_threads: int, max_frame: int) -> None:
     """Serve ports for a node (started by the pybridge Erlang app, not by hand)."""
     from ._worker import main as run
     run(fd, list(paths), async_threads, max_frame)
+
+
+@main.command()
+@click.argument("name")
+@click.option("--dir", "where", type=click.Path(file_okay=False, path_type=Path), default=Path("."),
+              show_default=True, help="Where to create NAME/.")
+def new(name: str, where: Path) -> None:
+    """Create NAME/: a driver skeleton, its Erlang usage (README.md) and a passing test."""
+    from ._scaffold import new as scaffold
+    if not re.fullmatch(r"[a-z][a-z0-9_]*", name):
+        raise click.BadParameter("a lowercase Python module name, like my_driver", param_hint="NAME")
+    try:
+        target = scaffold(name, where)
+    except FileExistsError as e:
+        raise click.ClickException(str(e))
+    click.echo(f"created {target}/: {name}.py, test_{name}.py, pytest.ini, README.md")
+    click.echo(f"run its test against a real node: cd {target} && python -m pytest")
+
+
+@main.command()
+def doctor() -> None:
+    """Check for erl, erl_driver.h, rebar3, a C compiler, the driver and the Python env."""
+    from ._doctor import checks
+    results = checks()
+    for what, ok, detail in results:
+        click.echo(f"{'ok     ' if ok else 'MISSING'} {what}: {detail}")
+    if not all(ok for _, ok, _ in results):
+        sys.exit(1)
