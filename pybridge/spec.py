@@ -54,6 +54,15 @@ class SpecError(ValueError):
     """The spec is malformed: it would make no term, or a wrong one."""
 
 
+def cons(items: list, tail: Any) -> Any:
+    """items consed onto tail, as the emulator builds a list: proper or improper."""
+    if isinstance(tail, list):
+        return items + tail
+    if isinstance(tail, ImproperList):
+        return ImproperList(items + tail.items, tail.tail) if items else tail
+    return ImproperList(items, tail) if items else tail
+
+
 def evaluate(spec: list, port: Any = None) -> Any:
     """Run the spec as the emulator would; returns the one term it builds."""
     stack: list[Any] = []
@@ -125,13 +134,7 @@ def evaluate(spec: list, port: Any = None) -> Any:
         elif op == ERL_DRV_STRING_CONS:
             b = data("the string")
             chars = list(b[:count("the length", len(b))])
-            tail = pop(1, "ERL_DRV_STRING_CONS")[0]
-            if isinstance(tail, list):
-                stack.append(chars + tail)
-            elif isinstance(tail, ImproperList):
-                stack.append(ImproperList(chars + tail.items, tail.tail) if chars else tail)
-            else:
-                stack.append(ImproperList(chars, tail) if chars else tail)
+            stack.append(cons(chars, pop(1, "ERL_DRV_STRING_CONS")[0]))
         elif op == ERL_DRV_TUPLE:
             stack.append(tuple(pop(arg("the tuple size"), "ERL_DRV_TUPLE")))
         elif op == ERL_DRV_LIST:
@@ -139,12 +142,7 @@ def evaluate(spec: list, port: Any = None) -> Any:
             if not isinstance(n, int) or n < 1:
                 raise SpecError("ERL_DRV_LIST needs at least the tail")
             *items, tail = pop(n, "ERL_DRV_LIST")
-            if isinstance(tail, list):
-                stack.append(items + tail)
-            elif isinstance(tail, ImproperList):
-                stack.append(ImproperList(items + tail.items, tail.tail) if items else tail)
-            else:
-                stack.append(ImproperList(items, tail) if items else tail)
+            stack.append(cons(items, tail))
         elif op == ERL_DRV_MAP:
             n = arg("the map size")
             kv = pop(2 * n if isinstance(n, int) else -1, "ERL_DRV_MAP")

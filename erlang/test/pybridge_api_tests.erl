@@ -6,12 +6,8 @@
 
 api_test_() ->
     {setup,
-     fun() ->
-         application:load(pybridge),
-         application:set_env(pybridge, python_path, [filename:absname("tests/drivers")]),
-         {ok, _} = application:ensure_all_started(pybridge)
-     end,
-     fun(_) -> application:stop(pybridge) end,
+     fun pybridge_test_lib:start/0,
+     fun pybridge_test_lib:stop/1,
      [{timeout, 60, {atom_to_list(T), fun ?MODULE:T/0}} || T <- tests()]}.
 
 tests() ->

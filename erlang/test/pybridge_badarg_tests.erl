@@ -6,9 +6,7 @@
 badarg_test_() ->
     {setup,
      fun() ->
-         application:load(pybridge),
-         application:set_env(pybridge, python_path, [filename:absname("tests/drivers")]),
-         {ok, _} = application:ensure_all_started(pybridge),
+         {ok, _} = pybridge_test_lib:start(),
          pybridge:open("echo_term:EchoTerm", [binary])
      end,
      fun(P) -> catch port_close(P), application:stop(pybridge) end,

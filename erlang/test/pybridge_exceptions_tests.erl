@@ -6,9 +6,7 @@
 exceptions_test_() ->
     {setup,
      fun() ->
-         application:load(pybridge),
-         application:set_env(pybridge, python_path, [filename:absname("tests/drivers")]),
-         {ok, _} = application:ensure_all_started(pybridge),
+         {ok, _} = pybridge_test_lib:start(),
          %% the tracebacks still travel to logger; only printing them is skipped
          #{level := Level} = logger:get_primary_config(),
          ok = logger:set_primary_config(level, critical),
@@ -21,9 +19,9 @@ ten_thousand() ->
     P = pybridge:open("control_rules:ControlRules", [binary]),
     {os_pid, OsPid} = erlang:port_info(P, os_pid),
     raise(P, 2000),                                 % warm up caches and allocators
-    Rss0 = rss_kib(OsPid), Mem0 = vm_bytes(),
+    Rss0 = pybridge_test_lib:rss_kib(OsPid), Mem0 = vm_bytes(),
     raise(P, 10000),
-    Rss1 = rss_kib(OsPid), Mem1 = vm_bytes(),
+    Rss1 = pybridge_test_lib:rss_kib(OsPid), Mem1 = vm_bytes(),
     port_close(P),
     ?assert(Rss1 - Rss0 < 4096),
     ?assert(Mem1 - Mem0 < 4 * 1024 * 1024).
@@ -38,7 +36,3 @@ vm_bytes() ->
     timer:sleep(500),
     erlang:memory(total).
 
-rss_kib(OsPid) ->
-    {ok, S} = file:read_file("/proc/" ++ integer_to_list(OsPid) ++ "/status"),
-    {match, [K]} = re:run(S, "VmRSS:\\s+([0-9]+) kB", [{capture, all_but_first, list}]),
-    list_to_integer(K).

@@ -6,12 +6,8 @@
 
 garbage_test_() ->
     {setup,
-     fun() ->
-         application:load(pybridge),
-         application:set_env(pybridge, python_path, [filename:absname("tests/drivers")]),
-         {ok, _} = application:ensure_all_started(pybridge)
-     end,
-     fun(_) -> application:stop(pybridge) end,
+     fun pybridge_test_lib:start/0,
+     fun pybridge_test_lib:stop/1,
      {timeout, 300, fun random_frames/0}}.
 
 random_frames() ->

@@ -6,12 +6,8 @@
 
 slow_consumer_test_() ->
     {setup,
-     fun() ->
-         application:load(pybridge),
-         application:set_env(pybridge, python_path, [filename:absname("tests/drivers")]),
-         {ok, _} = application:ensure_all_started(pybridge)
-     end,
-     fun(_) -> application:stop(pybridge) end,
+     fun pybridge_test_lib:start/0,
+     fun pybridge_test_lib:stop/1,
      {timeout, 600, fun two_gib/0}}.
 
 two_gib() ->
@@ -21,7 +17,7 @@ two_gib() ->
     N = 2048,
     Self = self(),
     Watcher = spawn_link(fun() -> watch(Self, OsPid, 0, 0) end),
-    Mem0 = erlang:memory(total), Rss0 = rss_kib(OsPid),
+    Mem0 = erlang:memory(total), Rss0 = pybridge_test_lib:rss_kib(OsPid),
     Crc = lists:foldl(fun(_, C) -> true = erlang:port_command(P, Chunk), erlang:crc32(C, Chunk) end,
                       0, lists:seq(1, N)),
     %% a call after the commands is served after all of them
@@ -36,13 +32,9 @@ two_gib() ->
 %% Samples the VM's memory and the worker's RSS every 20 ms; reports the peaks.
 watch(To, OsPid, Vm, Rss) ->
     receive {stop, To} -> To ! {peak, Vm, Rss}
-    after 20 -> watch(To, OsPid, max(Vm, erlang:memory(total)), max(Rss, rss_kib(OsPid)))
+    after 20 -> watch(To, OsPid, max(Vm, erlang:memory(total)), max(Rss, pybridge_test_lib:rss_kib(OsPid)))
     end.
 
 crypto_free_chunk(N) ->
     << <<(I rem 251)>> || I <- lists:seq(1, N) >>.
 
-rss_kib(OsPid) ->
-    {ok, S} = file:read_file("/proc/" ++ integer_to_list(OsPid) ++ "/status"),
-    {match, [K]} = re:run(S, "VmRSS:\\s+([0-9]+) kB", [{capture, all_but_first, list}]),
-    list_to_integer(K).

@@ -4,10 +4,9 @@
 -include_lib("eunit/include/eunit.hrl").
 -compile([export_all, nowarn_export_all]).
 
--define(DRIVERS, filename:absname("tests/drivers")).
 
 bridge_test_() ->
-    {setup, fun start/0, fun stop/1,
+    {setup, fun pybridge_test_lib:start/0, fun pybridge_test_lib:stop/1,
      [{timeout, 60, {atom_to_list(T), fun ?MODULE:T/0}} || T <- tests()]}.
 
 tests() ->
@@ -18,14 +17,6 @@ tests() ->
      close_calls_stop,
      python_path_option, worker_down, pool_spreads_ports].
 
-start() ->
-    application:load(pybridge),
-    application:set_env(pybridge, python_path, [?DRIVERS]),
-    {ok, Apps} = application:ensure_all_started(pybridge),
-    Apps.
-
-stop(_Apps) ->
-    application:stop(pybridge).
 
 open(Spec) -> pybridge:open(Spec, [binary]).
 

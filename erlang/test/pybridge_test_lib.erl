@@ -1,0 +1,17 @@
+%% Shared by the EUnit suites: the application with tests/drivers on its python_path,
+%% and the worker's resident memory.
+-module(pybridge_test_lib).
+-export([start/0, stop/1, rss_kib/1]).
+
+start() ->
+    _ = application:load(pybridge),
+    ok = application:set_env(pybridge, python_path, [filename:absname("tests/drivers")]),
+    {ok, _} = application:ensure_all_started(pybridge).
+
+stop(_) ->
+    application:stop(pybridge).
+
+rss_kib(OsPid) ->
+    {ok, S} = file:read_file("/proc/" ++ integer_to_list(OsPid) ++ "/status"),
+    {match, [K]} = re:run(S, "VmRSS:\\s+([0-9]+) kB", [{capture, all_but_first, list}]),
+    list_to_integer(K).
