@@ -111,6 +111,7 @@ extern char **environ;
 
 #define PB_CALL_CONTROL 0xFFFFFF01u
 #define PB_CALL_CALL 0xFFFFFF02u
+#define PB_CALL_INFO 0xFFFFFF03u
 
 #define MGR_SPAWN 1
 /* ---- end of opcodes ---- */
@@ -193,6 +194,9 @@ typedef struct {
     size_t qbytes;
     int writing;                         /* ERL_DRV_WRITE selected */
     int blocking;                        /* strict mode: output and timeout wait for Python */
+    /* pybridge:info/1 */
+    ErlDrvUInt64 n_output, n_control, n_call, n_timeout, n_late, bytes_in, bytes_out;
+    ErlDrvUInt64 lat[32];                /* control/call latency, log2 buckets of us */
     int depth;                           /* callbacks of this port running (nested) */
     int zombie;                          /* stop ran inside one of them: free on the way out */
     int busy;                            /* what ERTS was told: user_busy || transport */
@@ -368,6 +372,8 @@ static int send_iov(pb_port *s, struct iovec *iov, int cnt, ErlDrvBinary **binv)
 {
     int i = 0;
     if (s->fd < 0) return -1;
+    for (i = 0; i < cnt; i++) s->bytes_in += iov[i].iov_len;
+    i = 0;
     if (!s->qhead) {
         while (i < cnt) {
             int n = cnt - i > 1024 ? 1024 : cnt - i;
@@ -1192,6 +1198,7 @@ static int read_frames(pb_port *s)
             break;
         }
         s->ilen += (size_t)r;
+        s->bytes_out += (size_t)r;
         budget = (size_t)r >= budget ? 0 : budget - (size_t)r;
         if ((size_t)r < asked) break;   /* drained */
         if (chunk < READ_CHUNK) chunk *= 4;
@@ -1387,6 +1394,7 @@ static void user_outputv(pb_port *s, ErlIOVec *ev)
         return;
     }
     note_caller(s);
+    s->n_output++;
     lens = driver_alloc(4 * (size_t)n + 1);
     iov = driver_alloc(sizeof(*iov) * (2 * (size_t)n + 1));
     binv = driver_alloc(sizeof(*binv) * (2 * (size_t)n + 1));
@@ -1459,7 +1467,16 @@ static ErlDrvSSizeT user_request(pb_port *s, int op, int wrapped, unsigned cmd,
     iov[0].iov_base = h; iov[0].iov_len = HDR_LEN;
     iov[1].iov_base = c; iov[1].iov_len = 4;
     iov[2].iov_base = buf; iov[2].iov_len = len;
-    w = request(s, iov, 3, id);
+    if (op == OP_CONTROL) s->n_control++; else s->n_call++;
+    {
+        ErlDrvTime t0 = erl_drv_monotonic_time(ERL_DRV_USEC), us;
+        int b = 0;
+        w = request(s, iov, 3, id);
+        us = erl_drv_monotonic_time(ERL_DRV_USEC) - t0;
+        while (b < 31 && (1LL << b) <= us) b++;
+        s->lat[b]++;
+        if (w == WAIT_TIMEOUT) s->n_late++;
+    }
     if (w != WAIT_DONE)
         return wrapped ? wrapped_pb_error(w == WAIT_TIMEOUT ? "timeout" : "worker_down", rbuf, rlen)
                        : -1;
@@ -1500,6 +1517,62 @@ static ErlDrvSSizeT user_request(pb_port *s, int op, int wrapped, unsigned cmd,
     return (ErlDrvSSizeT)blen;
 }
 
+/* ---- pybridge:info/1: a map of atoms to integers, written as external format ---- */
+static size_t etf_pair(char *o, const char *key, ErlDrvUInt64 v)
+{
+    size_t n = 0, kl = strlen(key);
+    int d;
+    o[n++] = 119; o[n++] = (char)kl;
+    memcpy(o + n, key, kl); n += kl;
+    if (v < 256) {
+        o[n++] = 97; o[n++] = (char)v;
+    } else if (v < 0x80000000u) {
+        o[n++] = 98; put32(o + n, (uint32_t)v); n += 4;
+    } else {
+        o[n++] = 110; o[n++] = 8; o[n++] = 0;   /* SMALL_BIG: 8 little-endian digits */
+        for (d = 0; d < 8; d++) o[n++] = (char)(v >> (8 * d));
+    }
+    return n;
+}
+
+/* The bucket's upper bound (us) under which fraction q of the requests finished. */
+static ErlDrvUInt64 lat_quantile(pb_port *s, unsigned q)
+{
+    ErlDrvUInt64 total = 0, seen = 0;
+    int b;
+    for (b = 0; b < 32; b++) total += s->lat[b];
+    if (!total) return 0;
+    for (b = 0; b < 32; b++) {
+        seen += s->lat[b];
+        if (seen * 100 >= total * q) return (ErlDrvUInt64)1 << b;
+    }
+    return (ErlDrvUInt64)1 << 31;
+}
+
+static ErlDrvSSizeT user_info(pb_port *s, char **rbuf, ErlDrvSizeT rlen)
+{
+    char *o = reply_buf(rbuf, rlen, 1024);
+    size_t n = 6;
+    o[0] = (char)131; o[1] = 116;
+    put32(o + 2, 15);
+    n += etf_pair(o + n, "output", s->n_output);
+    n += etf_pair(o + n, "control", s->n_control);
+    n += etf_pair(o + n, "call", s->n_call);
+    n += etf_pair(o + n, "timeout", s->n_timeout);
+    n += etf_pair(o + n, "late_answers", s->n_late);
+    n += etf_pair(o + n, "bytes_in", s->bytes_in);
+    n += etf_pair(o + n, "bytes_out", s->bytes_out);
+    n += etf_pair(o + n, "output_queue", s->qbytes);
+    n += etf_pair(o + n, "driver_queue", driver_sizeq(s->port));
+    n += etf_pair(o + n, "busy", (ErlDrvUInt64)s->busy);
+    n += etf_pair(o + n, "os_pid", (ErlDrvUInt64)s->os_pid);
+    n += etf_pair(o + n, "monitors", s->nmons);
+    n += etf_pair(o + n, "latency_p50_us", lat_quantile(s, 50));
+    n += etf_pair(o + n, "latency_p90_us", lat_quantile(s, 90));
+    n += etf_pair(o + n, "latency_p99_us", lat_quantile(s, 99));
+    return (ErlDrvSSizeT)n;
+}
+
 static void user_timeout(pb_port *s)
 {
     char g[4];
@@ -1511,6 +1584,7 @@ static void user_timeout(pb_port *s)
         /* the generation lets Python drop a timeout that crossed a cancel or a new timer */
         put32(g, s->timer_gen);
         s->timer_gen = 0;
+        s->n_timeout++;
         if (s->blocking) {
             char h[HDR_LEN];
             struct iovec iov[2];
@@ -1821,12 +1895,15 @@ static ErlDrvSSizeT pb_call(ErlDrvData d, unsigned int cmd, char *buf, ErlDrvSiz
     ErlDrvSSizeT r;
     (void)flags;
     ENTER(s);
-    if (s->kind == K_MANAGER || (cmd >= 0xFFFFFF00u && cmd != PB_CALL_CONTROL && cmd != PB_CALL_CALL))
+    if (s->kind == K_MANAGER ||
+        (cmd >= 0xFFFFFF00u && cmd != PB_CALL_CONTROL && cmd != PB_CALL_CALL && cmd != PB_CALL_INFO))
         r = -1;
     else if (cmd == PB_CALL_CONTROL)
         r = user_request(s, OP_CONTROL, 1, 0, buf, len, rbuf, rlen);
     else if (cmd == PB_CALL_CALL)
         r = user_request(s, OP_CALL, 1, 0, buf, len, rbuf, rlen);
+    else if (cmd == PB_CALL_INFO)
+        r = user_info(s, rbuf, rlen);
     else
         r = user_request(s, OP_CALL, 0, cmd, buf, len, rbuf, rlen);
     LEAVE(s);

@@ -73,6 +73,7 @@
 
 -define(PB_CALL_CONTROL, 16#FFFFFF01).
 -define(PB_CALL_CALL, 16#FFFFFF02).
+-define(PB_CALL_INFO, 16#FFFFFF03).
 
 -define(MGR_SPAWN, 1).
 %% ---- end of opcodes ----

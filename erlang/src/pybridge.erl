@@ -9,7 +9,7 @@
 -include("pybridge_protocol.hrl").
 
 -export([open/2, open/3, command/2, command/3, control/3, call/3, close/1,
-         load_driver/2, unload_driver/1]).
+         load_driver/2, unload_driver/1, info/1, stats/0]).
 
 -export_type([spec/0, open_option/0, error_reason/0]).
 
@@ -95,6 +95,21 @@ load_driver(Name, Spec) ->
 -spec unload_driver(string()) -> ok | {error, term()}.
 unload_driver(Name) ->
     pybridge_drivers:unload(Name).
+
+%% @doc The port's counters, kept by the driver: callbacks forwarded by kind (output,
+%% control, call, timeout), late_answers (control/call past the timeout), bytes_in (to
+%% Python) and bytes_out (from Python), output_queue (bytes waiting for the worker),
+%% driver_queue (the ERTS queue), busy, os_pid, monitors, and latency_p50/p90/p99_us of
+%% control and call (upper bounds of power-of-two buckets).
+-spec info(port()) -> #{atom() => non_neg_integer()}.
+info(Port) ->
+    erlang:port_call(Port, ?PB_CALL_INFO, []).
+
+%% @doc Per worker: its pool slot, OS pid, resident memory (KiB) and open ports.
+-spec stats() -> [#{atom() => non_neg_integer()}].
+stats() ->
+    [pybridge_worker:stats(Pid) || {{pybridge_worker, _}, Pid, _, _} <- supervisor:which_children(pybridge_sup),
+                                   is_pid(Pid)].
 
 unwrap({ok, Reply}) -> Reply;
 unwrap({error, Reason}) -> error(Reason).

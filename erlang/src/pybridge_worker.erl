@@ -9,7 +9,7 @@
 
 -include("pybridge_protocol.hrl").
 
--export([start_link/1, os_pid/1, class_flags/2]).
+-export([start_link/1, os_pid/1, class_flags/2, stats/1]).
 -export([init/1, handle_call/3, handle_cast/2, handle_info/2, terminate/2]).
 
 -define(HELLO_TIMEOUT, 15000).
@@ -29,6 +29,11 @@ start_link(N) ->
 -spec os_pid(pid()) -> non_neg_integer().
 os_pid(Pid) ->
     gen_server:call(Pid, os_pid).
+
+%% @doc Slot, OS pid, resident memory (KiB) and open ports of this worker.
+-spec stats(pid()) -> #{atom() => non_neg_integer()}.
+stats(Pid) ->
+    gen_server:call(Pid, stats).
 
 %% @doc The driver flags of a Python driver class, asked of this worker.
 -spec class_flags(pid(), string()) -> {ok, non_neg_integer()} | {error, binary()}.
@@ -76,6 +81,8 @@ await_hello(S = #state{mgr = Mgr}) ->
     {reply, term(), #state{}} | {noreply, #state{}}.
 handle_call(os_pid, _From, S) ->
     {reply, S#state.os_pid, S};
+handle_call(stats, _From, S = #state{n = N, os_pid = OsPid, ports = Ports}) ->
+    {reply, #{worker => N, os_pid => OsPid, rss_kib => rss_kib(OsPid), ports => map_size(Ports)}, S};
 handle_call({class_flags, Spec}, From, S = #state{mgr = Mgr, next_id = Id, asks = Asks}) ->
     Body = unicode:characters_to_binary(Spec),
     erlang:port_command(Mgr, <<(byte_size(Body) + 6):32, ?CTL_CLASS_INFO, 0, Id:32, Body/binary>>),
@@ -141,6 +148,16 @@ log(Body, #state{os_pid = OsPid}) ->
             logger:warning("pybridge: malformed log frame ~p", [Other])
     catch error:badarg ->
         logger:warning("pybridge: undecodable log frame from worker ~p", [OsPid])
+    end.
+
+rss_kib(OsPid) ->
+    case file:read_file("/proc/" ++ integer_to_list(OsPid) ++ "/status") of
+        {ok, S} ->
+            case re:run(S, "VmRSS:\\s+([0-9]+) kB", [{capture, all_but_first, list}]) of
+                {match, [K]} -> list_to_integer(K);
+                nomatch -> 0
+            end;
+        {error, _} -> 0
     end.
 
 python() ->

@@ -21,7 +21,7 @@ tests() ->
      os_pid_setting, async_completion_order, async_same_key_in_order,
      async_job_outliving_port_is_logged, select_serves_a_socket, strict_output_waits,
      relaxed_output_does_not_wait, strict_output_is_bounded,
-     busy_msgq_limits, create_port, asks_inside_output_keep_order].
+     busy_msgq_limits, create_port, asks_inside_output_keep_order, info_and_stats].
 
 open(Spec) -> pybridge:open(Spec, [binary]).
 open(Spec, Opts) -> pybridge:open(Spec, [binary | Opts]).
@@ -416,4 +416,22 @@ asks_inside_output_keep_order() ->
     Otp = list_to_binary(erlang:system_info(otp_release)),
     Got = [receive {P, {data, D}} -> D after 5000 -> timeout end || _ <- lists:seq(1, N)],
     ?assertEqual([<<(integer_to_binary(I))/binary, " ", Otp/binary>> || I <- lists:seq(1, N)], Got),
+    port_close(P).
+
+info_and_stats() ->
+    P = open("upper:Upper"),
+    [true = erlang:port_command(P, <<"abc">>) || _ <- lists:seq(1, 10)],
+    [receive {P, {data, _}} -> ok end || _ <- lists:seq(1, 10)],
+    [_ = erlang:port_control(P, 0, <<"x">>) || _ <- lists:seq(1, 20)],
+    _ = pybridge:call(P, 0, x),
+    I = pybridge:info(P),
+    ?assertMatch(#{output := 10, control := 20, call := 1, timeout := 0, late_answers := 0,
+                   driver_queue := 0, busy := 0, monitors := 0}, I),
+    {os_pid, OsPid} = erlang:port_info(P, os_pid),
+    ?assertEqual(OsPid, maps:get(os_pid, I)),
+    ?assert(maps:get(bytes_in, I) > 10 * 3 + 20 andalso maps:get(bytes_out, I) > 10 * 3),
+    ?assert(maps:get(latency_p50_us, I) > 0),
+    ?assert(maps:get(latency_p50_us, I) =< maps:get(latency_p99_us, I)),
+    [W] = [W || W = #{os_pid := Pid} <- pybridge:stats(), Pid =:= OsPid],
+    ?assertMatch(#{worker := 1, rss_kib := R, ports := Ps} when R > 0 andalso Ps >= 1, W),
     port_close(P).
