@@ -594,6 +594,7 @@ class Worker:
         self.new_fds: deque[tuple[int, int]] = deque()
         # driver modules come from these directories only (app env python_path, open -p)
         self.allowed: list[str] = []
+        self.classes: dict[str, type] = {}
         self.allow(paths)
 
     def allow(self, paths: list[str]) -> None:
@@ -691,6 +692,9 @@ class Worker:
         return self.find_class(spec), " ".join(words[i + 1:])
 
     def find_class(self, spec: str) -> type:
+        cls = self.classes.get(spec)
+        if cls is not None:                 # checked already: opens are a hot path too
+            return cls
         if not SPEC_RE.match(spec):
             raise BadArg(f"bad driver spec {spec!r}: expected module:Class")
         modname, clsname = spec.split(":")
@@ -706,6 +710,7 @@ class Worker:
         cls = getattr(mod, clsname, None)
         if not (isinstance(cls, type) and issubclass(cls, Driver)):
             raise TypeError(f"{spec} is not a subclass of pybridge.Driver")
+        self.classes[spec] = cls
         return cls
 
     def accept_ports(self) -> None:
