@@ -147,14 +147,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     read_frames(s);
     while (read(sv[1], drain, sizeof(drain)) > 0)       /* what the driver answered */
         ;
-    if (s->fd >= 0) close(s->fd);
-    s->fd = -1;
-    q_clear(s);
-    if (s->known) free(s->known);
-    if (s->mons) free(s->mons);
-    if (s->got_body) free(s->got_body);
-    if (s->ibuf) free(s->ibuf);
-    free(s);
+    free_port(s);                          /* the stand-ins close the fd and free */
     close(sv[1]);
     return 0;
 }

@@ -24,7 +24,7 @@ class Timers(pybridge.Driver):
         return None
 
     def timeout(self):
-        if not self.armed and self.fired >= 0:
+        if not self.armed:
             # cancel_timer returned before this timeout: the one thing that must not happen
             self.port.output_term((Atom("timeout_after_cancel"), self.fired))
         self.armed = False
