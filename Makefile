@@ -31,12 +31,12 @@ system:
 	  DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq $$PKGS >/dev/null; \
 	fi
 
-# The Python package (editable) with its test extra, in a venv of its own.
+# The Python package (editable) with its test and lint extras, in a venv of its own.
 python: $(STAMP)
 $(STAMP): pyproject.toml
 	@[ -x $(PY) ] || { echo "==> creating $(VENV)"; python3 -m venv $(VENV); }
 	@echo "==> installing the pybridge Python package into $(VENV)"
-	@$(PY) -m pip install -q --disable-pip-version-check -e '.[test]'
+	@$(PY) -m pip install -q --disable-pip-version-check -e '.[test,lint]'
 	@touch $@
 
 build: setup
