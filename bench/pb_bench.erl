@@ -15,7 +15,7 @@ main() ->
                                    [{args, [SpawnEcho, Mode]}, {packet, 4}, binary]) end,
     Ceiling = fun() -> open_port({spawn_driver, "pb_bench_echo"}, [binary]) end,
     Pyb = fun() -> pybridge:open("bench_drivers:Echo", [binary]) end,
-    Results = [
+    Results = only([
       s("S1", "port_control round trip, 8 B, p50 us", lower,
         [{pybridge, fun() -> control_p50(Pyb()) end},
          {floor, fun() -> floor_p50(Floor, Python) end},
@@ -43,11 +43,21 @@ main() ->
         [{pybridge, fun() -> pool_speedup() end}]),
       s("S9", "max lateness of a 10 ms Erlang timer while 10 ports' handlers take 100 ms, ms", lower,
         [{pybridge, fun() -> timer_lateness() end}])
-    ],
+    ]),
     ok = file:write_file(Out, json(#{rounds => ?ROUNDS, scenarios => Results,
                                      otp => list_to_binary(erlang:system_info(otp_release)),
                                      schedulers => erlang:system_info(schedulers)})),
     io:format("wrote ~s~n", [Out]).
+
+%% PB_BENCH_ONLY="S1,S3" runs just those scenarios (the others are not measured at all).
+only(Results) -> [R || R <- Results, R =/= skipped].
+
+want(Id) ->
+    case os:getenv("PB_BENCH_ONLY") of
+        false -> true;
+        "" -> true;
+        Ids -> lists:member(Id, string:lexemes(Ids, ", "))
+    end.
 
 start(Pool) ->
     application:stop(pybridge),
@@ -58,6 +68,12 @@ start(Pool) ->
 
 %% One scenario: each variant measured ROUNDS times, rounds interleaved across variants.
 s(Id, What, Better, Variants) ->
+    case want(Id) of
+        true -> s_(Id, What, Better, Variants);
+        false -> skipped
+    end.
+
+s_(Id, What, Better, Variants) ->
     io:format("~s ~s~n", [Id, What]),
     Runs = [[{Name, F()} || {Name, F} <- Variants] || _ <- lists:seq(1, ?ROUNDS)],
     Stats = [{Name, stats([V || Run <- Runs, {N, V} <- Run, N =:= Name])} || {Name, _} <- Variants],
@@ -150,6 +166,12 @@ collect(P, Left) -> receive {P, {data, B}} -> collect(P, Left - iolist_size(B)) 
 
 %% S7: 10,000 ports open at once.
 s7() ->
+    case want("S7") of
+        true -> s7_();
+        false -> skipped
+    end.
+
+s7_() ->
     io:format("S7 10,000 ports open at once~n"),
     Runs = [s7_round() || _ <- lists:seq(1, ?ROUNDS)],
     Field = fun(K) -> stats([maps:get(K, R) || R <- Runs]) end,

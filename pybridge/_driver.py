@@ -6,6 +6,7 @@ the ``driver_`` / ``erl_drv_`` prefix.
 from __future__ import annotations
 
 import errno
+import struct
 from typing import TYPE_CHECKING, Any
 
 from . import _protocol as P
@@ -26,6 +27,8 @@ SELECT_READ = 1
 SELECT_WRITE = 2
 SELECT_USE = 4
 
+
+_TWO_U32 = struct.Struct(">II").pack
 
 TIME_UNITS = {"second": 0, "millisecond": 1, "microsecond": 2, "nanosecond": 3}
 
@@ -83,6 +86,11 @@ class Port:
     def outputv(self, hdr: bytes, iov: list, skip: int = 0) -> None:
         """driver_outputv: the header as list elements, then one binary per piece, skipping
         the first ``skip`` bytes of the pieces."""
+        if not hdr and not skip and len(iov) == 1:
+            # the echo shape (one piece, no header): one pack, one concatenation
+            piece = iov[0]
+            self._conn.send(P.OP_OUTPUTV, _TWO_U32(0, len(piece)) + piece)
+            return
         parts, pack = [P.U32.pack(len(hdr)), bytes(hdr)], P.U32.pack
         for piece in iov:
             if skip:

@@ -42,6 +42,7 @@ log = logging.getLogger("pybridge")
 
 U32_FROM = P.U32.unpack_from
 HEADER_FROM = P.HEADER.unpack_from
+HEADER_PACK = P.HEADER.pack
 OUT_HIGH = 8 << 20          # unsent bytes of one port that pause reading it
 READ_SIZE = 256 << 10
 SPEC_RE = re.compile(r"^[A-Za-z_][\w]*(\.[A-Za-z_][\w]*)*:[A-Za-z_]\w*$")
@@ -163,12 +164,16 @@ class Conn:
     def send(self, op: int, body: bytes = b"", fl: int = 0, rid: int = 0) -> None:
         if self.closed:
             return
-        if len(body) + 6 > self.worker.max_frame:
-            raise ValueError(f"{len(body)} bytes is over the max_frame limit ({self.worker.max_frame})")
-        self.out.append(P.HEADER.pack(len(body) + 6, op, fl, rid))
-        if body:
+        n = len(body)
+        if n + 6 > self.worker.max_frame:
+            raise ValueError(f"{n} bytes is over the max_frame limit ({self.worker.max_frame})")
+        # small bodies are joined to their header now: one object per frame to join later
+        if n < 512:
+            self.out.append(HEADER_PACK(n + 6, op, fl, rid) + body)
+        else:
+            self.out.append(HEADER_PACK(n + 6, op, fl, rid))
             self.out.append(body)
-        self.outlen += P.HDR_LEN + len(body)
+        self.outlen += 10 + n
         # a callback of one port may write to another (create_port): the loop flushes all
         self.worker.dirty.add(self)
 
@@ -223,7 +228,8 @@ class Conn:
             while self.pending and not self.closed:
                 self.dispatch(*self.pending.popleft())
             # take_frame inlined: this loop runs once per message from Erlang
-            buf, off, on_output, dispatch = self.inbuf, self.inpos, self.on_output, self.dispatch
+            buf, off, dispatch = self.inbuf, self.inpos, self.dispatch
+            on_output, deliver = self.on_output, self.deliver
             end = len(buf)
             while end - off >= 4 and not self.closed:
                 n = U32_FROM(buf, off)[0]
@@ -232,13 +238,16 @@ class Conn:
                 if end - off - 4 < n:
                     break
                 _, op, fl, rid = HEADER_FROM(buf, off)
-                body = bytes(buf[off + P.HDR_LEN:off + 4 + n])
+                start = off + 10
                 off = self.inpos = off + 4 + n
                 reads = self.reads
                 if op == P.OP_OUTPUT and not rid:
-                    on_output(body)
+                    if n >= 10 and U32_FROM(buf, start)[0] == n - 10:    # one piece
+                        deliver([bytes(buf[start + 4:off])])
+                    else:
+                        on_output(bytes(buf[start:off]))
                 else:
-                    dispatch(op, fl, rid, body)
+                    dispatch(op, fl, rid, bytes(buf[start:off]))
                 if self.reads != reads or self.inpos != off:
                     # the callback waited for an answer (ask): inbuf moved under us
                     while self.pending and not self.closed:
@@ -383,6 +392,9 @@ class Conn:
                 n = U32_FROM(body, off)[0]
                 pieces.append(body[off + 4:off + 4 + n])
                 off += 4 + n
+        self.deliver(pieces)
+
+    def deliver(self, pieces: list[bytes]) -> None:
         try:
             if self.outputv_fn is not None:
                 self.outputv_fn(pieces)
