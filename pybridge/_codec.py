@@ -6,14 +6,27 @@ are parsed by erlang-py and come back as its objects.  encode writes exactly
 the bytes of OTP's term_to_binary(T, [{minor_version, 2}]), except that maps
 with more than 32 keys (hash-ordered in OTP) are written in dict order.
 """
+from __future__ import annotations
+
 import math
 import struct
 import zlib
+from collections.abc import Callable, Iterable, Sequence
+from typing import Any, NoReturn, Optional
 
 import erlang
 
-from ._types import (Atom, DecodeError, EncodeError, ImproperList, LocalPid,
-                     ImproperListKey, ListKey, MapKey)
+from ._types import (
+    Atom,
+    DecodeError,
+    EncodeError,
+    ImproperList,
+    ImproperListKey,
+    ListKey,
+    LocalPid,
+    MapKey,
+    Term,
+)
 
 __all__ = ["encode", "decode", "decode_from"]
 
@@ -35,13 +48,19 @@ _ERLANG_PY = (erlang.OtpErlangAtom, erlang.OtpErlangBinary, erlang.OtpErlangList
               erlang.OtpErlangFunction)
 _CACHE_LIMIT = 4096  # bounds the atom caches, which untrusted input can grow
 
+_Append = Callable[[bytes], None]  # where the encoder puts each piece of the output
+# An atom table (see decoding below): UTF-8 atom text -> value; None -> the none_atom name.
+_Atoms = dict[Optional[bytes], Term]
+_Decoder = Callable[[bytes, int, _Atoms], tuple[Term, int]]
+_OrderKey = tuple[Any, ...]  # nested tuples that compare in Erlang's term order
+
 
 # ---------------------------------------------------------------- encoding
 
-_ATOM_ETF = {}  # atom name -> its encoding
+_ATOM_ETF: dict[str, bytes] = {}  # atom name -> its encoding
 
 
-def _atom_etf(name):
+def _atom_etf(name: str) -> bytes:
     etf = _ATOM_ETF.get(name)
     if etf is None:
         if len(name) > 255:
@@ -57,7 +76,7 @@ _TRUE = _atom_etf("true")
 _FALSE = _atom_etf("false")
 
 
-def encode(term, none_atom="undefined"):
+def encode(term: Term, none_atom: str = "undefined") -> bytes:
     """Encode a Python term as ETF bytes (with the leading 131 version byte).
 
     bytes-like and str -> binary, bool -> true/false, None -> none_atom,
@@ -77,7 +96,7 @@ def encode(term, none_atom="undefined"):
     return b"".join(out)
 
 
-def _enc(t, app, none):
+def _enc(t: Term, app: _Append, none: str) -> None:
     # Exact type checks, most frequent first; subclasses go to _enc_other.
     tt = type(t)
     if tt is Atom:
@@ -117,7 +136,7 @@ def _enc(t, app, none):
         _enc_other(t, app, none)
 
 
-def _enc_other(t, app, none):
+def _enc_other(t: Term, app: _Append, none: str) -> None:
     if isinstance(t, ListKey):  # before tuple: ListKey is a tuple subclass
         _enc_list(t, app, none)
     elif isinstance(t, ImproperList):
@@ -156,14 +175,14 @@ def _enc_other(t, app, none):
                           f"as an Erlang term")
 
 
-def _bignum(t):
+def _bignum(t: int) -> bytes:
     mag = -t if t < 0 else t
     n = (mag.bit_length() + 7) // 8
     head = struct.pack(">BBB", 110, n, t < 0) if n < 256 else struct.pack(">BIB", 111, n, t < 0)
     return head + mag.to_bytes(n, "little")
 
 
-def _enc_list(t, app, none):
+def _enc_list(t: Sequence[Term], app: _Append, none: str) -> None:
     n = len(t)
     if not n:
         app(_NIL)
@@ -187,7 +206,7 @@ def _enc_list(t, app, none):
     app(_NIL)
 
 
-def _enc_map(items, n, app, none):
+def _enc_map(items: Iterable[tuple[Term, Term]], n: int, app: _Append, none: str) -> None:
     app(_TAG_U32(116, n))
     if 1 < n <= 32:
         # OTP writes small maps in Erlang term order of their keys.
@@ -204,11 +223,11 @@ def _enc_map(items, n, app, none):
             _enc(v, app, none)
 
 
-_OPAQUE_RANKS = {erlang.OtpErlangReference: 2, erlang.OtpErlangFunction: 3,
+_OPAQUE_RANKS: dict[type, int] = {erlang.OtpErlangReference: 2, erlang.OtpErlangFunction: 3,
                  erlang.OtpErlangPort: 4, erlang.OtpErlangPid: 5, LocalPid: 5}
 
 
-def _order(t, none):
+def _order(t: Term, none: str) -> _OrderKey:
     """Sort key giving Erlang's exact term order, as used for map keys.
 
     number < atom < reference < fun < port < pid < tuple < map < [] < list <
@@ -261,7 +280,7 @@ def _order(t, none):
     return (rank, t.binary())
 
 
-def _order_list(items, tail, none):
+def _order_list(items: Sequence[Term], tail: Term, none: str) -> _OrderKey:
     # Erlang compares lists cell by cell: a cell (rank 9 plus its head) against
     # the other list's tail compares by type rank, so [1|<<>>] > [1,2] > [1|x].
     tail_key = (8,) if isinstance(tail, list) and not tail else _order(tail, none)
@@ -283,20 +302,21 @@ def _order_list(items, tail, none):
 # Atom tables map UTF-8 atom text to the decoded value (Atom, True, False or
 # None), one table per none_atom; the table's None key holds that name.
 
-_ATOM_TABLES = {}
+_ATOM_TABLES: dict[str, _Atoms] = {}
 
 
-def _atom_table(none_atom):
+def _atom_table(none_atom: str) -> _Atoms:
     if not isinstance(none_atom, str):
         raise TypeError("none_atom must be a str")
-    atoms = {None: none_atom}
+    atoms: _Atoms = {None: none_atom}
     if len(_ATOM_TABLES) < 64:
         _ATOM_TABLES[none_atom] = atoms
     return atoms
 
 
-def _new_atom(atoms, raw):
+def _new_atom(atoms: _Atoms, raw: bytes) -> Atom | bool | None:
     name = raw.decode("utf-8")
+    value: Atom | bool | None
     if name == atoms[None]:
         value = None
     elif name == "true" or name == "false":
@@ -308,7 +328,7 @@ def _new_atom(atoms, raw):
     return value
 
 
-def decode(data, none_atom="undefined"):
+def decode(data: bytes | bytearray | memoryview, none_atom: str = "undefined") -> Term:
     """Decode ETF bytes (starting with the 131 version byte) into a Python term.
 
     binary -> bytes, bit string -> erlang.OtpErlangBinary, true/false ->
@@ -327,7 +347,8 @@ def decode(data, none_atom="undefined"):
     return term
 
 
-def decode_from(data, offset, none_atom="undefined"):
+def decode_from(data: bytes | bytearray | memoryview, offset: int,
+                none_atom: str = "undefined") -> tuple[Term, int]:
     """Decode one term (no version byte) at data[offset]; return (term, end offset)."""
     if type(data) is not bytes:
         data = _as_bytes(data)
@@ -336,13 +357,13 @@ def decode_from(data, offset, none_atom="undefined"):
     return _decode_at(data, offset, none_atom)
 
 
-def _as_bytes(data):
+def _as_bytes(data: object) -> bytes:
     if isinstance(data, (bytes, bytearray, memoryview)):
         return bytes(data)
     raise TypeError(f"expected bytes, bytearray or memoryview, not {type(data).__name__}")
 
 
-def _decode_at(data, i, none_atom):
+def _decode_at(data: bytes, i: int, none_atom: str) -> tuple[Term, int]:
     atoms = _ATOM_TABLES.get(none_atom) or _atom_table(none_atom)
     try:
         if data[i] == 80:  # compressed: only valid as the outermost term
@@ -358,7 +379,7 @@ def _decode_at(data, i, none_atom):
         raise DecodeError(f"invalid pid, port, reference or fun: {e}") from None
 
 
-def _inflate(data, i, atoms):
+def _inflate(data: bytes, i: int, atoms: _Atoms) -> tuple[Term, int]:
     size = _U32(data, i + 1)[0]
     if not size:  # also, a max_length of 0 below would mean "unlimited"
         raise DecodeError("compressed term with a declared size of 0")
@@ -381,20 +402,20 @@ def _inflate(data, i, atoms):
     return term, len(data) - len(inflater.unused_data)
 
 
-def _truncated(what, need, i, data):
+def _truncated(what: str, need: int, i: int, data: bytes) -> DecodeError:
     return DecodeError(f"{what} of {need} bytes at offset {i} exceeds the "
                        f"{len(data) - i} bytes left")
 
 
-def _d_small_int(data, i, atoms):
+def _d_small_int(data: bytes, i: int, atoms: _Atoms) -> tuple[Term, int]:
     return data[i + 1], i + 2
 
 
-def _d_int(data, i, atoms):
+def _d_int(data: bytes, i: int, atoms: _Atoms) -> tuple[Term, int]:
     return _I32(data, i + 1)[0], i + 5
 
 
-def _d_small_atom_utf8(data, i, atoms):
+def _d_small_atom_utf8(data: bytes, i: int, atoms: _Atoms) -> tuple[Term, int]:
     # Inlined copy of _atom_at: this is the atom tag pybridge writes.
     n = data[i + 1]
     j = i + 2 + n
@@ -407,19 +428,19 @@ def _d_small_atom_utf8(data, i, atoms):
         return _new_atom(atoms, raw), j
 
 
-def _d_atom_utf8(data, i, atoms):
+def _d_atom_utf8(data: bytes, i: int, atoms: _Atoms) -> tuple[Term, int]:
     return _atom_at(data, i + 3, _U16(data, i + 1)[0], atoms, False)
 
 
-def _d_small_atom(data, i, atoms):
+def _d_small_atom(data: bytes, i: int, atoms: _Atoms) -> tuple[Term, int]:
     return _atom_at(data, i + 2, data[i + 1], atoms, True)
 
 
-def _d_atom(data, i, atoms):
+def _d_atom(data: bytes, i: int, atoms: _Atoms) -> tuple[Term, int]:
     return _atom_at(data, i + 3, _U16(data, i + 1)[0], atoms, True)
 
 
-def _atom_at(data, i, n, atoms, latin1):
+def _atom_at(data: bytes, i: int, n: int, atoms: _Atoms, latin1: bool) -> tuple[Term, int]:
     j = i + n
     raw = data[i:j]
     if len(raw) != n:
@@ -432,7 +453,7 @@ def _atom_at(data, i, n, atoms, latin1):
         return _new_atom(atoms, raw), j
 
 
-def _d_binary(data, i, atoms):
+def _d_binary(data: bytes, i: int, atoms: _Atoms) -> tuple[Term, int]:
     n = _U32(data, i + 1)[0]
     j = i + 5 + n
     raw = data[i + 5:j]
@@ -441,19 +462,19 @@ def _d_binary(data, i, atoms):
     return raw, j
 
 
-def _d_small_tuple(data, i, atoms):
+def _d_small_tuple(data: bytes, i: int, atoms: _Atoms) -> tuple[Term, int]:
     return _tuple(data, i + 2, data[i + 1], atoms)
 
 
-def _d_large_tuple(data, i, atoms):
+def _d_large_tuple(data: bytes, i: int, atoms: _Atoms) -> tuple[Term, int]:
     return _tuple(data, i + 5, _U32(data, i + 1)[0], atoms)
 
 
-def _tuple(data, i, n, atoms):
+def _tuple(data: bytes, i: int, n: int, atoms: _Atoms) -> tuple[tuple[Term, ...], int]:
     if n > len(data) - i:  # every element takes at least one byte
         raise _truncated("tuple", n, i, data)
     dec = _DEC
-    items = [None] * n
+    items: list[Term] = [None] * n
     for k in range(n):
         tag = data[i]
         if tag == 97:  # small integers inline: saves a call for the most common term
@@ -464,11 +485,11 @@ def _tuple(data, i, n, atoms):
     return tuple(items), i
 
 
-def _d_nil(data, i, atoms):
+def _d_nil(data: bytes, i: int, atoms: _Atoms) -> tuple[Term, int]:
     return [], i + 1
 
 
-def _d_string(data, i, atoms):
+def _d_string(data: bytes, i: int, atoms: _Atoms) -> tuple[Term, int]:
     n = _U16(data, i + 1)[0]
     raw = data[i + 3:i + 3 + n]
     if len(raw) != n:
@@ -476,11 +497,11 @@ def _d_string(data, i, atoms):
     return list(raw), i + 3 + n
 
 
-def _d_list(data, i, atoms):
+def _d_list(data: bytes, i: int, atoms: _Atoms) -> tuple[Term, int]:
     # A proper list may also be written as nested LIST_EXT tails; follow them
     # in a loop, so long cons chains do not recurse.
     dec = _DEC
-    items = []
+    items: list[Term] = []
     append = items.append
     while data[i] == 108:
         n = _U32(data, i + 1)[0]
@@ -497,13 +518,13 @@ def _d_list(data, i, atoms):
     return (ImproperList(items, tail) if items else tail), i
 
 
-def _d_map(data, i, atoms):
+def _d_map(data: bytes, i: int, atoms: _Atoms) -> tuple[Term, int]:
     n = _U32(data, i + 1)[0]
     i += 5
     if n > (len(data) - i) // 2:
         raise _truncated("map", 2 * n, i, data)
     dec = _DEC
-    result = {}
+    result: dict[Term, Term] = {}
     for _ in range(n):
         key, i = dec[data[i]](data, i, atoms)
         value, i = dec[data[i]](data, i, atoms)
@@ -517,7 +538,7 @@ def _d_map(data, i, atoms):
     return result, i
 
 
-def _freeze(t):
+def _freeze(t: Term) -> Term:
     """Hashable form of a decoded term, for use as a map key."""
     tt = type(t)
     if tt is list:
@@ -531,14 +552,14 @@ def _freeze(t):
     return t
 
 
-def _d_new_float(data, i, atoms):
+def _d_new_float(data: bytes, i: int, atoms: _Atoms) -> tuple[Term, int]:
     value = _F64(data, i + 1)[0]
     if not math.isfinite(value):
         raise DecodeError(f"Erlang has no float {value}")
     return value, i + 9
 
 
-def _d_float(data, i, atoms):
+def _d_float(data: bytes, i: int, atoms: _Atoms) -> tuple[Term, int]:
     # Pre-R11 FLOAT_EXT: 31 bytes of "%.20e" text, NUL padded.
     raw = data[i + 1:i + 32]
     if len(raw) != 31:
@@ -552,15 +573,15 @@ def _d_float(data, i, atoms):
     return value, i + 32
 
 
-def _d_small_big(data, i, atoms):
+def _d_small_big(data: bytes, i: int, atoms: _Atoms) -> tuple[Term, int]:
     return _big(data, i + 2, data[i + 1])
 
 
-def _d_large_big(data, i, atoms):
+def _d_large_big(data: bytes, i: int, atoms: _Atoms) -> tuple[Term, int]:
     return _big(data, i + 5, _U32(data, i + 1)[0])
 
 
-def _big(data, i, n):
+def _big(data: bytes, i: int, n: int) -> tuple[int, int]:
     # A sign byte (non-zero means negative, as in OTP), then the magnitude
     # in little-endian bytes.
     sign = data[i]
@@ -571,7 +592,7 @@ def _big(data, i, n):
     return (-value if sign else value), i + 1 + n
 
 
-def _d_bit_binary(data, i, atoms):
+def _d_bit_binary(data: bytes, i: int, atoms: _Atoms) -> tuple[Term, int]:
     n = _U32(data, i + 1)[0]
     bits = data[i + 5]
     raw = data[i + 6:i + 6 + n]
@@ -582,7 +603,7 @@ def _d_bit_binary(data, i, atoms):
     return (raw if bits in (0, 8) else erlang.OtpErlangBinary(raw, bits)), i + 6 + n
 
 
-def _d_erlang_py(data, i, atoms):
+def _d_erlang_py(data: bytes, i: int, atoms: _Atoms) -> tuple[Term, int]:
     # Pids, ports, references, new funs and exports: parsed by erlang-py.
     if data[i] == 112 and _U32(data, i + 1)[0] < 4:  # its size counts itself
         raise DecodeError("NEW_FUN_EXT size is too small")
@@ -592,7 +613,7 @@ def _d_erlang_py(data, i, atoms):
     return term, j
 
 
-def _d_old_fun(data, i, atoms):
+def _d_old_fun(data: bytes, i: int, atoms: _Atoms) -> tuple[Term, int]:
     # FUN_EXT is walked here rather than by erlang-py, whose parser would
     # decode its free variables without size checks (a zlib bomb included).
     numfree = _U32(data, i + 1)[0]
@@ -613,11 +634,11 @@ def _d_old_fun(data, i, atoms):
     return erlang.OtpErlangFunction(117, data[i + 1:j]), j
 
 
-def _d_unknown(data, i, atoms):
+def _d_unknown(data: bytes, i: int, atoms: _Atoms) -> NoReturn:
     raise DecodeError(f"unknown ETF tag {data[i]} at offset {i}")
 
 
-_DEC = [_d_unknown] * 256
+_DEC: list[_Decoder] = [_d_unknown] * 256
 for _tag, _fn in {
         97: _d_small_int, 98: _d_int, 119: _d_small_atom_utf8, 118: _d_atom_utf8,
         115: _d_small_atom, 100: _d_atom, 109: _d_binary, 104: _d_small_tuple,

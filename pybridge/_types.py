@@ -4,6 +4,11 @@ Atoms, improper lists and the hashable stand-ins used when an Erlang map has
 a list or a map as a key.  Pids, ports, references, funs and bit strings are
 erlang-py's classes, re-exported under shorter names.
 """
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from typing import Any, ClassVar, cast
+
 from erlang import OtpErlangBinary as BitString
 from erlang import OtpErlangFunction as Function
 from erlang import OtpErlangPid as Pid
@@ -15,6 +20,12 @@ __all__ = [
     "Pid", "Port", "Reference", "Function", "BitString",
     "DecodeError", "EncodeError",
 ]
+
+
+#: An Erlang term as pybridge maps it to Python (see pybridge.encode and decode): int, float,
+#: str, bytes, bool, None, Atom, tuple, list, dict, ImproperList, ListKey, MapKey and
+#: erlang-py's classes, nested. Too open for a useful static union, so it is Any.
+Term = Any
 
 
 class DecodeError(ValueError):
@@ -29,8 +40,9 @@ class Atom:
     """An Erlang atom.  Never equal to a str, so atoms and binaries stay distinct."""
 
     __slots__ = ("name",)
+    name: str
 
-    def __init__(self, name):
+    def __init__(self, name: str | bytes | bytearray) -> None:
         if isinstance(name, (bytes, bytearray)):
             name = bytes(name).decode("utf-8")
         elif not isinstance(name, str):
@@ -38,25 +50,25 @@ class Atom:
         # Atoms are hashable, so they must not change after construction.
         object.__setattr__(self, "name", name)
 
-    def __setattr__(self, attr, value):
+    def __setattr__(self, attr: str, value: object) -> None:
         raise AttributeError("Atom is immutable")
 
-    def __reduce__(self):
+    def __reduce__(self) -> tuple[type[Atom], tuple[str]]:
         # The default slot-based pickling would go through __setattr__.
         return (Atom, (self.name,))
 
-    def __eq__(self, other):
+    def __eq__(self, other: object) -> bool:
         if isinstance(other, Atom):
             return self.name == other.name
         return NotImplemented
 
-    def __hash__(self):
+    def __hash__(self) -> int:
         return hash((Atom, self.name))
 
-    def __repr__(self):
+    def __repr__(self) -> str:
         return f"Atom({self.name!r})"
 
-    def __str__(self):
+    def __str__(self) -> str:
         return self.name
 
 
@@ -64,20 +76,24 @@ class ImproperList:
     """An Erlang list whose tail is not []: [items... | tail]."""
 
     __slots__ = ("items", "tail")
+    items: list[Term]
+    tail: Term
 
-    def __init__(self, items, tail):
+    def __init__(self, items: Iterable[Term], tail: Term) -> None:
         self.items = list(items)
         self.tail = tail
 
-    def __eq__(self, other):
+    def __eq__(self, other: object) -> bool:
         # An ImproperList never equals its hashable ImproperListKey form.
         if type(other) is not type(self):
             return NotImplemented
         return self.items == other.items and self.tail == other.tail
 
-    __hash__ = None  # items is a mutable list; ImproperListKey is the hashable form
+    # items is a mutable list; ImproperListKey is the hashable form. mypy (as typeshed for
+    # list) needs the ignore to replace object's __hash__ method by None.
+    __hash__: ClassVar[None] = None  # type: ignore[assignment]
 
-    def __repr__(self):
+    def __repr__(self) -> str:
         return f"{type(self).__name__}({self.items!r}, {self.tail!r})"
 
 
@@ -85,16 +101,18 @@ class ImproperListKey(ImproperList):
     """Hashable ImproperList (items kept as a tuple), used for map keys."""
 
     __slots__ = ()
+    # The hashable form holds a tuple where ImproperList holds a list.
+    items: tuple[Term, ...]  # type: ignore[assignment]
 
-    def __init__(self, items, tail):
+    def __init__(self, items: Iterable[Term], tail: Term) -> None:
         self.items = tuple(items)
         self.tail = tail
 
-    def __hash__(self):
+    def __hash__(self) -> int:  # type: ignore[override]  # hashable, unlike its base
         return hash((ImproperListKey, self.items, self.tail))
 
 
-class ListKey(tuple):
+class ListKey(tuple[Term, ...]):
     """Hashable stand-in for an Erlang list used as a map key; encodes as a list.
 
     Only equal to another ListKey: the tuple (1, 2) is the Erlang tuple {1,2},
@@ -105,19 +123,19 @@ class ListKey(tuple):
 
     # Answer for plain tuples too: NotImplemented would fall back to tuple's
     # own comparison, which would call them equal.
-    def __eq__(self, other):
+    def __eq__(self, other: object) -> bool:
         if isinstance(other, tuple):
             return isinstance(other, ListKey) and tuple.__eq__(self, other)
         return NotImplemented
 
-    def __ne__(self, other):
+    def __ne__(self, other: object) -> bool:
         if isinstance(other, tuple):
             return not isinstance(other, ListKey) or tuple.__ne__(self, other)
         return NotImplemented
 
     __hash__ = tuple.__hash__
 
-    def __repr__(self):
+    def __repr__(self) -> str:
         return f"ListKey({list(self)!r})"
 
 
@@ -128,35 +146,36 @@ class MapKey:
     """
 
     __slots__ = ("items",)
+    items: tuple[tuple[Term, Term], ...]
 
-    def __init__(self, mapping=()):
+    def __init__(self, mapping: dict[Term, Term] | Iterable[tuple[Term, Term]] = ()) -> None:
         pairs = mapping.items() if isinstance(mapping, dict) else mapping
         self.items = tuple((k, v) for k, v in pairs)
 
-    def __eq__(self, other):
+    def __eq__(self, other: object) -> bool:
         if isinstance(other, MapKey):
             return frozenset(self.items) == frozenset(other.items)
         return NotImplemented
 
-    def __hash__(self):
+    def __hash__(self) -> int:
         return hash(frozenset(self.items))
 
-    def __repr__(self):
+    def __repr__(self) -> str:
         return f"MapKey({dict(self.items)!r})"
 
 
-class LocalPid(Pid):
+class LocalPid(Pid):  # type: ignore[misc]  # Pid is erlang-py's, untyped: Any to mypy
     """A pid the driver named by its raw value (caller, connected): an erlang-py pid
     whose external form is fetched from the node only when it is needed (encoding,
     comparing with other pids, hashing), so asking for it never blocks a callback."""
 
     __slots__ = ("raw", "origin", "_resolve", "_pid")
 
-    def __init__(self, raw: int, resolve, origin: object = None) -> None:
+    def __init__(self, raw: int, resolve: Callable[[int], Pid], origin: object = None) -> None:
         self.raw = raw
         self.origin = origin        # the port that named it: only there is raw meaningful
         self._resolve = resolve
-        self._pid = None
+        self._pid: Pid | None = None
 
     def _real(self) -> Pid:
         if self._pid is None:
@@ -169,7 +188,7 @@ class LocalPid(Pid):
     creation = property(lambda self: self._real().creation)
 
     def binary(self) -> bytes:
-        return self._real().binary()
+        return cast(bytes, self._real().binary())
 
     def __eq__(self, other: object) -> bool:
         if isinstance(other, LocalPid) and other._resolve == self._resolve:
