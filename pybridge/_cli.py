@@ -22,7 +22,7 @@ def main() -> None:
               help="Threads running async_ jobs.")
 @click.option("--max-frame", type=click.IntRange(64), default=256 << 20, show_default=True,
               help="Largest frame in bytes; over it is an error, not an allocation.")
-def worker(fd: int, paths: tuple, async_threads: int, max_frame: int) -> None:
+def worker(fd: int, paths: tuple[str, ...], async_threads: int, max_frame: int) -> None:
     """Serve ports for a node (started by the pybridge Erlang app, not by hand)."""
     from ._worker import main as run
     run(fd, list(paths), async_threads, max_frame)

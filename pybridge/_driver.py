@@ -83,7 +83,7 @@ class Port:
         hdr = bytes(hdr)
         self._conn.send(P.OP_OUTPUT_BINARY, P.U32.pack(len(hdr)) + hdr + bytes(data[offset:end]))
 
-    def outputv(self, hdr: bytes, iov: list, skip: int = 0) -> None:
+    def outputv(self, hdr: bytes, iov: list[bytes], skip: int = 0) -> None:
         """driver_outputv: the header as list elements, then one binary per piece, skipping
         the first ``skip`` bytes of the pieces."""
         if not hdr and not skip and len(iov) == 1:
@@ -117,12 +117,12 @@ class Port:
             to = b"\x01" + P.U32.pack(len(etf)) + etf
         self._conn.send(P.OP_SEND_TERM, to + self._conn.program(term))
 
-    def output_term_spec(self, spec: list) -> None:
+    def output_term_spec(self, spec: list[Any]) -> None:
         """erl_drv_output_term with a driver term format spec (see pybridge.spec)."""
         from .spec import evaluate
         self.output_term(evaluate(spec, self))
 
-    def send_term_spec(self, pid: Pid, spec: list) -> None:
+    def send_term_spec(self, pid: Pid, spec: list[Any]) -> None:
         """erl_drv_send_term with a driver term format spec (see pybridge.spec)."""
         from .spec import evaluate
         self.send_term(pid, evaluate(spec, self))
@@ -174,14 +174,15 @@ class Port:
         enc = [(1 << 64) - 1 if v == -1 else v for v in (low, high)]
         _, d = self._conn.ask(P.OP_BUSY_MSGQ_LIMITS, P.U64.pack(enc[0]) + P.U64.pack(enc[1]))
         lo, hi = P.U64.unpack_from(d, 0)[0], P.U64.unpack_from(d, 8)[0]
-        return tuple(-1 if v == (1 << 64) - 1 else v for v in (lo, hi))
+        lo, hi = (-1 if v == (1 << 64) - 1 else v for v in (lo, hi))
+        return lo, hi
 
     # -- the port's ERTS driver queue (driver_enq, driver_deq, ...) --
     def enq(self, data: bytes) -> None:
         """driver_enq: append to the port's queue."""
         self._conn.enq(bytes(data), front=False)
 
-    def enqv(self, iov: list) -> None:
+    def enqv(self, iov: list[bytes]) -> None:
         """driver_enqv: append each piece."""
         for piece in iov:
             self._conn.enq(bytes(piece), front=False)
@@ -190,7 +191,7 @@ class Port:
         """driver_pushq: put in front of the port's queue."""
         self._conn.enq(bytes(data), front=True)
 
-    def pushqv(self, iov: list) -> None:
+    def pushqv(self, iov: list[bytes]) -> None:
         """driver_pushqv: put the pieces, in order, in front of the queue."""
         for piece in reversed(iov):
             self._conn.enq(bytes(piece), front=True)
@@ -199,7 +200,7 @@ class Port:
         """driver_deq: drop n bytes from the front; returns the bytes left."""
         return self._conn.deq(n)
 
-    def peekq(self) -> list:
+    def peekq(self) -> list[bytes]:
         """driver_peekq / driver_peekqv: the queued pieces, front first."""
         return list(self._conn.queue)
 
@@ -236,7 +237,7 @@ class Port:
         return (a.data > b.data) - (a.data < b.data)
 
     # -- the emulator's view (driver_system_info, erl_drv_monotonic_time, erl_drv_getenv ...) --
-    def system_info(self) -> dict:
+    def system_info(self) -> dict[str, int | str]:
         """driver_system_info of the emulator (not of the worker)."""
         _, d = self._conn.ask(P.OP_SYSTEM_INFO)
         v = [int.from_bytes(d[i:i + 4], "big", signed=True) for i in range(0, 36, 4)]

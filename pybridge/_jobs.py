@@ -19,24 +19,25 @@ class JobPool:
         self.execs = [ThreadPoolExecutor(1, thread_name_prefix=f"pybridge-async-{i}")
                       for i in range(max(1, threads))]
         self.turn = itertools.count()
-        self.done: queue.SimpleQueue = queue.SimpleQueue()
+        self.done: queue.SimpleQueue[tuple[Any, Future[Any]]] = queue.SimpleQueue()
         self.rfd, self.wfd = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
 
-    def submit(self, owner: Any, fn: Callable, args: tuple, key: Any) -> Future:
+    def submit(self, owner: Any, fn: Callable[..., Any], args: tuple[Any, ...],
+               key: Any) -> Future[Any]:
         n = len(self.execs)
         i = next(self.turn) % n if key is None else hash(key) % n
         fut = self.execs[i].submit(fn, *args)
         fut.add_done_callback(lambda f: self._finished(owner, f))
         return fut
 
-    def _finished(self, owner: Any, fut: Future) -> None:
+    def _finished(self, owner: Any, fut: Future[Any]) -> None:
         self.done.put((owner, fut))
         try:
             os.write(self.wfd, b"!")
         except BlockingIOError:         # the loop has wake-ups pending already
             pass
 
-    def finished(self) -> list[tuple[Any, Future]]:
+    def finished(self) -> list[tuple[Any, Future[Any]]]:
         """On the loop thread: the jobs that finished since last time, in that order."""
         try:
             while os.read(self.rfd, 4096):

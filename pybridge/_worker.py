@@ -12,6 +12,7 @@ import ctypes
 import functools
 import importlib
 import importlib.machinery
+import io
 import logging
 import os
 import re
@@ -26,7 +27,7 @@ import time
 import traceback
 import urllib.parse
 from collections import deque
-from typing import Any, Callable
+from typing import Any, Callable, cast
 
 from . import _protocol as P
 from . import __version__
@@ -48,7 +49,7 @@ READ_SIZE = 256 << 10
 SPEC_RE = re.compile(r"^[A-Za-z_][\w]*(\.[A-Za-z_][\w]*)*:[A-Za-z_]\w*$")
 
 
-def error_term(exc: BaseException) -> tuple:
+def error_term(exc: BaseException) -> tuple[Atom, Atom, bytes, bytes]:
     cls = type(exc)
     return (Atom("python"), Atom(f"{cls.__module__}.{cls.__qualname__}"), str(exc).encode(),
             "".join(traceback.format_exception(exc)).encode())
@@ -66,7 +67,7 @@ def flatten_iodata(d: Any) -> bytes:
     raise BadArg("not iodata")
 
 
-def unwrap_request(term: Any) -> tuple:
+def unwrap_request(term: Any) -> tuple[int, Any, Pid]:
     """{Command, Data, Caller} of pybridge:control/call; anything else is badarg."""
     if not (isinstance(term, tuple) and len(term) == 3 and isinstance(term[0], int)
             and isinstance(term[2], Pid)):
@@ -91,13 +92,13 @@ class Conn:
         self.inbuf = bytearray()
         self.inpos = 0                  # frames before it are handled
         self.reads = 0                  # fills so far: inbuf may have moved
-        self.pending: deque[tuple] = deque()
+        self.pending: deque[tuple[int, int, int, bytes]] = deque()
         self.ask_id = 0
         self.out: list[bytes] = []
         self.outlen = 0
         self.driver: Driver | None = None
-        self.output_fn: Callable | None = None
-        self.outputv_fn: Callable | None = None
+        self.output_fn: Callable[[bytes], object] | None = None
+        self.outputv_fn: Callable[[list[bytes]], object] | None = None
         self.port = Port(self)
         self.port_raw = self.caller_raw = self.connected_raw = 0
         self.control_flags = 0
@@ -277,7 +278,7 @@ class Conn:
         self.reads += 1
         return True
 
-    def take_frame(self) -> tuple | None:
+    def take_frame(self) -> tuple[int, int, int, bytes] | None:
         """The next whole frame from inbuf as (op, fl, id, body), or None."""
         buf, off = self.inbuf, self.inpos
         if len(buf) - off < 4:
@@ -425,7 +426,7 @@ class Conn:
         conn.timeout_ms = self.timeout_ms
         return conn.port
 
-    def async_(self, fn: Callable, args: tuple, key: Any) -> Any:
+    def async_(self, fn: Callable[..., Any], args: tuple[Any, ...], key: Any) -> Any:
         return self.worker.jobs.submit(self, fn, args, key)
 
     def on_job_done(self, fut: Any) -> None:
@@ -810,8 +811,9 @@ def capture_output(ctl: socket.socket) -> None:
         os.set_inheritable(fd, True)
         threading.Thread(target=_forward_lines, args=(r, ctl, level, "stdout" if fd == 1 else "stderr"),
                          name=f"pybridge-{fd}", daemon=True).start()
-    sys.stdout.reconfigure(line_buffering=True)
-    sys.stderr.reconfigure(line_buffering=True)
+    # typeshed types them as TextIO; at start-up they are the interpreter's TextIOWrappers
+    cast(io.TextIOWrapper, sys.stdout).reconfigure(line_buffering=True)
+    cast(io.TextIOWrapper, sys.stderr).reconfigure(line_buffering=True)
 
 
 def _forward_lines(r: int, ctl: socket.socket, level: str, stream: str) -> None:

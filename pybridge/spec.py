@@ -54,7 +54,7 @@ class SpecError(ValueError):
     """The spec is malformed: it would make no term, or a wrong one."""
 
 
-def cons(items: list, tail: Any) -> Any:
+def cons(items: list[Any], tail: Any) -> Any:
     """items consed onto tail, as the emulator builds a list: proper or improper."""
     if isinstance(tail, list):
         return items + tail
@@ -63,7 +63,7 @@ def cons(items: list, tail: Any) -> Any:
     return ImproperList(items, tail) if items else tail
 
 
-def evaluate(spec: list, port: Any = None) -> Any:
+def evaluate(spec: list[Any], port: Any = None) -> Any:
     """Run the spec as the emulator would; returns the one term it builds."""
     stack: list[Any] = []
     args = iter(spec)
@@ -74,7 +74,7 @@ def evaluate(spec: list, port: Any = None) -> Any:
         except StopIteration:
             raise SpecError(f"the spec ends where {what} was expected") from None
 
-    def pop(n: int, op: str) -> list:
+    def pop(n: int, op: str) -> list[Any]:
         if not isinstance(n, int) or n < 0 or n > len(stack):
             raise SpecError(f"{op} of {n!r} with {len(stack)} terms built")
         items = stack[len(stack) - n:] if n else []

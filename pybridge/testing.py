@@ -20,6 +20,7 @@ import os
 import struct
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -53,7 +54,7 @@ class BeamPort:
         self.beam, self.port = beam, port
 
     def command(self, data: bytes) -> bool:
-        return self.beam.request((Atom("command"), self.port, data))
+        return bool(self.beam.request((Atom("command"), self.port, data)))  # always true
 
     def control(self, command: int, data: bytes = b"") -> Any:
         return self.beam.request((Atom("control"), self.port, command, data))
@@ -87,7 +88,7 @@ class Beam:
         self.replies = os.fdopen(self.rep_r, "rb")
         self.request((Atom("start"), [p.encode() for p in python_path]))
 
-    def request(self, req: tuple) -> Any:
+    def request(self, req: tuple[Any, ...]) -> Any:
         data = encode(req)
         self.requests.write(struct.pack(">I", len(data)) + data)
         self.requests.flush()
@@ -120,7 +121,7 @@ class Beam:
                 self.proc.kill()
 
 
-def find_ebin(config: Any) -> str:
+def find_ebin(config: pytest.Config) -> str:
     given = config.getoption("pybridge_ebin") or os.environ.get("PYBRIDGE_EBIN")
     candidates = [Path(given)] if given else [
         Path(config.rootpath) / "_build/default/lib/pybridge/ebin",
@@ -132,14 +133,14 @@ def find_ebin(config: Any) -> str:
                             "(rebar3 compile) or pass --pybridge-ebin / set PYBRIDGE_EBIN")
 
 
-def pytest_addoption(parser: Any) -> None:
+def pytest_addoption(parser: pytest.Parser) -> None:
     parser.addoption("--pybridge-ebin", default=None, help="ebin directory of the pybridge Erlang app")
     parser.addini("pybridge_python_path", type="paths", default=[],
                   help="directories the node's workers import driver modules from")
 
 
 @pytest.fixture(scope="session")
-def beam(request: Any) -> Any:
+def beam(request: pytest.FixtureRequest) -> Iterator[Beam]:
     """A real node with the pybridge application started, for the whole session."""
     paths = [str(p) for p in request.config.getini("pybridge_python_path")] or [str(request.config.rootpath)]
     node = Beam(find_ebin(request.config), paths)
