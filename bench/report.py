@@ -27,7 +27,8 @@ def targets(r):
     def add(sid, text, achieved, score):
         out.append((sid, text, achieved, score))
     fl, py = med(r, "S1", "floor"), med(r, "S1", "pybridge")
-    add("S1", "p50 <= 1.25 x floor p50", f"{py:.1f} us = {py / fl:.2f} x floor ({fl:.1f} us)", 1.25 * fl / py)
+    add("S1", "p50 <= 1.25 x floor p50", f"{py:.1f} us = {py / fl:.2f} x floor ({fl:.1f} us)",
+        1.25 * fl / py)
     for sid, k in [("S2", 1.2), ("S4", 1.5)]:
         a, b = med(r, sid, "pybridge"), med(r, sid, "spawn_port")
         add(sid, f">= {k} x spawn port", f"{a:,.0f}/s = {a / b:.2f} x spawn port", a / b / k)
@@ -50,9 +51,11 @@ def targets(r):
 
 
 def machine():
-    cpu = next((ln.split(":", 1)[1].strip() for ln in open("/proc/cpuinfo") if ln.startswith("model name")), "?")
+    cpu = next((ln.split(":", 1)[1].strip() for ln in open("/proc/cpuinfo")
+                if ln.startswith("model name")), "?")
     mem = next((ln.split()[1] for ln in open("/proc/meminfo") if ln.startswith("MemTotal")), "0")
-    return f"{cpu}, {os.cpu_count()} vCPUs, {int(mem) // 1024 // 1024} GiB, {platform.platform()}, Python {platform.python_version()}"
+    return (f"{cpu}, {os.cpu_count()} vCPUs, {int(mem) // 1024 // 1024} GiB, "
+            f"{platform.platform()}, Python {platform.python_version()}")
 
 
 def table(data):
@@ -65,18 +68,21 @@ def table(data):
             rows = v.items() if "median" not in v else [(None, v)]
             for key, x in rows:
                 name = f"{variant} {key}" if key else variant
-                lines.append(f"| {s['id']} | {s['what']} | {name} | {x['median']:,.2f} | {x['min']:,.2f} | {x['max']:,.2f} |")
+                lines.append(f"| {s['id']} | {s['what']} | {name} | {x['median']:,.2f} "
+                             f"| {x['min']:,.2f} | {x['max']:,.2f} |")
     lines += ["", "| id | target | achieved | met |", "|---|---|---|---|"]
     tg = sorted(targets(r), key=lambda t: t[0])
     for sid, text, achieved, score in tg:
-        lines.append(f"| {sid} | {text} | {achieved} | {'yes' if score >= 1 else f'no ({score:.2f} of target)'} |")
+        met = "yes" if score >= 1 else f"no ({score:.2f} of target)"
+        lines.append(f"| {sid} | {text} | {achieved} | {met} |")
     return "\n".join(lines) + "\n", tg
 
 
 # ---- a bar chart without plotting libraries: 3x5 glyphs and a raw PNG writer ----
-GLYPHS = {"S": "011100010001110", "0": "111101101101111", "1": "010110010010111", "2": "111001111100111",
-          "3": "111001111001111", "4": "101101111001001", "5": "111100111001111", "6": "111100111101111",
-          "7": "111001001001001", "8": "111101111101111", "9": "111101111001111", ".": "000000000000010",
+GLYPHS = {"S": "011100010001110", "0": "111101101101111", "1": "010110010010111",
+          "2": "111001111100111", "3": "111001111001111", "4": "101101111001001",
+          "5": "111100111001111", "6": "111100111101111", "7": "111001001001001",
+          "8": "111101111101111", "9": "111101111001111", ".": "000000000000010",
           "x": "000101010101000"}
 
 
@@ -96,7 +102,8 @@ def png(tg, path):
                 for k, bit in enumerate(g):
                     if bit == "1":
                         rect(x + i * 4 * scale + (k % 3) * scale, y + (k // 3) * scale,
-                             x + i * 4 * scale + (k % 3 + 1) * scale, y + (k // 3 + 1) * scale, (0, 0, 0))
+                             x + i * 4 * scale + (k % 3 + 1) * scale, y + (k // 3 + 1) * scale,
+                             (0, 0, 0))
     top = 2.0                                     # the chart shows achieved/target up to 2x
     base = h - pad
     unit = (h - 2 * pad) / top
@@ -112,7 +119,8 @@ def png(tg, path):
 
     def chunk(t, d):
         return struct.pack(">I", len(d)) + t + d + struct.pack(">I", zlib.crc32(t + d))
-    path.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", w, h, 8, 2, 0, 0, 0))
+    path.write_bytes(b"\x89PNG\r\n\x1a\n"
+                     + chunk(b"IHDR", struct.pack(">IIBBBBB", w, h, 8, 2, 0, 0, 0))
                      + chunk(b"IDAT", zlib.compress(raw, 9)) + chunk(b"IEND", b""))
 
 
@@ -122,7 +130,8 @@ def main() -> None:
     (RES / "latest.md").write_text(md)
     png(tg, RES / "latest.png")
     (ROOT / "docs/PERFORMANCE.md").write_text(
-        "# Performance\n\nWritten by `make bench` (bench/report.py) from its latest run; every target is a\n"
+        "# Performance\n\nWritten by `make bench` (bench/report.py) from its latest run; "
+        "every target is a\n"
         "ratio within that run. The chart shows each target's achieved/target (1 = met).\n\n"
         "![latest](../bench/results/latest.png)\n\n" + md)
     print(md)

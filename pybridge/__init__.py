@@ -5,16 +5,37 @@ or ``open_port({spawn_driver, "pybridge module:Class args"}, Opts)``.
 """
 __version__ = "0.1.0"
 
-from ._driver import (ERL_DRV_FLAG_NO_BUSY_MSGQ, ERL_DRV_FLAG_SOFT_BUSY, PORT_CONTROL_FLAG_BINARY, PORT_CONTROL_FLAG_HEAVY, SELECT_READ, SELECT_USE,
-                      SELECT_WRITE, Driver, Monitor, Port)
+from ._driver import (
+    ERL_DRV_FLAG_NO_BUSY_MSGQ,
+    ERL_DRV_FLAG_SOFT_BUSY,
+    PORT_CONTROL_FLAG_BINARY,
+    PORT_CONTROL_FLAG_HEAVY,
+    SELECT_READ,
+    SELECT_USE,
+    SELECT_WRITE,
+    Driver,
+    Monitor,
+    Port,
+)
 from ._errors import BadArg, PybridgeError, WorkerError
-from ._types import (Atom, BitString, DecodeError, EncodeError, Function, ImproperList,
-                     ListKey, MapKey, Pid, Reference)
+from ._types import (
+    Atom,
+    BitString,
+    DecodeError,
+    EncodeError,
+    Function,
+    ImproperList,
+    ListKey,
+    MapKey,
+    Pid,
+    Reference,
+)
 from ._types import Port as ErlPort
 
 __all__ = [
     "Driver", "Port", "Monitor", "PORT_CONTROL_FLAG_BINARY", "PORT_CONTROL_FLAG_HEAVY",
-    "SELECT_READ", "SELECT_WRITE", "SELECT_USE", "ERL_DRV_FLAG_SOFT_BUSY", "ERL_DRV_FLAG_NO_BUSY_MSGQ",
+    "SELECT_READ", "SELECT_WRITE", "SELECT_USE",
+    "ERL_DRV_FLAG_SOFT_BUSY", "ERL_DRV_FLAG_NO_BUSY_MSGQ",
     "BadArg", "PybridgeError", "WorkerError",
     "Atom", "ImproperList", "ListKey", "MapKey", "Pid", "ErlPort", "Reference", "Function",
     "BitString", "DecodeError", "EncodeError",

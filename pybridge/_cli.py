@@ -17,7 +17,8 @@ def main() -> None:
 @main.command()
 @click.option("--fd", type=int, default=3, show_default=True,
               help="The ctl socket inherited from the node's manager port.")
-@click.option("--path", "paths", multiple=True, help="Directory to import driver modules from (repeatable).")
+@click.option("--path", "paths", multiple=True,
+              help="Directory to import driver modules from (repeatable).")
 @click.option("--async-threads", type=int, default=4, show_default=True,
               help="Threads running async_ jobs.")
 @click.option("--max-frame", type=click.IntRange(64), default=256 << 20, show_default=True,
@@ -36,11 +37,12 @@ def new(name: str, where: Path) -> None:
     """Create NAME/: a driver skeleton, its Erlang usage (README.md) and a passing test."""
     from ._scaffold import new as scaffold
     if not re.fullmatch(r"[a-z][a-z0-9_]*", name):
-        raise click.BadParameter("a lowercase Python module name, like my_driver", param_hint="NAME")
+        raise click.BadParameter("a lowercase Python module name, like my_driver",
+                                 param_hint="NAME")
     try:
         target = scaffold(name, where)
     except FileExistsError as e:
-        raise click.ClickException(str(e))
+        raise click.ClickException(str(e)) from None
     click.echo(f"created {target}/: {name}.py, test_{name}.py, pytest.ini, README.md")
     click.echo(f"run its test against a real node: cd {target} && python -m pytest")
 

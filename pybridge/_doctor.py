@@ -17,8 +17,8 @@ def checks() -> list[tuple[str, bool, str]]:
     erl = shutil.which("erl")
     out.append(("erl", bool(erl), erl or "apt-get install erlang-nox  (Debian; OTP 25 or newer)"))
     if erl:
-        inc = subprocess.run([erl, "-noshell", "-eval", ERL_INCLUDE], capture_output=True, text=True,
-                             timeout=60).stdout
+        inc = subprocess.run([erl, "-noshell", "-eval", ERL_INCLUDE], capture_output=True,
+                             text=True, timeout=60).stdout
         header = Path(inc) / "erl_driver.h"
         out.append(("erl_driver.h", header.exists(),
                     str(header) if header.exists() else "apt-get install erlang-dev"))
@@ -28,8 +28,8 @@ def checks() -> list[tuple[str, bool, str]]:
     out.append(("C compiler", bool(cc), cc or "apt-get install gcc make"))
     so = find_driver()
     out.append(("pybridge.so", so is not None,
-                str(so) if so else "build the Erlang app: rebar3 compile (or make) in pybridge's checkout,"
-                " or set PYBRIDGE_EBIN to its ebin directory"))
+                str(so) if so else "build the Erlang app: rebar3 compile (or make) in pybridge's"
+                " checkout, or set PYBRIDGE_EBIN to its ebin directory"))
     try:
         import erlang  # noqa: F401
         ok, detail = True, f"{sys.executable} (Python {sys.version.split()[0]})"

@@ -57,7 +57,7 @@ class Port:
 
     __slots__ = ("_conn",)
 
-    def __init__(self, conn: "Conn") -> None:
+    def __init__(self, conn: Conn) -> None:
         self._conn = conn
 
     def output(self, data: bytes) -> None:
@@ -75,9 +75,11 @@ class Port:
         hdr = bytes(hdr)
         self._conn.send(P.OP_OUTPUT2, P.U32.pack(len(hdr)) + hdr + bytes(data))
 
-    def output_binary(self, hdr: bytes, data: bytes, offset: int = 0, length: int | None = None) -> None:
+    def output_binary(self, hdr: bytes, data: bytes, offset: int = 0,
+                      length: int | None = None) -> None:
         """driver_output_binary: data[offset:offset+length] arrives as a binary after the header."""
-        if offset < 0 or offset > len(data) or (length is not None and (length < 0 or offset + length > len(data))):
+        if offset < 0 or offset > len(data) or (
+                length is not None and (length < 0 or offset + length > len(data))):
             raise ValueError("offset/length outside the data")
         end = len(data) if length is None else offset + length
         hdr = bytes(hdr)
@@ -291,14 +293,14 @@ class Port:
         """erl_drv_set_os_pid: what port_info(Port, os_pid) shows (the worker's by default)."""
         self._conn.send(P.OP_SET_OS_PID, P.U32.pack(pid & 0xFFFFFFFF))
 
-    def create_port(self, owner: Pid) -> "Port":
+    def create_port(self, owner: Pid) -> Port:
         """driver_create_port: a new port of this driver owned by ``owner`` (a pid this port
         named), served by a new instance of the same class whose start is not called.
         Returns the new port's handle; its instance is ``handle.driver``."""
         return self._conn.create_port(owner)
 
     @property
-    def driver(self) -> "Driver | None":
+    def driver(self) -> Driver | None:
         """The Driver instance this port is served by."""
         return self._conn.driver
 

@@ -2,8 +2,8 @@
 
 docs/PROTOCOL.md ("Term programs") is normative. A term without pids of this port is one
 T_EXT chunk (its external format). A term that holds pids this port named (LocalPid) or
-the port's own handle (``self.port``) is built around them, so the driver puts the pid in as ERL_DRV_PID and no one has to ask the
-node for the pid's external form.
+the port's own handle (``self.port``) is built around them, so the driver puts the pid in
+as ERL_DRV_PID and no one has to ask the node for the pid's external form.
 """
 from __future__ import annotations
 

@@ -29,14 +29,21 @@ import urllib.parse
 from collections import deque
 from typing import Any, Callable, cast
 
-from . import _protocol as P
 from . import __version__
+from . import _protocol as P
 from ._codec import decode, encode
-from ._driver import (PORT_CONTROL_FLAG_BINARY, SELECT_READ, SELECT_USE, SELECT_WRITE, Driver,
-                      Monitor, Port)
+from ._driver import (
+    PORT_CONTROL_FLAG_BINARY,
+    SELECT_READ,
+    SELECT_USE,
+    SELECT_WRITE,
+    Driver,
+    Monitor,
+    Port,
+)
+from ._errors import BadArg, WorkerError
 from ._jobs import JobPool
 from ._termprog import program
-from ._errors import BadArg, WorkerError
 from ._types import Atom, ImproperList, LocalPid, Pid
 
 log = logging.getLogger("pybridge")
@@ -86,7 +93,7 @@ def reply_bytes(r: Any) -> bytes:
 class Conn:
     """One port: its socket, its Driver instance and what the C side told it."""
 
-    def __init__(self, worker: "Worker", sock: socket.socket) -> None:
+    def __init__(self, worker: Worker, sock: socket.socket) -> None:
         self.worker = worker
         self.sock = sock
         self.inbuf = bytearray()
@@ -361,7 +368,8 @@ class Conn:
 
     def on_open(self, fl: int, rid: int, body: bytes) -> None:
         self.port_raw, self.caller_raw, self.connected_raw = (
-            P.U64.unpack_from(body, 0)[0], P.U64.unpack_from(body, 8)[0], P.U64.unpack_from(body, 16)[0])
+            P.U64.unpack_from(body, 0)[0], P.U64.unpack_from(body, 8)[0],
+            P.U64.unpack_from(body, 16)[0])
         text = body[24:].decode("utf-8", "replace")
         try:
             cls, command = self.worker.load(self, text)
@@ -381,7 +389,8 @@ class Conn:
             self.flush()
             self.close(call_stop=False)
             return
-        self.send(P.OP_REPLY, P.U32.pack(P.OPEN_BLOCKING if getattr(drv, "blocking", False) else 0), rid=rid)
+        self.send(P.OP_REPLY, P.U32.pack(P.OPEN_BLOCKING if getattr(drv, "blocking", False) else 0),
+                  rid=rid)
 
     def on_output(self, body: bytes) -> None:
         n = U32_FROM(body, 0)[0] if len(body) >= 4 else -1
@@ -420,7 +429,8 @@ class Conn:
         status, data = self.ask(P.OP_CREATE_PORT, P.U64.pack(owner.raw) + self.spec.encode())
         if status:
             raise WorkerError("driver_create_port failed" if status == 1 else "unknown owner")
-        conn = self.worker.adopt(P.U32.unpack_from(data)[0], time.monotonic() + self.timeout_ms / 1000)
+        conn = self.worker.adopt(P.U32.unpack_from(data)[0],
+                                 time.monotonic() + self.timeout_ms / 1000)
         if conn.driver is None:
             raise WorkerError(f"the new port could not load {self.spec}")
         conn.timeout_ms = self.timeout_ms
@@ -435,8 +445,9 @@ class Conn:
             return
         if self.driver is None:
             # the port closed while the job ran: say so rather than drop it unseen
-            log.warning("pybridge port %s closed before its async_ job finished; result %.200r dropped",
-                        self.spec, fut.result(), extra={"pybridge_port": self.port_raw, "driver": self.spec})
+            log.warning("pybridge port %s closed before its async_ job finished; "
+                        "result %.200r dropped", self.spec, fut.result(),
+                        extra={"pybridge_port": self.port_raw, "driver": self.spec})
             return
         self.call_back("ready_async", fut.result())
 
@@ -642,7 +653,8 @@ class Worker:
                 raw = P.U64.unpack_from(msg, P.HDR_LEN)[0]
                 self.pids[raw] = decode(msg[P.HDR_LEN + 8:])
             elif op == P.CTL_CLASS_INFO:
-                self.class_info(P.HEADER.unpack_from(msg)[3], msg[P.HDR_LEN:].decode(errors="replace"))
+                self.class_info(P.HEADER.unpack_from(msg)[3],
+                                msg[P.HDR_LEN:].decode(errors="replace"))
         return True
 
     def handshake(self) -> None:
@@ -657,7 +669,8 @@ class Worker:
             log.critical("protocol mismatch: C driver %s speaks %d, Python package %s speaks %d; "
                          "upgrade %s", theirs, proto, __version__, P.PROTOCOL_VERSION, upgrade)
             raise SystemExit(3)
-        self.ctl.sendall(P.frame(P.CTL_HELLO, P.PROTOCOL_VERSION.to_bytes(2, "big") + __version__.encode()))
+        self.ctl.sendall(P.frame(P.CTL_HELLO,
+                                 P.PROTOCOL_VERSION.to_bytes(2, "big") + __version__.encode()))
 
     def class_info(self, rid: int, spec: str) -> None:
         """CTL_CLASS_INFO: the driver flags of a class, for pybridge:load_driver."""
@@ -719,7 +732,8 @@ class Worker:
         mod = importlib.import_module(modname)
         where = os.path.realpath(getattr(mod, "__file__", None) or "")
         if not any(where.startswith(d + os.sep) for d in self.allowed):
-            raise ModuleNotFoundError(f"{modname!r} is not imported from the configured python_path")
+            raise ModuleNotFoundError(
+                f"{modname!r} is not imported from the configured python_path")
         cls = getattr(mod, clsname, None)
         if not (isinstance(cls, type) and issubclass(cls, Driver)):
             raise TypeError(f"{spec} is not a subclass of pybridge.Driver")
@@ -809,7 +823,8 @@ def capture_output(ctl: socket.socket) -> None:
         os.dup2(w, fd)
         os.close(w)
         os.set_inheritable(fd, True)
-        threading.Thread(target=_forward_lines, args=(r, ctl, level, "stdout" if fd == 1 else "stderr"),
+        threading.Thread(target=_forward_lines,
+                         args=(r, ctl, level, "stdout" if fd == 1 else "stderr"),
                          name=f"pybridge-{fd}", daemon=True).start()
     # typeshed types them as TextIO; at start-up they are the interpreter's TextIOWrappers
     cast(io.TextIOWrapper, sys.stdout).reconfigure(line_buffering=True)

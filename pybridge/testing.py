@@ -50,7 +50,7 @@ class ErlangError(Exception):
 class BeamPort:
     """A port opened on the node: the pybridge Erlang API, from Python."""
 
-    def __init__(self, beam: "Beam", port: Any) -> None:
+    def __init__(self, beam: Beam, port: Any) -> None:
         self.beam, self.port = beam, port
 
     def command(self, data: bytes) -> bool:
@@ -80,7 +80,8 @@ class Beam:
         self.rep_r, rep_w = os.pipe()
         req_r, rep_w = _above_9(req_r), _above_9(rep_w)
         self.proc = subprocess.Popen(
-            ["erl", "-noinput", "-pa", ebin, "-run", "pybridge_testing", "main", str(req_r), str(rep_w)],
+            ["erl", "-noinput", "-pa", ebin, "-run", "pybridge_testing", "main",
+             str(req_r), str(rep_w)],
             env=env, pass_fds=(req_r, rep_w))
         os.close(req_r)
         os.close(rep_w)
@@ -134,7 +135,8 @@ def find_ebin(config: pytest.Config) -> str:
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
-    parser.addoption("--pybridge-ebin", default=None, help="ebin directory of the pybridge Erlang app")
+    parser.addoption("--pybridge-ebin", default=None,
+                     help="ebin directory of the pybridge Erlang app")
     parser.addini("pybridge_python_path", type="paths", default=[],
                   help="directories the node's workers import driver modules from")
 
@@ -142,7 +144,8 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 @pytest.fixture(scope="session")
 def beam(request: pytest.FixtureRequest) -> Iterator[Beam]:
     """A real node with the pybridge application started, for the whole session."""
-    paths = [str(p) for p in request.config.getini("pybridge_python_path")] or [str(request.config.rootpath)]
+    paths = ([str(p) for p in request.config.getini("pybridge_python_path")]
+             or [str(request.config.rootpath)])
     node = Beam(find_ebin(request.config), paths)
     yield node
     node.stop()

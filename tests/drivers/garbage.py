@@ -21,7 +21,8 @@ def program(r: random.Random) -> bytes:
         t = r.choice([P.T_EXT, P.T_PID, P.T_PORT, P.T_NIL, P.T_TUPLE, P.T_LIST, P.T_MAP, 0x55])
         if t == P.T_EXT:
             etf = r.choice([encode((1, b"x")), b"\x83" + junk(r, 20), b"\x83h\x09a\x01", b"\x83"])
-            steps.append(bytes((t,)) + P.U32.pack(r.choice([len(etf), len(etf) + 5, 1 << 31])) + etf)
+            size = r.choice([len(etf), len(etf) + 5, 1 << 31])
+            steps.append(bytes((t,)) + P.U32.pack(size) + etf)
         elif t == P.T_PID:
             steps.append(bytes((t,)) + P.U64.pack(r.getrandbits(64)))
         elif t in (P.T_TUPLE, P.T_LIST, P.T_MAP):
@@ -40,9 +41,11 @@ def frame(r: random.Random) -> bytes:
                            op, 0, 0) + body
     if kind == 1:       # term programs
         op = r.choice([P.OP_OUTPUT_TERM, P.OP_SEND_TERM])
-        body = (b"\x00" + P.U64.pack(r.getrandbits(64)) if op == P.OP_SEND_TERM else b"") + program(r)
+        to = b"\x00" + P.U64.pack(r.getrandbits(64)) if op == P.OP_SEND_TERM else b""
+        body = to + program(r)
     elif kind == 2:     # header + pieces with lying lengths
-        body = P.U32.pack(r.choice([0, 2, 1 << 20])) + b"hh" + P.U32.pack(r.choice([1, 3, 1 << 30])) + b"abc"
+        body = (P.U32.pack(r.choice([0, 2, 1 << 20])) + b"hh"
+                + P.U32.pack(r.choice([1, 3, 1 << 30])) + b"abc")
         op = r.choice([P.OP_OUTPUT2, P.OP_OUTPUT_BINARY, P.OP_OUTPUTV])
     else:
         body = junk(r, 64)

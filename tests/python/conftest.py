@@ -16,7 +16,8 @@ def node_env():
 
 @pytest.fixture
 def start_node():
-    """start_node(eval) -> Popen of `erl -noshell` running Erlang code `eval`; killed at teardown."""
+    """start_node(eval) -> Popen of `erl -noshell` running Erlang code `eval`; killed at
+    teardown."""
     if not (EBIN / "pybridge.app").exists():
         pytest.fail(f"{EBIN} is missing: run `make build` (make test does) first")
     procs = []

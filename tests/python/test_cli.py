@@ -6,7 +6,8 @@ import pybridge
 
 
 def run(*args):
-    return subprocess.run([sys.executable, "-m", "pybridge", *args], capture_output=True, text=True, timeout=60)
+    return subprocess.run([sys.executable, "-m", "pybridge", *args], capture_output=True,
+                          text=True, timeout=60)
 
 
 def test_version():

@@ -9,7 +9,8 @@ import pybridge._protocol as P
 
 def handshake(proto: int):
     ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
-    worker = subprocess.Popen([sys.executable, "-m", "pybridge", "worker", "--fd", str(theirs.fileno())],
+    worker = subprocess.Popen([sys.executable, "-m", "pybridge", "worker",
+                               "--fd", str(theirs.fileno())],
                               pass_fds=[theirs.fileno()], stderr=subprocess.DEVNULL)
     theirs.close()
     ours.send(P.frame(P.CTL_HELLO, proto.to_bytes(2, "big") + b"test"))

@@ -54,4 +54,5 @@ def test_worker_exits_with_the_node(start_node, how):
     else:
         os.kill(node.pid, signal.SIGKILL)
     node.wait(timeout=10)
-    assert gone_within(pid, 1.0), f"worker {pid} still alive {time.monotonic() - t0:.2f}s after {how}"
+    assert gone_within(pid, 1.0), (
+        f"worker {pid} still alive {time.monotonic() - t0:.2f}s after {how}")

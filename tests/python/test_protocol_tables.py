@@ -12,7 +12,8 @@ def doc_table():
     """Every `NAME` | value row of the tables in PROTOCOL.md, and the flags line."""
     text = (ROOT / "docs/PROTOCOL.md").read_text()
     rows = {}
-    for name, value in re.findall(rf"^\| `({NAME})` \| (0x[0-9A-Fa-f]+|16#[0-9A-Fa-f]+|\d+) \|", text, re.M):
+    row = rf"^\| `({NAME})` \| (0x[0-9A-Fa-f]+|16#[0-9A-Fa-f]+|\d+) \|"
+    for name, value in re.findall(row, text, re.M):
         rows[name] = int(value[3:], 16) if value.startswith("16#") else int(value, 0)
     for name, value in re.findall(r"`((?:FL|FAIL|TIME|OPEN)_[A-Z]+)` = (0x[0-9A-Fa-f]+|\d+)", text):
         rows[name] = int(value, 0)
@@ -27,7 +28,8 @@ def between_markers(path):
 
 def c_table():
     block = between_markers("c_src/pybridge_drv.c")
-    return {n: int(v.rstrip("u"), 0) for n, v in re.findall(rf"#define ({NAME}) (0x[0-9A-Fa-f]+u?|\d+)", block)}
+    defines = re.findall(rf"#define ({NAME}) (0x[0-9A-Fa-f]+u?|\d+)", block)
+    return {n: int(v.rstrip("u"), 0) for n, v in defines}
 
 
 def erlang_table():
@@ -44,7 +46,8 @@ def python_table():
 
 def test_doc_table_is_complete():
     doc = doc_table()
-    assert {"CTL_HELLO", "OP_OPEN", "OP_REPLY", "FL_WRAPPED", "PB_CALL_CONTROL", "MGR_SPAWN"} <= doc.keys()
+    assert {"CTL_HELLO", "OP_OPEN", "OP_REPLY", "FL_WRAPPED", "PB_CALL_CONTROL",
+            "MGR_SPAWN"} <= doc.keys()
     assert len(doc) >= 20
 
 

@@ -2,8 +2,8 @@
 import pytest
 
 from pybridge import Atom, ImproperList
-from pybridge.spec import *  # noqa: F403
 from pybridge._codec import encode
+from pybridge.spec import *  # noqa: F403
 
 
 def test_man_page_examples():
@@ -32,7 +32,8 @@ def test_list_with_a_tail_and_binary_slices():
     [ERL_DRV_BINARY, b"ab", 3, 0],                    # length past the data
     [ERL_DRV_BINARY, b"ab", 2, 1],                    # offset past the data
     [ERL_DRV_STRING_CONS, b"ab", 2],                  # nothing to cons onto
-    [ERL_DRV_INT, 1, ERL_DRV_INT, 10, ERL_DRV_INT, 1, ERL_DRV_INT, 20, ERL_DRV_MAP, 2],  # equal keys
+    [ERL_DRV_INT, 1, ERL_DRV_INT, 10, ERL_DRV_INT, 1, ERL_DRV_INT, 20,
+     ERL_DRV_MAP, 2],                                 # equal keys
     [ERL_DRV_EXT2TERM, b"\x83zz", 3],                 # bad external format
     [ERL_DRV_PID, "not a pid"],
     [99],                                             # unknown operation
@@ -44,6 +45,7 @@ def test_malformed_specs_raise(spec):
 
 def test_convert_time_unit_and_errno_id():
     import errno
+
     from pybridge import Port
     assert Port.convert_time_unit(1500, "millisecond", "second") == 1
     assert Port.convert_time_unit(-1, "nanosecond", "microsecond") == -1   # rounds down
