@@ -18,6 +18,10 @@ main() ->
          true = pybridge:command(Port, C),
          io:format("  -> port_command  ~6w bytes~n", [byte_size(C)])
      end || C <- Chunks],
+    #{queued := Queued} = pybridge:call(Port, 1, queue),
+    {queue_size, Size} = erlang:port_info(Port, queue_size),
+    io:format("  -> port_call QUEUE~n  <- ~w bytes wait in the port's driver queue (port_info says ~w);"
+              " a timer compresses them 64 KiB at a time~n", [Queued, Size]),
     Flushed = pybridge:control(Port, 2, <<>>),
     io:format("  -> port_control FINISH~n  <- ~w bytes (end of stream)~n", [byte_size(Flushed)]),
     Streamed = collect(Port, []),
