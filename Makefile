@@ -7,7 +7,7 @@ STAMP   := $(VENV)/.installed
 EBIN    := _build/default/lib/pybridge/ebin
 export PYBRIDGE_PYTHON := $(abspath $(PY))
 
-.PHONY: all setup system python build demo test test-python test-erlang test-fuzz bench asan fuzz soak clean
+.PHONY: all setup system python build demo test test-python test-erlang test-fuzz lint bench asan fuzz soak clean
 
 all: build
 
@@ -55,6 +55,26 @@ test-python:
 
 test-erlang:
 	@rebar3 eunit
+
+# Issue 6's static checks: ruff, mypy --strict (the pybridge package), dialyzer, and the C
+# sources compiled with -Werror into _build/lint (the real build is left alone). One line
+# each when clean, the whole output of what is not; non-zero if anything fails. Not part of
+# make test: its first run on a machine builds dialyzer's PLT (about 80 s).
+LINT := _build/lint
+LINT_CFLAGS := -O2 -Wall -Wextra -Werror
+lint: setup
+	@mkdir -p $(LINT); inc="$(ERL_INCLUDE)"; rc=0; \
+	check() { what=$$1; shift; \
+	  if "$$@" > $(LINT)/last.log 2>&1; then echo "$$what: $$(tail -n 1 $(LINT)/last.log)"; \
+	  else echo "$$what: FAILED"; cat $(LINT)/last.log; rc=1; fi; }; \
+	cwarn() { $(CC) $(LINT_CFLAGS) -I"$$inc" -c -o $(LINT)/$$(basename $$1 .c).o "$$@"; }; \
+	check ruff $(PY) -m ruff check .; \
+	check mypy $(PY) -m mypy; \
+	check dialyzer eval 'REBAR_COLOR=none rebar3 dialyzer && echo "no warnings"'; \
+	check "cc $(LINT_CFLAGS)" eval 'cwarn c_src/pybridge_drv.c -std=c11 -fPIC && \
+	  cwarn bench/echo_drv.c -fPIC && cwarn bench/floor.c && cwarn fuzz/fuzz_frames.c && \
+	  echo "pybridge_drv.c, echo_drv.c, floor.c, fuzz_frames.c: no warnings"'; \
+	exit $$rc
 
 # The long run of issue 5: RSS and descriptors of the VM and the worker stay flat.
 soak: build
