@@ -11,10 +11,17 @@ from . import __version__
 @click.group()
 @click.version_option(__version__, prog_name="pybridge")
 def main() -> None:
-    """pybridge: Erlang port drivers written in Python."""
+    """pybridge: Erlang port drivers written in Python.
+
+    Start with `pybridge new NAME`; try a driver by hand in `pybridge shell module:Class`.
+    Shell completion, for bash (zsh_source and fish_source likewise):
+
+    \b
+        eval "$(_PYBRIDGE_COMPLETE=bash_source pybridge)"
+    """
 
 
-@main.command()
+@main.command(short_help="Serve ports for a node (the Erlang app starts it).")
 @click.option("--fd", type=int, default=3, show_default=True,
               help="The ctl socket inherited from the node's manager port.")
 @click.option("--path", "paths", multiple=True,
@@ -29,7 +36,7 @@ def worker(fd: int, paths: tuple[str, ...], async_threads: int, max_frame: int) 
     run(fd, list(paths), async_threads, max_frame)
 
 
-@main.command()
+@main.command(short_help="Create a driver skeleton with its test.")
 @click.argument("name")
 @click.option("--dir", "where", type=click.Path(file_okay=False, path_type=Path), default=Path("."),
               show_default=True, help="Where to create NAME/.")
@@ -47,7 +54,7 @@ def new(name: str, where: Path) -> None:
     click.echo(f"run its test against a real node: cd {target} && python -m pytest")
 
 
-@main.command()
+@main.command(short_help="Say what is missing, and how to get it.")
 def doctor() -> None:
     """Check for erl, erl_driver.h, rebar3, a C compiler, the driver and the Python env."""
     from ._doctor import checks
@@ -56,3 +63,35 @@ def doctor() -> None:
         click.echo(f"{'ok     ' if ok else 'MISSING'} {what}: {detail}")
     if not all(ok for _, ok, _ in results):
         sys.exit(1)
+
+
+@main.command(short_help="An Erlang shell with a port of SPEC open as Port.",
+              context_settings={"ignore_unknown_options": True})
+@click.argument("spec")
+@click.argument("args", nargs=-1)
+@click.option("--path", "paths", multiple=True, type=click.Path(exists=True, file_okay=False),
+              help="Directory to import driver modules from (repeatable; default: the current "
+                   "directory).")
+@click.option("--ebin", type=click.Path(exists=True, file_okay=False, path_type=Path),
+              help="ebin directory of the pybridge Erlang app (default: $PYBRIDGE_EBIN, else a "
+                   "checkout's _build).")
+def shell(spec: str, args: tuple[str, ...], paths: tuple[str, ...], ebin: Path | None) -> None:
+    """Start an Erlang shell with the pybridge app running and a port of SPEC open as Port.
+
+    SPEC is module:Class; ARGS reach the driver's start(command), joined by spaces. Try:
+
+        pybridge shell --path examples compressor:Compressor 6
+    """
+    import shutil
+
+    from ._doctor import find_ebin
+    from ._shell import command, environment, run
+    if not re.fullmatch(r"[A-Za-z_][\w.]*:[A-Za-z_]\w*", spec):
+        raise click.BadParameter("module:Class, like my_driver:MyDriver", param_hint="SPEC")
+    ebin = ebin or find_ebin()
+    if ebin is None or not (ebin / "pybridge.app").exists():
+        raise click.ClickException("no pybridge ebin found: build the Erlang app (rebar3 compile) "
+                                   "in pybridge's checkout, or pass --ebin / set PYBRIDGE_EBIN")
+    if shutil.which("erl") is None:
+        raise click.ClickException("erl is not on PATH (pybridge doctor says what is missing)")
+    sys.exit(run(command(ebin, spec, " ".join(args), list(paths) or ["."]), environment()))

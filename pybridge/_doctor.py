@@ -39,11 +39,21 @@ def checks() -> list[tuple[str, bool, str]]:
     return out
 
 
-def find_driver() -> Path | None:
+def ebin_candidates() -> list[Path]:
+    """Where the pybridge app's ebin may be: $PYBRIDGE_EBIN, else a checkout's _build in the
+    current directory or around this package."""
     ebins = [os.environ.get("PYBRIDGE_EBIN"), "_build/default/lib/pybridge/ebin",
              str(Path(__file__).resolve().parents[1] / "_build/default/lib/pybridge/ebin")]
-    for e in filter(None, ebins):
-        so = Path(e).resolve().parent / "priv" / "pybridge.so"
+    return [Path(e).resolve() for e in ebins if e]
+
+
+def find_ebin() -> Path | None:
+    return next((e for e in ebin_candidates() if (e / "pybridge.app").exists()), None)
+
+
+def find_driver() -> Path | None:
+    for e in ebin_candidates():
+        so = e.parent / "priv" / "pybridge.so"
         if so.exists():
             return so
     return None
