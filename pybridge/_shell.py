@@ -27,6 +27,8 @@ SETUP = r"""
 {Spec, Args, Paths} = binary_to_term(binary:decode_hex(<<"@TERM@">>)),
 application:load(pybridge),
 ok = application:set_env(pybridge, python_path, Paths),
+%% the default handler drops events of a domain; the driver's logs and prints are in [pybridge]
+logger:add_handler_filter(default, pybridge, {fun logger_filters:domain/2, {log, sub, [pybridge]}}),
 case application:ensure_all_started(pybridge) of
     {ok, _} -> ok;
     {error, Why} ->
@@ -55,7 +57,8 @@ receive
                   "  pybridge:command(Port, <<\"data\">>).  flush(). shows {Port, {data, ...}}~n"
                   "  pybridge:control(Port, Cmd, <<\"data\">>).  pybridge:call(Port, Cmd, Term).~n"
                   "  pybridge:info(Port).  pybridge:close(Port).  q(). quits~n"
-                  "  the port's exit arrives as {'EXIT', Port, Reason}~n",
+                  "  the port's exit arrives as {'EXIT', Port, Reason}; the driver's logs and"
+                  " prints show here~n",
                   [Port, Spec, [[" ", Args] || Args =/= <<>>], lists:join(" ", Paths)]);
     {failed, error, {python, Class, Message, Traceback}} ->
         io:format(standard_error, "pybridge shell: cannot open ~ts: ~ts: ~ts~n~ts",

@@ -82,6 +82,12 @@ def test_shell_gets_the_port_exit_as_a_message():
     assert "port_is_gone" in out
 
 
+def test_shell_shows_what_the_driver_prints():
+    out = shell("--path", "tests/drivers", "noisy:Noisy",
+                lines=['pybridge:control(Port, 1, <<"hey">>), timer:sleep(500).'])
+    assert "pybridge: printed hey" in out
+
+
 def test_shell_passes_the_start_args_and_defaults_to_the_current_directory():
     out = shell("compressor:Compressor", "1", cwd=ROOT / "examples",
                 lines=["zlib:uncompress(pybridge:control(Port, 2, <<>>))."])
