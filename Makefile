@@ -7,14 +7,14 @@ STAMP   := $(VENV)/.installed
 EBIN    := _build/default/lib/pybridge/ebin
 export PYBRIDGE_PYTHON := $(abspath $(PY))
 
-.PHONY: all setup system python build demo test test-python test-erlang test-fuzz lint bench asan fuzz soak clean
+.PHONY: all setup system python build demo test test-python test-erlang test-fuzz lint bench asan fuzz soak test-consumers clean
 
 all: build
 
 setup: system python
 
-# Debian's Erlang (with erl_driver.h), rebar3, Python's venv and clang (libFuzzer), unless
-# already there.
+# Debian's Erlang (with erl_driver.h), rebar3, Python's venv, clang (libFuzzer) and Elixir
+# (make test-consumers), unless already there.
 system:
 	@PKGS=; \
 	if ! command -v erl >/dev/null || ! command -v rebar3 >/dev/null || \
@@ -24,6 +24,7 @@ system:
 	python3 -c 'import ensurepip, venv' 2>/dev/null || PKGS="$$PKGS python3-venv"; \
 	command -v cc >/dev/null || PKGS="$$PKGS gcc make"; \
 	command -v clang >/dev/null || PKGS="$$PKGS clang"; \
+	command -v mix >/dev/null || PKGS="$$PKGS elixir"; \
 	if [ -n "$$PKGS" ]; then \
 	  echo "==> installing Debian packages:$$PKGS"; \
 	  SUDO=; [ "$$(id -u)" -eq 0 ] || SUDO=sudo; \
@@ -48,13 +49,18 @@ demo: build
 	@erlc -o _build/demo examples/demo.erl
 	@erl -noshell -pa $(EBIN) -pa _build/demo -eval 'demo:main()' -s init stop
 
-test: build test-python test-erlang test-fuzz
+test: build test-python test-erlang test-fuzz test-consumers
 
 test-python:
 	@$(PY) -m pytest -q
 
 test-erlang:
 	@rebar3 eunit
+
+# pybridge as the git dependency of a rebar3 and of a mix project, each also run from a
+# release (docs/DEPLOYMENT.md). State in _build/consumers.
+test-consumers: setup
+	@tests/consumers/run.sh
 
 # Issue 6's static checks: ruff, mypy --strict (the pybridge package), dialyzer, and the C
 # sources compiled with -Werror into _build/lint (the real build is left alone). One line

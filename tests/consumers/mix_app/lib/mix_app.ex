@@ -1,0 +1,27 @@
+defmodule MixApp do
+  @moduledoc "A project that uses pybridge: its Python driver ships in priv/py."
+
+  @doc """
+  A port served by priv/py/tally.py. python_path names the directory per port, so it
+  follows the application wherever it is installed (_build, a release). pybridge takes
+  the spec and the paths as charlists.
+  """
+  def open do
+    py = :filename.join(:code.priv_dir(:mix_app), ~c"py")
+    :pybridge.open(~c"tally:Tally", [:binary, {:python_path, [py]}])
+  end
+
+  @doc "A command, a control and a call: {output, control reply, call reply}."
+  def roundtrip do
+    port = open()
+    true = :pybridge.command(port, "hello")
+    out = receive do
+      {^port, {:data, data}} -> data
+    after
+      5000 -> :timeout
+    end
+    reply = {out, :pybridge.control(port, 1, "abc"), :pybridge.call(port, 2, :count)}
+    true = :pybridge.close(port)
+    reply
+  end
+end
