@@ -1,6 +1,7 @@
 """The drivers of examples/ doing their real work on a real node, and their Erlang usage."""
 import os
 import random
+import re
 import socket
 import struct
 import subprocess
@@ -196,16 +197,29 @@ def test_line_server_sees_a_client_leave(beam):
     port.close()
 
 
-# -- each example's Erlang usage --
+# -- each example's Erlang usage, and the worked example of docs/WRITING_DRIVERS.md --
+
+def erl(request, tmp_path, code, cwd):
+    """Runs Erlang expressions on a fresh node with the pybridge app's code; its output."""
+    r = subprocess.run(["erl", "-noshell", "-pa", find_ebin(request.config), "-pa", str(tmp_path),
+                        "-eval", code, "-s", "init", "stop"],
+                       cwd=cwd, env=dict(os.environ, PYBRIDGE_PYTHON=sys.executable,
+                                         ERL_CRASH_DUMP=str(tmp_path / "erl_crash.dump")),
+                       capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stdout + r.stderr
+    return r.stdout
+
 
 @pytest.mark.parametrize("module", ["demo", "kv_store_demo", "line_server_demo"])
 def test_erlang_usage_runs(module, request, tmp_path):
     subprocess.run(["erlc", "-o", str(tmp_path), str(ROOT / "examples" / f"{module}.erl")],
                    check=True, timeout=60)
-    r = subprocess.run(["erl", "-noshell", "-pa", find_ebin(request.config), "-pa", str(tmp_path),
-                        "-eval", f"{module}:main()", "-s", "init", "stop"],
-                       cwd=ROOT, env=dict(os.environ, PYBRIDGE_PYTHON=sys.executable,
-                                ERL_CRASH_DUMP=str(tmp_path / "erl_crash.dump")),
-                       capture_output=True, text=True, timeout=120)
-    assert r.returncode == 0, r.stdout + r.stderr
-    assert "demo OK" in r.stdout
+    assert "demo OK" in erl(request, tmp_path, f"{module}:main()", ROOT)
+
+
+def test_the_guide_s_worked_example_runs(request, tmp_path):
+    guide = (ROOT / "docs/WRITING_DRIVERS.md").read_text()
+    python = re.search(r"```python\n(# wordcount\.py\n.*?)```", guide, re.S).group(1)
+    erlang = re.search(r"From Erlang, .*?```erlang\n(.*?)```", guide, re.S).group(1)
+    (tmp_path / "wordcount.py").write_text(python)
+    erl(request, tmp_path, erlang, tmp_path)
