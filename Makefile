@@ -7,7 +7,7 @@ STAMP   := $(VENV)/.installed
 EBIN    := _build/default/lib/pybridge/ebin
 export PYBRIDGE_PYTHON := $(abspath $(PY))
 
-.PHONY: all setup system python build demo test test-python test-erlang test-fuzz lint bench asan fuzz soak test-consumers clean
+.PHONY: all setup system python build demo test test-python test-erlang test-fuzz lint bench asan fuzz soak valgrind test-consumers clean
 
 all: build
 
@@ -126,6 +126,11 @@ asan: setup
 	@LD_PRELOAD="$$(cc -print-file-name=libasan.so):$$(cc -print-file-name=libubsan.so)" \
 	  ASAN_OPTIONS=detect_leaks=0:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1 \
 	  rebar3 eunit; rc=$$?; $(MAKE) -s -C c_src clean; $(MAKE) -s -C c_src; exit $$rc
+
+# Issue 5: memcheck over 10,000 port open/close cycles, on OTP's valgrind emulator built
+# once into _build/valgrind from the Debian source of the installed Erlang. Not in make test.
+valgrind: build
+	@tests/valgrind/run.sh
 
 clean:
 	rm -rf _build $(VENV) erlang/priv *.egg-info
