@@ -29,6 +29,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/socket.h>
 #include <sys/uio.h>
 #include <sys/wait.h>
@@ -48,6 +49,7 @@ extern char **environ;
 #define CTL_LOG 0x04
 #define CTL_WORKER_EXIT 0x05
 #define CTL_CLASS_INFO 0x06
+#define CTL_SHM 0x07
 
 #define OP_OPEN 0x10
 #define OP_STOP 0x11
@@ -60,6 +62,8 @@ extern char **environ;
 #define OP_FLUSH 0x18
 #define OP_ANSWER 0x19
 #define OP_PROCESS_EXIT 0x1A
+#define OP_SHM_ATTACH 0x1B
+#define OP_SHM_RELEASE 0x1C
 
 #define OP_REPLY 0x80
 #define OP_ERROR 0x81
@@ -87,6 +91,8 @@ extern char **environ;
 #define OP_SET_OS_PID 0x97
 #define OP_BUSY_MSGQ_LIMITS 0x98
 #define OP_CREATE_PORT 0x99
+#define OP_SHM_WANT 0x9A
+#define OP_SHM_RETURN 0x9B
 
 #define TIME_MONOTONIC 0
 #define TIME_OFFSET 1
@@ -108,6 +114,7 @@ extern char **environ;
 #define FL_NONE 0x01
 #define OPEN_BLOCKING 0x01
 #define FL_CREATED 0x01
+#define FL_SHM 0x80
 
 #define PB_CALL_CONTROL 0xFFFFFF01u
 #define PB_CALL_CALL 0xFFFFFF02u
@@ -125,6 +132,8 @@ extern char **environ;
 #define READ_CHUNK (256u << 10)
 #define READ_BUDGET (4u << 20)           /* bytes read per ready_input before yielding */
 #define DEFAULT_TIMEOUT_MS 5000u
+#define SHM_MIN (64u << 10)              /* bodies from this size travel in shared memory */
+#define SHM_HALF (8u << 20)              /* each direction's ring; bigger bodies go inline */
 #define DEAD_GRACE_MS 1000               /* if Erlang does not kill a dead port, it fails itself */
 
 enum pb_kind { K_USER, K_MANAGER };
@@ -202,6 +211,12 @@ typedef struct {
     int busy;                            /* what ERTS was told: user_busy || transport */
     int transport_busy;                  /* the output queue is over BUSY_HIGH */
     pid_t os_pid;                        /* manager: the worker's pid */
+    uint32_t serial;                     /* of the CTL_NEW_PORT that took the socket over */
+    /* shared memory (docs/PROTOCOL.md): [0, SHM_HALF) C -> worker, the rest worker -> C */
+    char *shm;
+    int shm_failed;                      /* could not set it up: everything goes inline */
+    uint64_t shm_wpos, shm_wrel;         /* our ring: bytes written, released by the worker */
+    ErlDrvBinary *cur_bin;               /* the frame being handled is in it (from the ring) */
 } pb_port;
 
 /*
@@ -422,6 +437,29 @@ static int send_u64(pb_port *s, int op, uint64_t v)
 /* ------------------------------------------------------------------------ */
 /* worker table                                                             */
 
+/* A ctl frame with no body that carries one descriptor (SCM_RIGHTS). */
+static int send_ctl_fd(int ctl_fd, int op, uint32_t id, int fd)
+{
+    char h[HDR_LEN];
+    char cbuf[CMSG_SPACE(sizeof(int))];
+    struct iovec iov = { h, HDR_LEN };
+    struct msghdr m;
+    struct cmsghdr *c;
+    memset(&m, 0, sizeof(m));
+    memset(cbuf, 0, sizeof(cbuf));
+    mk_hdr(h, op, 0, id, 0);
+    m.msg_iov = &iov;
+    m.msg_iovlen = 1;
+    m.msg_control = cbuf;
+    m.msg_controllen = sizeof(cbuf);
+    c = CMSG_FIRSTHDR(&m);
+    c->cmsg_level = SOL_SOCKET;
+    c->cmsg_type = SCM_RIGHTS;
+    c->cmsg_len = CMSG_LEN(sizeof(int));
+    memcpy(CMSG_DATA(c), &fd, sizeof(int));
+    return sendmsg(ctl_fd, &m, MSG_NOSIGNAL) == (ssize_t)HDR_LEN;
+}
+
 static void worker_port_gone(pb_port *s)
 {
     erl_drv_mutex_lock(reg->lock);
@@ -452,26 +490,9 @@ static int attach_to_worker(pb_port *s, int want, unsigned wgen, uint32_t *seria
     }
     if (best >= 0) {
         pb_worker *w = &reg->workers[best];
-        char h[HDR_LEN];
-        char cbuf[CMSG_SPACE(sizeof(int))];
-        struct iovec iov = { h, HDR_LEN };
-        struct msghdr m;
-        struct cmsghdr *c;
-        memset(&m, 0, sizeof(m));
-        memset(cbuf, 0, sizeof(cbuf));
         *serial = ++w->next_serial;
-        mk_hdr(h, CTL_NEW_PORT, 0, *serial, 0);
-        m.msg_iov = &iov;
-        m.msg_iovlen = 1;
-        m.msg_control = cbuf;
-        m.msg_controllen = sizeof(cbuf);
-        c = CMSG_FIRSTHDR(&m);
-        c->cmsg_level = SOL_SOCKET;
-        c->cmsg_type = SCM_RIGHTS;
-        c->cmsg_len = CMSG_LEN(sizeof(int));
-        memcpy(CMSG_DATA(c), &sv[1], sizeof(int));
         /* ctl is blocking with a send timeout: a worker that stopped reading fails the open */
-        if (sendmsg(w->ctl_fd, &m, MSG_NOSIGNAL) == (ssize_t)HDR_LEN) {
+        if (send_ctl_fd(w->ctl_fd, CTL_NEW_PORT, *serial, sv[1])) {
             w->nports++;
             s->widx = best;
             s->wgen = w->gen;
@@ -479,6 +500,7 @@ static int attach_to_worker(pb_port *s, int want, unsigned wgen, uint32_t *seria
             s->os_pid = w->pid;
             if (!s->timeout_ms) s->timeout_ms = w->timeout_ms;
             s->max_frame = w->max_frame;
+            s->serial = *serial;
             rc = 0;
         }
     }
@@ -490,6 +512,82 @@ static int attach_to_worker(pb_port *s, int want, unsigned wgen, uint32_t *seria
     }
     s->fd = sv[0];
     return 0;
+}
+
+/* ------------------------------------------------------------------------ */
+/* shared memory for large bodies                                           */
+
+/*
+ * One memfd per port, made the first time either side has a body of SHM_MIN or more:
+ *
+ *   0                    SHM_HALF                 2 * SHM_HALF
+ *   ┌────────────────────┬────────────────────────┐
+ *   │ ring C -> worker   │ ring worker -> C       │
+ *   └────────────────────┴────────────────────────┘
+ *
+ * The descriptor goes to the worker on the ctl socket (CTL_SHM, id = the port's serial)
+ * before OP_SHM_ATTACH goes on the port's socket, so the worker always has it by then.
+ * A writer places a body whole at a monotonic position (skipping the ring's tail when it
+ * would wrap) and sends the frame with FL_SHM and `pos:u64, len:u64` as its body; the
+ * reader copies it out and hands the space back (OP_SHM_RELEASE / OP_SHM_RETURN: free up
+ * to pos + len). A body that does not fit goes inline, as before.
+ */
+static void shm_setup(pb_port *s)
+{
+    int fd, ok = 0;
+    char *m;
+    if (s->shm || s->shm_failed || s->fd < 0) return;
+    s->shm_failed = 1;
+    fd = memfd_create("pybridge-shm", MFD_CLOEXEC);
+    if (fd < 0) return;
+    if (ftruncate(fd, 2 * (off_t)SHM_HALF) < 0 ||
+        (m = mmap(NULL, 2 * (size_t)SHM_HALF, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0)) == MAP_FAILED) {
+        close(fd);
+        return;
+    }
+    erl_drv_mutex_lock(reg->lock);
+    if (s->widx >= 0 && reg->workers[s->widx].state == WS_LIVE && reg->workers[s->widx].gen == s->wgen)
+        ok = send_ctl_fd(reg->workers[s->widx].ctl_fd, CTL_SHM, s->serial, fd);
+    erl_drv_mutex_unlock(reg->lock);
+    close(fd);
+    if (!ok) {
+        munmap(m, 2 * (size_t)SHM_HALF);
+        return;
+    }
+    s->shm = m;
+    s->shm_failed = 0;
+    send_u64(s, OP_SHM_ATTACH, SHM_HALF);
+}
+
+/* Copy a body of `total` bytes (the iov) into our ring. Its position, or -1: no room. */
+static int64_t shm_put(pb_port *s, struct iovec *iov, int cnt, size_t total)
+{
+    uint64_t pos = s->shm_wpos, off = pos % SHM_HALF;
+    char *p;
+    int i;
+    if (off + total > SHM_HALF) pos += SHM_HALF - off;
+    if (pos + total - s->shm_wrel > SHM_HALF) return -1;
+    p = s->shm + pos % SHM_HALF;
+    for (i = 0; i < cnt; i++) {
+        memcpy(p, iov[i].iov_base, iov[i].iov_len);
+        p += iov[i].iov_len;
+    }
+    s->shm_wpos = pos + total;
+    return (int64_t)pos;
+}
+
+/* A frame whose body goes through the ring. -1: not sent (send it inline instead). */
+static int shm_send(pb_port *s, int op, struct iovec *iov, int cnt, size_t total)
+{
+    char b[16];
+    int64_t pos;
+    shm_setup(s);
+    if (!s->shm || (pos = shm_put(s, iov, cnt, total)) < 0) return -1;
+    s->bytes_in += total;
+    put64(b, (uint64_t)pos);
+    put64(b + 8, total);
+    /* a socket that failed fails the inline send too, which reports it */
+    return send_frame(s, op, FL_SHM, 0, b, 16);
 }
 
 /* ------------------------------------------------------------------------ */
@@ -538,6 +636,7 @@ static void close_fd(pb_port *s)
 static void free_port(pb_port *s)
 {
     close_fd(s);
+    if (s->shm) munmap(s->shm, 2 * (size_t)SHM_HALF);
     q_clear(s);
     if (s->known) driver_free(s->known);
     if (s->mons) driver_free(s->mons);
@@ -740,13 +839,20 @@ static int output_pieces(pb_port *s, char *hdr, size_t hlen, char *p, size_t n)
         if (n - i < 4 || get32(p + i) > n - i - 4) return -1;
         i += 4 + get32(p + i);
     }
-    bin = driver_alloc_binary(n);
-    memcpy(bin->orig_bytes, p, n);
+    if (s->cur_bin) {
+        /* the frame is a private copy already (from the ring): reference it */
+        bin = s->cur_bin;
+        driver_binary_inc_refc(bin);
+    } else {
+        bin = driver_alloc_binary(n);
+        memcpy(bin->orig_bytes, p, n);
+        p = bin->orig_bytes;
+    }
     iov = driver_alloc(sizeof(*iov) * (cnt + 1));
     binv = driver_alloc(sizeof(*binv) * (cnt + 1));
     for (i = 0, off = 0; i < cnt; i++) {
-        size_t len = get32(bin->orig_bytes + off);
-        iov[i].iov_base = bin->orig_bytes + off + 4;
+        size_t len = get32(p + off);
+        iov[i].iov_base = p + off + 4;
         iov[i].iov_len = len;
         binv[i] = bin;
         off += 4 + len;
@@ -1052,6 +1158,9 @@ static int handle_frame(pb_port *s, int op, int fl, uint32_t id, char *body, siz
         if (split_header(body, blen, &hdr, &hlen, &rest, &rlen) < 0) break;
         if (op == OP_OUTPUT2) {
             driver_output2(s->port, hdr, hlen, rest, rlen);
+        } else if (op == OP_OUTPUT_BINARY && s->cur_bin) {
+            driver_output_binary(s->port, hdr, hlen, s->cur_bin,
+                                 (ErlDrvSizeT)(rest - s->cur_bin->orig_bytes), rlen);
         } else if (op == OP_OUTPUT_BINARY) {
             ErlDrvBinary *b = driver_alloc_binary(rlen);
             memcpy(b->orig_bytes, rest, rlen);
@@ -1147,6 +1256,18 @@ static int handle_frame(pb_port *s, int op, int fl, uint32_t id, char *body, siz
         if (blen != 4) break;
         erl_drv_set_os_pid(s->port, (ErlDrvSInt)get32(body));
         return 0;
+    case OP_SHM_WANT:
+        if (blen) break;
+        shm_setup(s);
+        return 0;
+    case OP_SHM_RETURN: {
+        uint64_t upto;
+        if (blen != 8) break;
+        upto = get64(body);
+        if (upto < s->shm_wrel || upto > s->shm_wpos) break;
+        s->shm_wrel = upto;
+        return 0;
+    }
     case OP_RESOLVE_PID: {
         ErlDrvTermData raw;
         if (blen != 8) break;
@@ -1159,6 +1280,30 @@ static int handle_frame(pb_port *s, int op, int fl, uint32_t id, char *body, siz
     default:
         break;
     }
+    protocol_error(s);
+    return -1;
+}
+
+/* A frame flagged FL_SHM: its body is in the worker's ring. */
+static int shm_frame(pb_port *s, int op, int fl, uint32_t id, char *body, size_t blen)
+{
+    uint64_t pos, len;
+    ErlDrvBinary *b;
+    int rc;
+    if (!s->shm || blen != 16) goto bad;
+    pos = get64(body);
+    len = get64(body + 8);
+    if (len > SHM_HALF || pos % SHM_HALF + len > SHM_HALF || len + 6 > s->max_frame) goto bad;
+    /* a private copy: the worker cannot change what handle_frame has checked */
+    b = driver_alloc_binary(len ? (ErlDrvSizeT)len : 1);
+    memcpy(b->orig_bytes, s->shm + SHM_HALF + pos % SHM_HALF, (size_t)len);
+    send_u64(s, OP_SHM_RELEASE, pos + len);
+    s->cur_bin = b;
+    rc = handle_frame(s, op, fl, id, b->orig_bytes, (size_t)len);
+    s->cur_bin = NULL;
+    driver_free_binary(b);
+    return rc;
+bad:
     protocol_error(s);
     return -1;
 }
@@ -1215,8 +1360,11 @@ static int read_frames(pb_port *s)
             if (s->ilen - off < (size_t)len + 4) break;
             f = s->ibuf + off;
             off += (size_t)len + 4;
-            if (handle_frame(s, (unsigned char)f[4], (unsigned char)f[5], get32(f + 6),
-                             f + HDR_LEN, (size_t)len - 6) < 0)
+            if (((unsigned char)f[5] & FL_SHM
+                 ? shm_frame(s, (unsigned char)f[4], (unsigned char)f[5] & ~FL_SHM, get32(f + 6),
+                             f + HDR_LEN, (size_t)len - 6)
+                 : handle_frame(s, (unsigned char)f[4], (unsigned char)f[5], get32(f + 6),
+                                f + HDR_LEN, (size_t)len - 6)) < 0)
                 return -1;
         }
         if (off) {
@@ -1412,7 +1560,7 @@ static void user_outputv(pb_port *s, ErlIOVec *ev)
         uint32_t id = new_id(s);
         mk_hdr(h, OP_OUTPUT, 0, id, total);
         if (request(s, iov, k, id) == WAIT_DONE) drop_reply(s);
-    } else {
+    } else if (total < SHM_MIN || total > SHM_HALF || shm_send(s, OP_OUTPUT, iov + 1, k - 1, total) < 0) {
         mk_hdr(h, OP_OUTPUT, 0, 0, total);
         if (send_iov(s, iov, k, binv) < 0) worker_down(s);
     }

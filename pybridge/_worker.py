@@ -14,6 +14,7 @@ import importlib
 import importlib.machinery
 import io
 import logging
+import mmap
 import os
 import re
 import resource
@@ -21,6 +22,7 @@ import select
 import selectors
 import signal
 import socket
+import struct
 import sys
 import threading
 import time
@@ -51,8 +53,12 @@ log = logging.getLogger("pybridge")
 U32_FROM = P.U32.unpack_from
 HEADER_FROM = P.HEADER.unpack_from
 HEADER_PACK = P.HEADER.pack
+FL_SHM = P.FL_SHM
+SHM_REF = struct.Struct(">QQ").pack
+SHM_REF_FROM = struct.Struct(">QQ").unpack
 OUT_HIGH = 8 << 20          # unsent bytes of one port that pause reading it
 READ_SIZE = 256 << 10
+SHM_MIN = 64 << 10          # bodies from this size go through the port's shared memory
 SPEC_RE = re.compile(r"^[A-Za-z_][\w]*(\.[A-Za-z_][\w]*)*:[A-Za-z_]\w*$")
 
 
@@ -121,6 +127,13 @@ class Conn:
         self.qsize = 0
         self.monitors: dict[bytes, Monitor] = {}
         self.watches: dict[Any, Watch] = {}
+        self.serial = 0                 # of the CTL_NEW_PORT that brought the socket
+        # shared memory (PROTOCOL.md): the driver's ring in, ours out; positions monotonic
+        self.shm: mmap.mmap | None = None
+        self.shm_in: memoryview | None = None
+        self.shm_out: memoryview | None = None
+        self.shm_half = self.shm_wpos = self.shm_wrel = 0
+        self.shm_wanted = False
 
     # -- driver API state kept on this side --
     def program(self, term: Any) -> bytes:
@@ -175,6 +188,8 @@ class Conn:
         n = len(body)
         if n + 6 > self.worker.max_frame:
             raise ValueError(f"{n} bytes is over the max_frame limit ({self.worker.max_frame})")
+        if n >= SHM_MIN and self.send_shm(op, body, fl, rid):
+            return
         # small bodies are joined to their header now: one object per frame to join later
         if n < 512:
             self.out.append(HEADER_PACK(n + 6, op, fl, rid) + body)
@@ -184,6 +199,50 @@ class Conn:
         self.outlen += 10 + n
         # a callback of one port may write to another (create_port): the loop flushes all
         self.worker.dirty.add(self)
+
+    def send_shm(self, op: int, body: bytes, fl: int, rid: int) -> bool:
+        """Put a large body in our ring and send its place; False: send it inline."""
+        out, half, n = self.shm_out, self.shm_half, len(body)
+        if out is None:
+            if not self.shm_wanted:
+                self.shm_wanted = True
+                self.send(P.OP_SHM_WANT)
+            return False
+        pos = self.shm_wpos
+        at = pos % half
+        if at + n > half:               # a body never wraps: skip the ring's tail
+            pos += half - at
+            at = 0
+        if n > half or pos + n - self.shm_wrel > half:
+            return False
+        out[at:at + n] = body
+        self.shm_wpos = pos + n
+        self.out.append(HEADER_PACK(22, op, fl | P.FL_SHM, rid) + SHM_REF(pos, n))
+        self.outlen += 26
+        self.worker.dirty.add(self)
+        return True
+
+    def attach_shm(self, body: bytes) -> None:
+        half = P.U64.unpack(body)[0]
+        fd = self.worker.take_shm_fd(self.serial)
+        try:
+            self.shm = mmap.mmap(fd, 2 * half)
+        finally:
+            os.close(fd)
+        view = memoryview(self.shm)
+        self.shm_in, self.shm_out, self.shm_half = view[:half], view[half:], half
+
+    def shm_body(self, ref: bytes) -> bytes:
+        """The body of a FL_SHM frame, copied out of the driver's ring (then handed back)."""
+        if self.shm_in is None or len(ref) != 16:
+            raise P.ProtocolError("FL_SHM frame without shared memory")
+        pos, n = SHM_REF_FROM(ref)
+        at = pos % self.shm_half
+        if at + n > self.shm_half:
+            raise P.ProtocolError("FL_SHM body outside the ring")
+        body = bytes(self.shm_in[at:at + n])
+        self.send(P.OP_SHM_RETURN, P.U64.pack(pos + n))
+        return body
 
     def flush(self) -> None:
         self.worker.dirty.discard(self)
@@ -249,7 +308,9 @@ class Conn:
                 start = off + 10
                 off = self.inpos = off + 4 + n
                 reads = self.reads
-                if op == P.OP_OUTPUT and not rid:
+                if fl & FL_SHM:
+                    dispatch(op, fl & ~FL_SHM, rid, self.shm_body(bytes(buf[start:off])))
+                elif op == P.OP_OUTPUT and not rid:
                     if n >= 10 and U32_FROM(buf, start)[0] == n - 10:    # one piece
                         deliver([bytes(buf[start + 4:off])])
                     else:
@@ -297,7 +358,10 @@ class Conn:
             return None
         _, op, fl, rid = P.HEADER.unpack_from(buf, off)
         self.inpos = off + 4 + n
-        return op, fl, rid, bytes(buf[off + P.HDR_LEN:self.inpos])
+        body = bytes(buf[off + P.HDR_LEN:self.inpos])
+        if fl & FL_SHM:
+            return op, fl & ~FL_SHM, rid, self.shm_body(body)
+        return op, fl, rid, body
 
     def ask(self, op: int, body: bytes = b"") -> tuple[int, bytes]:
         """A driver API call that needs the emulator's answer (status, data). Frames that
@@ -347,6 +411,10 @@ class Conn:
             self.on_open(fl, rid, body)
         elif op == P.OP_STOP:
             self.close()
+        elif op == P.OP_SHM_ATTACH:
+            self.attach_shm(body)
+        elif op == P.OP_SHM_RELEASE:
+            self.shm_wrel = P.U64.unpack(body)[0]
         else:
             raise P.ProtocolError(f"unknown opcode {op:#x}")
 
@@ -555,6 +623,12 @@ class Conn:
             self.worker.sel.unregister(self.sock)
         self.sock.close()
         self.worker.conns.discard(self)
+        if self.shm is not None:
+            self.shm_in = self.shm_out = None
+            try:
+                self.shm.close()
+            except BufferError:         # a view is still out: the mapping goes with it
+                pass
 
 
 class Watch:
@@ -616,6 +690,7 @@ class Worker:
         self.conns: set[Conn] = set()
         self.pids: dict[int, Any] = {}
         self.new_fds: deque[tuple[int, int]] = deque()
+        self.shm_fds: dict[int, int] = {}       # port serial -> its region, until attached
         # driver modules come from these directories only (app env python_path, open -p)
         self.allowed: list[str] = []
         self.classes: dict[str, type] = {}
@@ -634,7 +709,11 @@ class Worker:
         """Handle one ctl message. False when the node is gone."""
         fds = array.array("i")
         try:
-            msg, anc, _, _ = self.ctl.recvmsg(1 << 16, socket.CMSG_SPACE(16 * fds.itemsize))
+            # never blocks: a ctl event the loop saw may have been read meanwhile (take_shm_fd)
+            msg, anc, _, _ = self.ctl.recvmsg(1 << 16, socket.CMSG_SPACE(16 * fds.itemsize),
+                                              socket.MSG_DONTWAIT)
+        except BlockingIOError:
+            return True
         except OSError:
             return False
         for level, kind, data in anc:
@@ -646,6 +725,11 @@ class Worker:
         if op == P.CTL_NEW_PORT:
             serial = P.HEADER.unpack_from(msg)[3]
             self.new_fds.extend((serial, fd) for fd in fds)
+        elif op == P.CTL_SHM and len(fds) == 1:
+            old = self.shm_fds.pop(P.HEADER.unpack_from(msg)[3], None)
+            if old is not None:
+                os.close(old)
+            self.shm_fds[P.HEADER.unpack_from(msg)[3]] = fds[0]
         else:
             for fd in fds:   # descriptors we did not ask for
                 os.close(fd)
@@ -740,14 +824,27 @@ class Worker:
         self.classes[spec] = cls
         return cls
 
+    def take_shm_fd(self, serial: int) -> int:
+        """The region CTL_SHM brought for this port: the driver sent it before OP_SHM_ATTACH,
+        so it is in the ctl socket already if not read yet."""
+        deadline = time.monotonic() + 5
+        while serial not in self.shm_fds:
+            left = deadline - time.monotonic()
+            if left <= 0 or not select.select([self.ctl], [], [], left)[0]:
+                raise P.ProtocolError("OP_SHM_ATTACH without its CTL_SHM")
+            if not self.recv_ctl():
+                raise WorkerError("the node is gone")
+        return self.shm_fds.pop(serial)
+
     def accept_ports(self) -> None:
         while self.new_fds:
-            self.accept(self.new_fds.popleft()[1])
+            self.accept(*self.new_fds.popleft())
 
-    def accept(self, fd: int) -> Conn:
+    def accept(self, serial: int, fd: int) -> Conn:
         sock = socket.socket(fileno=fd)
         sock.setblocking(False)
         conn = Conn(self, sock)
+        conn.serial = serial
         self.conns.add(conn)
         self.sel.register(sock, selectors.EVENT_READ, conn)
         return conn
@@ -759,7 +856,7 @@ class Worker:
             for item in self.new_fds:
                 if item[0] == serial:
                     self.new_fds.remove(item)
-                    conn = self.accept(item[1])
+                    conn = self.accept(*item)
                     while conn.driver is None and not conn.closed:
                         left = deadline - time.monotonic()
                         if left <= 0 or not select.select([conn.sock], [], [], left)[0]:

@@ -10,6 +10,7 @@
 -define(CTL_LOG, 16#04).
 -define(CTL_WORKER_EXIT, 16#05).
 -define(CTL_CLASS_INFO, 16#06).
+-define(CTL_SHM, 16#07).
 
 -define(OP_OPEN, 16#10).
 -define(OP_STOP, 16#11).
@@ -22,6 +23,8 @@
 -define(OP_FLUSH, 16#18).
 -define(OP_ANSWER, 16#19).
 -define(OP_PROCESS_EXIT, 16#1A).
+-define(OP_SHM_ATTACH, 16#1B).
+-define(OP_SHM_RELEASE, 16#1C).
 
 -define(OP_REPLY, 16#80).
 -define(OP_ERROR, 16#81).
@@ -49,6 +52,8 @@
 -define(OP_SET_OS_PID, 16#97).
 -define(OP_BUSY_MSGQ_LIMITS, 16#98).
 -define(OP_CREATE_PORT, 16#99).
+-define(OP_SHM_WANT, 16#9A).
+-define(OP_SHM_RETURN, 16#9B).
 
 -define(TIME_MONOTONIC, 0).
 -define(TIME_OFFSET, 1).
@@ -70,6 +75,7 @@
 -define(FL_NONE, 16#01).
 -define(OPEN_BLOCKING, 16#01).
 -define(FL_CREATED, 16#01).
+-define(FL_SHM, 16#80).
 
 -define(PB_CALL_CONTROL, 16#FFFFFF01).
 -define(PB_CALL_CALL, 16#FFFFFF02).

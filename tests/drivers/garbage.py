@@ -47,6 +47,12 @@ def frame(r: random.Random) -> bytes:
         body = (P.U32.pack(r.choice([0, 2, 1 << 20])) + b"hh"
                 + P.U32.pack(r.choice([1, 3, 1 << 30])) + b"abc")
         op = r.choice([P.OP_OUTPUT2, P.OP_OUTPUT_BINARY, P.OP_OUTPUTV])
+    elif kind == 3:     # shared-memory references in and out of the ring, or malformed
+        half = 8 << 20
+        body = struct.pack(">QQ", r.choice([0, half - 5, half, 1 << 63, r.getrandbits(64)]),
+                           r.choice([0, 10, half, half + 1, 1 << 40, r.getrandbits(64)]))
+        body = body[:r.choice([16, 16, 15, 8])]
+        return P.frame(op, body, fl=P.FL_SHM | r.getrandbits(1), rid=0)
     else:
         body = junk(r, 64)
     return P.frame(op, body, fl=r.getrandbits(8), rid=r.choice([0, 1, 2, r.getrandbits(32)]))
@@ -56,6 +62,8 @@ class Garbage(pybridge.Driver):
     def control(self, command, data):
         r = random.Random(command)
         conn = self.port._conn
+        # the driver sets its shared memory up first, so FL_SHM frames meet a real ring
+        conn.out.append(P.frame(P.OP_SHM_WANT, b""))
         for _ in range(int(data or b"100")):
             conn.out.append(frame(r))
         conn.worker.dirty.add(conn)

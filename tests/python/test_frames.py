@@ -14,7 +14,7 @@ def conn():
     a, b = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
     w = Worker(a.detach(), [])
     mine, theirs = socket.socketpair()
-    c = w.accept(theirs.detach())
+    c = w.accept(0, theirs.detach())
     yield c, mine
     mine.close()
     b.close()
@@ -22,7 +22,7 @@ def conn():
 
 def frames(n, seed=1):
     r = random.Random(seed)
-    return [(P.OP_OUTPUT, r.getrandbits(8), r.getrandbits(32),
+    return [(P.OP_OUTPUT, r.getrandbits(7), r.getrandbits(32),    # FL_SHM (0x80) left out
              r.randbytes(r.choice([0, 1, 7, 300, 70000])))
             for _ in range(n)]
 
