@@ -73,7 +73,7 @@ class Port:
     def output2(self, hdr: bytes, data: bytes) -> None:
         """driver_output2: the header bytes arrive as list elements before the data."""
         hdr = bytes(hdr)
-        self._conn.send(P.OP_OUTPUT2, P.U32.pack(len(hdr)) + hdr + bytes(data))
+        self._conn.send_parts(P.OP_OUTPUT2, [P.U32.pack(len(hdr)) + hdr, bytes(data)])
 
     def output_binary(self, hdr: bytes, data: bytes, offset: int = 0,
                       length: int | None = None) -> None:
@@ -83,7 +83,8 @@ class Port:
             raise ValueError("offset/length outside the data")
         end = len(data) if length is None else offset + length
         hdr = bytes(hdr)
-        self._conn.send(P.OP_OUTPUT_BINARY, P.U32.pack(len(hdr)) + hdr + bytes(data[offset:end]))
+        self._conn.send_parts(P.OP_OUTPUT_BINARY,
+                              [P.U32.pack(len(hdr)) + hdr, bytes(data[offset:end])])
 
     def outputv(self, hdr: bytes, iov: list[bytes], skip: int = 0) -> None:
         """driver_outputv: the header as list elements, then one binary per piece, skipping
@@ -91,7 +92,10 @@ class Port:
         if not hdr and not skip and len(iov) == 1:
             # the echo shape (one piece, no header): one pack, one concatenation
             piece = iov[0]
-            self._conn.send(P.OP_OUTPUTV, _TWO_U32(0, len(piece)) + piece)
+            if len(piece) < 65536:
+                self._conn.send(P.OP_OUTPUTV, _TWO_U32(0, len(piece)) + piece)
+            else:
+                self._conn.send_parts(P.OP_OUTPUTV, [_TWO_U32(0, len(piece)), piece])
             return
         parts, pack = [P.U32.pack(len(hdr)), bytes(hdr)], P.U32.pack
         for piece in iov:
@@ -102,7 +106,7 @@ class Port:
                 piece, skip = piece[skip:], 0
             parts.append(pack(len(piece)))
             parts.append(piece)
-        self._conn.send(P.OP_OUTPUTV, b"".join(parts))
+        self._conn.send_parts(P.OP_OUTPUTV, parts)
 
     def output_term(self, term: Any) -> None:
         """erl_drv_output_term: the connected process receives the term itself."""

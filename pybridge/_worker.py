@@ -188,7 +188,7 @@ class Conn:
         n = len(body)
         if n + 6 > self.worker.max_frame:
             raise ValueError(f"{n} bytes is over the max_frame limit ({self.worker.max_frame})")
-        if n >= SHM_MIN and self.send_shm(op, body, fl, rid):
+        if n >= SHM_MIN and self.send_shm(op, [body], n, fl, rid):
             return
         # small bodies are joined to their header now: one object per frame to join later
         if n < 512:
@@ -200,9 +200,15 @@ class Conn:
         # a callback of one port may write to another (create_port): the loop flushes all
         self.worker.dirty.add(self)
 
-    def send_shm(self, op: int, body: bytes, fl: int, rid: int) -> bool:
+    def send_parts(self, op: int, parts: list[bytes]) -> None:
+        """send() of a body given in parts: a large one goes to the ring without joining."""
+        n = sum(map(len, parts))
+        if not (n >= SHM_MIN and not self.closed and self.send_shm(op, parts, n, 0, 0)):
+            self.send(op, b"".join(parts))
+
+    def send_shm(self, op: int, parts: list[bytes], n: int, fl: int, rid: int) -> bool:
         """Put a large body in our ring and send its place; False: send it inline."""
-        out, half, n = self.shm_out, self.shm_half, len(body)
+        out, half = self.shm_out, self.shm_half
         if out is None:
             if not self.shm_wanted:
                 self.shm_wanted = True
@@ -215,7 +221,10 @@ class Conn:
             at = 0
         if n > half or pos + n - self.shm_wrel > half:
             return False
-        out[at:at + n] = body
+        for part in parts:
+            k = len(part)
+            out[at:at + k] = part
+            at += k
         self.shm_wpos = pos + n
         self.out.append(HEADER_PACK(22, op, fl | P.FL_SHM, rid) + SHM_REF(pos, n))
         self.outlen += 26
@@ -232,17 +241,20 @@ class Conn:
         view = memoryview(self.shm)
         self.shm_in, self.shm_out, self.shm_half = view[:half], view[half:], half
 
-    def shm_body(self, ref: bytes) -> bytes:
-        """The body of a FL_SHM frame, copied out of the driver's ring (then handed back)."""
+    def shm_view(self, ref: bytes) -> memoryview:
+        """Where the body of a FL_SHM frame is in the driver's ring. Its space is handed back
+        with the next flush: copy it out before anything can flush."""
         if self.shm_in is None or len(ref) != 16:
             raise P.ProtocolError("FL_SHM frame without shared memory")
         pos, n = SHM_REF_FROM(ref)
         at = pos % self.shm_half
         if at + n > self.shm_half:
             raise P.ProtocolError("FL_SHM body outside the ring")
-        body = bytes(self.shm_in[at:at + n])
         self.send(P.OP_SHM_RETURN, P.U64.pack(pos + n))
-        return body
+        return self.shm_in[at:at + n]
+
+    def shm_body(self, ref: bytes) -> bytes:
+        return bytes(self.shm_view(ref))
 
     def flush(self) -> None:
         self.worker.dirty.discard(self)
@@ -309,7 +321,12 @@ class Conn:
                 off = self.inpos = off + 4 + n
                 reads = self.reads
                 if fl & FL_SHM:
-                    dispatch(op, fl & ~FL_SHM, rid, self.shm_body(bytes(buf[start:off])))
+                    view = self.shm_view(bytes(buf[start:off]))
+                    if op == P.OP_OUTPUT and not rid and U32_FROM(view, 0)[0] == len(view) - 4:
+                        deliver([bytes(view[4:])])  # one piece: one copy
+                    else:
+                        dispatch(op, fl & ~FL_SHM, rid, bytes(view))
+                    del view
                 elif op == P.OP_OUTPUT and not rid:
                     if n >= 10 and U32_FROM(buf, start)[0] == n - 10:    # one piece
                         deliver([bytes(buf[start + 4:off])])
