@@ -113,10 +113,10 @@ bench: build
 	@cc -O2 -fPIC -shared -I$(ERL_INCLUDE) -o $(BENCH)/pb_bench_echo.so bench/echo_drv.c
 	@cc -O2 -o $(BENCH)/floor bench/floor.c
 	@erlc -o $(BENCH) bench/pb_bench.erl
-	@PB_BENCH_OUT=$(abspath bench/results/latest.json) PB_BENCH_FLOOR=$(abspath $(BENCH)/floor) \
-	  PB_BENCH_SPAWN=$(abspath bench/spawn_echo.py) \
+	@PB_BENCH_OUT=$(abspath bench/results/$(if $(PB_BENCH_ONLY),partial,latest).json) \
+	  PB_BENCH_FLOOR=$(abspath $(BENCH)/floor) PB_BENCH_SPAWN=$(abspath bench/spawn_echo.py) \
 	  erl -noshell -pa $(EBIN) -pa $(BENCH) -eval 'pb_bench:main()' -s init stop
-	@$(PY) bench/report.py
+	@$(if $(PB_BENCH_ONLY),,$(PY) bench/report.py)
 
 # The EUnit suite with the driver built with AddressSanitizer and UBSan, loaded into the
 # stock emulator with the sanitizer runtimes preloaded. The normal build is restored after.

@@ -95,3 +95,27 @@ def shell(spec: str, args: tuple[str, ...], paths: tuple[str, ...], ebin: Path |
     if shutil.which("erl") is None:
         raise click.ClickException("erl is not on PATH (pybridge doctor says what is missing)")
     sys.exit(run(command(ebin, spec, " ".join(args), list(paths) or ["."]), environment()))
+
+
+@main.command(short_help="Run the benchmark scenarios against their baselines.")
+@click.option("--only", metavar="IDS", default="",
+              help="Comma-separated scenario ids (S1,S3...); results then go to "
+                   "bench/results/partial.json and the published table is left alone.")
+@click.option("--checkout", type=click.Path(exists=True, file_okay=False, path_type=Path),
+              default=None, help="pybridge's source checkout (default: the one this package "
+                                 "was installed from, or the current directory).")
+def bench(only: str, checkout: Path | None) -> None:
+    """Run `make bench` of pybridge's checkout: every scenario of docs/PERFORMANCE.md for
+    pybridge and its baselines (C echo driver, spawn port, pipe floor) side by side, the
+    median of 3 rounds each. The whole run takes about 10 minutes on 2 cores."""
+    import os
+    import subprocess
+
+    roots = [checkout] if checkout else [Path(__file__).resolve().parents[1], Path(".").resolve()]
+    root = next((r for r in roots if (r / "bench" / "pb_bench.erl").exists()), None)
+    if root is None:
+        raise click.ClickException("no pybridge checkout with bench/ found: pass --checkout")
+    if only and not re.fullmatch(r"S[1-9](,S[1-9])*", only.replace(" ", "")):
+        raise click.BadParameter("ids like S1,S3", param_hint="--only")
+    env = dict(os.environ, PB_BENCH_ONLY=only.replace(" ", ""))
+    sys.exit(subprocess.call(["make", "-C", str(root), "bench"], env=env))

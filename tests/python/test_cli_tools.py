@@ -1,5 +1,6 @@
 """pybridge new (its generated test passes against a real node), doctor, shell, and what
 every command says and returns."""
+import json
 import os
 import pty
 import select
@@ -145,3 +146,23 @@ def test_shell_completion_script():
                        capture_output=True, text=True, timeout=60)
     assert r.returncode == 0
     assert "complete -o nosort -F _pybridge_completion pybridge" in r.stdout
+
+
+def test_bench_subset_runs_and_leaves_the_published_table_alone():
+    latest = ROOT / "bench/results/latest.json"
+    before = latest.read_bytes()
+    r = subprocess.run([sys.executable, "-m", "pybridge", "bench", "--only", "S1"],
+                       capture_output=True, text=True, timeout=600)
+    assert r.returncode == 0, r.stdout + r.stderr
+    got = json.loads((ROOT / "bench/results/partial.json").read_text())
+    [s1] = got["scenarios"]
+    assert s1["id"] == "S1"
+    assert {"pybridge", "floor", "ceiling"} <= s1["results"].keys()
+    assert all(v["median"] > 0 for v in s1["results"].values())
+    assert latest.read_bytes() == before
+
+
+def test_bench_refuses_unknown_ids():
+    r = subprocess.run([sys.executable, "-m", "pybridge", "bench", "--only", "S1;rm"],
+                       capture_output=True, text=True)
+    assert r.returncode == 2 and "--only" in r.stderr
