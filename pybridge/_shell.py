@@ -27,8 +27,6 @@ SETUP = r"""
 {Spec, Args, Paths} = binary_to_term(binary:decode_hex(<<"@TERM@">>)),
 application:load(pybridge),
 ok = application:set_env(pybridge, python_path, Paths),
-%% the default handler drops events of a domain; the driver's logs and prints are in [pybridge]
-logger:add_handler_filter(default, pybridge, {fun logger_filters:domain/2, {log, sub, [pybridge]}}),
 case application:ensure_all_started(pybridge) of
     {ok, _} -> ok;
     {error, Why} ->

@@ -142,8 +142,8 @@ terminate(_Reason, #state{mgr = Mgr, ports = Ports}) ->
 log(Body, #state{os_pid = OsPid}) ->
     try binary_to_term(Body) of
         {Level, Msg, Meta} when is_atom(Level), is_binary(Msg), is_map(Meta) ->
-            logger:log(Level, "pybridge: ~ts", [Msg],
-                       Meta#{pybridge_worker => OsPid, domain => [pybridge]});
+            %% no domain: OTP's default handler drops events of domains not its own
+            logger:log(Level, "pybridge: ~ts", [Msg], Meta#{pybridge_worker => OsPid});
         Other ->
             logger:warning("pybridge: malformed log frame ~p", [Other])
     catch error:badarg ->

@@ -4,7 +4,7 @@
 
 log(#{level := Level, msg := Msg, meta := Meta}, #{config := #{to := To}}) ->
     case Meta of
-        #{domain := [pybridge | _]} ->
+        #{pybridge_worker := _} ->
             Text = case Msg of
                        {report, R} -> io_lib:format("~p", [R]);
                        {string, S} -> S;

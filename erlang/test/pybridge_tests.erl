@@ -271,6 +271,9 @@ exception_in_output_is_logged() ->
         ?assertNotEqual(nomatch, string:find(Msg, "Traceback")),
         ?assertEqual(<<"raising_output:RaisingOutput">>, maps:get(driver, Meta)),
         ?assert(is_integer(maps:get(pybridge_worker, Meta))),
+        %% OTP's default handler prints events without a domain (its no_domain filter)
+        ?assertMatch(#{}, logger_filters:domain(#{level => Level, msg => {string, Msg},
+                                                  meta => Meta}, {log, undefined, []})),
         port_close(Port),
         port_close(Other)
     after
