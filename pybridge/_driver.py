@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import errno
 import struct
+from collections.abc import Awaitable
 from typing import TYPE_CHECKING, Any
 
 from . import _protocol as P
@@ -312,7 +313,8 @@ class Port:
     def async_(self, fn: Any, *args: Any, key: Any = None) -> Any:
         """driver_async: run fn(*args) on the worker's thread pool; ready_async(result) is then
         called on this port. Jobs with equal keys run on one thread, in order. Returns a
-        concurrent.futures.Future. The job must not use the port handle."""
+        concurrent.futures.Future. The job may use the port handle: from its thread, each
+        method runs on the worker's thread and returns there."""
         return self._conn.async_(fn, args, key)
 
     def select(self, fileobj: Any, mode: int, on: bool) -> None:
@@ -361,8 +363,8 @@ class Driver:
 
     port: Port
 
-    def start(self, command: str) -> None:
+    def start(self, command: str) -> Awaitable[None] | None:
         """Called before open_port returns; ``command`` is the text after the spec."""
 
-    def stop(self) -> None:
+    def stop(self) -> Awaitable[None] | None:
         """Called when the port closes."""

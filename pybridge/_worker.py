@@ -29,7 +29,9 @@ import time
 import traceback
 import urllib.parse
 from collections import deque
-from typing import Any, Callable, cast
+from collections.abc import Coroutine
+from types import CoroutineType
+from typing import TYPE_CHECKING, Any, Callable, cast
 
 from . import __version__
 from . import _protocol as P
@@ -44,9 +46,12 @@ from ._driver import (
     Port,
 )
 from ._errors import BadArg, WorkerError
-from ._jobs import JobPool
+from ._jobs import JobPool, share
 from ._termprog import program
 from ._types import Atom, ImproperList, LocalPid, Pid
+
+if TYPE_CHECKING:
+    from ._aio import Aio, Hold
 
 log = logging.getLogger("pybridge")
 
@@ -58,6 +63,8 @@ SHM_REF = struct.Struct(">QQ").pack
 SHM_REF_FROM = struct.Struct(">QQ").unpack
 OUT_HIGH = 8 << 20          # unsent bytes of one port that pause reading it
 READ_SIZE = 256 << 10
+# frames about the transport itself: handled at once even while a coroutine holds the port
+TRANSPORT_OPS = frozenset((P.OP_SHM_ATTACH, P.OP_SHM_RELEASE))
 SHM_MIN = 64 << 10          # bodies from this size go through the port's shared memory
 SPEC_RE = re.compile(r"^[A-Za-z_][\w]*(\.[A-Za-z_][\w]*)*:[A-Za-z_]\w*$")
 
@@ -127,6 +134,8 @@ class Conn:
         self.qsize = 0
         self.monitors: dict[bytes, Monitor] = {}
         self.watches: dict[Any, Watch] = {}
+        self.hold: Hold | None = None   # the coroutine this port waits for (_aio)
+        self.threads = 0                # async_ jobs and coroutines running (_jobs.share)
         self.serial = 0                 # of the CTL_NEW_PORT that brought the socket
         # shared memory (PROTOCOL.md): the driver's ring in, ours out; positions monotonic
         self.shm: mmap.mmap | None = None
@@ -287,8 +296,8 @@ class Conn:
     def rearm(self) -> None:
         if self.closed:
             return
-        ev = (selectors.EVENT_READ if self.outlen < OUT_HIGH else 0) | \
-             (selectors.EVENT_WRITE if self.out else 0)
+        reading = self.outlen < OUT_HIGH and (self.hold is None or not self.hold.full)
+        ev = (selectors.EVENT_READ if reading else 0) | (selectors.EVENT_WRITE if self.out else 0)
         if ev != self.events:
             if not ev:
                 self.worker.sel.unregister(self.sock)
@@ -404,10 +413,13 @@ class Conn:
                 raise WorkerError("the port is gone")
 
     def dispatch(self, op: int, fl: int, rid: int, body: bytes) -> None:
+        if self.hold is not None and op not in TRANSPORT_OPS:
+            self.hold.frame(op, fl, rid, body)
+            return
         if op == P.OP_OUTPUT:
             self.on_output(body)
             if rid:                       # strict mode: the driver waits for this
-                self.send(P.OP_REPLY, rid=rid)
+                self.reply(rid)
         elif op == P.OP_CONTROL:
             self.on_control(fl, rid, body)
         elif op == P.OP_CALL:
@@ -419,7 +431,7 @@ class Conn:
         elif op == P.OP_TIMEOUT:
             self.on_timeout(P.U32.unpack(body)[0])
             if rid:
-                self.send(P.OP_REPLY, rid=rid)
+                self.reply(rid)
         elif op == P.OP_FLUSH:
             self.call_back("flush")
         elif op == P.OP_PROCESS_EXIT:
@@ -434,6 +446,22 @@ class Conn:
             self.shm_wrel = P.U64.unpack(body)[0]
         else:
             raise P.ProtocolError(f"unknown opcode {op:#x}")
+
+    def reply(self, rid: int) -> None:
+        """The empty answer of strict mode, once the callback has ended (its coroutine too)."""
+        if self.hold is None:
+            self.send(P.OP_REPLY, rid=rid)
+        else:
+            self.hold.later(self.send, P.OP_REPLY, b"", 0, rid)
+
+    def run_coroutine(self, coro: Coroutine[Any, Any, Any], what: str,
+                      answer: Callable[[Any], object] | None = None, rid: int = 0) -> None:
+        """A callback returned a coroutine: it runs on the worker's asyncio loop, and this
+        port's other callbacks wait for it (_aio)."""
+        if self.worker.aio is None:
+            from ._aio import Aio  # asyncio is imported by the first coroutine
+            self.worker.aio = Aio(self.worker)
+        self.worker.aio.start(self, coro, what, answer, rid)
 
     def fail(self, rid: int, exc: BaseException, what: str) -> None:
         """Answer a request with the exception, and log it with its traceback."""
@@ -467,15 +495,25 @@ class Conn:
             self.output_fn = getattr(drv, "output", None)
             if fl & P.FL_CREATED:       # driver_create_port: no start, nobody waits
                 return
-            drv.start(command)
+            r = drv.start(command)
         except BaseException as e:  # noqa: BLE001 - every failure of start is open_port's badarg
-            self.driver = None
-            self.fail(rid, e, "start")
-            self.flush()
-            self.close(call_stop=False)
+            self.open_failed(rid, e)
             return
-        self.send(P.OP_REPLY, P.U32.pack(P.OPEN_BLOCKING if getattr(drv, "blocking", False) else 0),
+        if r.__class__ is CoroutineType:
+            self.run_coroutine(r, "start", lambda _: self.opened(rid), rid)
+        else:
+            self.opened(rid)
+
+    def opened(self, rid: int) -> None:
+        self.send(P.OP_REPLY,
+                  P.U32.pack(P.OPEN_BLOCKING if getattr(self.driver, "blocking", False) else 0),
                   rid=rid)
+
+    def open_failed(self, rid: int, e: BaseException) -> None:
+        self.driver = None
+        self.fail(rid, e, "start")
+        self.flush()
+        self.close(call_stop=False)
 
     def on_output(self, body: bytes) -> None:
         n = U32_FROM(body, 0)[0] if len(body) >= 4 else -1
@@ -490,14 +528,20 @@ class Conn:
         self.deliver(pieces)
 
     def deliver(self, pieces: list[bytes]) -> None:
+        if self.hold is not None:
+            self.hold.output(pieces)
+            return
         try:
             if self.outputv_fn is not None:
-                self.outputv_fn(pieces)
+                r = self.outputv_fn(pieces)
             elif self.output_fn is not None:
-                self.output_fn(pieces[0] if len(pieces) == 1 else b"".join(pieces))
+                r = self.output_fn(pieces[0] if len(pieces) == 1 else b"".join(pieces))
             else:
                 log.warning("%s has neither output nor outputv: %d bytes from Erlang ignored",
                             self.spec, sum(map(len, pieces)))
+                return
+            if r is not None and r.__class__ is CoroutineType:
+                self.run_coroutine(cast(Coroutine[Any, Any, Any], r), "output")
         except Exception as e:
             self.log_exception(e, "output")
 
@@ -522,9 +566,11 @@ class Conn:
         return conn.port
 
     def async_(self, fn: Callable[..., Any], args: tuple[Any, ...], key: Any) -> Any:
+        share(self, 1)                  # before the job starts: it may use self.port
         return self.worker.jobs.submit(self, fn, args, key)
 
     def on_job_done(self, fut: Any) -> None:
+        share(self, -1)
         if fut.exception() is not None:
             self.log_exception(fut.exception(), "an async_ job")
             return
@@ -537,6 +583,8 @@ class Conn:
         self.call_back("ready_async", fut.result())
 
     def select(self, fileobj: Any, mode: int, on: bool) -> None:
+        if self.hold is not None:
+            self.hold.unpark(fileobj)
         ev = (selectors.EVENT_READ if mode & SELECT_READ else 0) | \
              (selectors.EVENT_WRITE if mode & SELECT_WRITE else 0)
         w = self.watches.get(fileobj)
@@ -559,11 +607,16 @@ class Conn:
 
     def call_back(self, name: str, *args: Any) -> None:
         """Run an optional callback (a missing one is a NULL entry), logging what it raises."""
+        if self.hold is not None:
+            self.hold.later(self.call_back, name, *args)
+            return
         fn = getattr(self.driver, name, None)
         if fn is None:
             return
         try:
-            fn(*args)
+            r = fn(*args)
+            if r.__class__ is CoroutineType:
+                self.run_coroutine(r, name)
         except Exception as e:
             self.log_exception(e, name)
 
@@ -586,18 +639,25 @@ class Conn:
             if fn is None:
                 raise BadArg("the driver has no control callback")
             r = fn(cmd, data)
-            if wrapped:
-                b = b"" if r is None else reply_bytes(r)
-                if self.control_flags & PORT_CONTROL_FLAG_BINARY and r is not None:
-                    self.send(P.OP_REPLY, encode(b), rid=rid)
-                else:
-                    self.send(P.OP_REPLY, encode(list(b)), rid=rid)
-            elif r is None:
-                self.send(P.OP_REPLY, fl=P.FL_NONE, rid=rid)
+            if r.__class__ is CoroutineType:
+                answer = functools.partial(self.control_reply, rid, wrapped)
+                self.run_coroutine(r, "control", answer, rid)
             else:
-                self.send(P.OP_REPLY, reply_bytes(r), rid=rid)
+                self.control_reply(rid, wrapped, r)
         except Exception as e:
             self.fail(rid, e, "control")
+
+    def control_reply(self, rid: int, wrapped: int, r: Any) -> None:
+        if wrapped:
+            b = b"" if r is None else reply_bytes(r)
+            if self.control_flags & PORT_CONTROL_FLAG_BINARY and r is not None:
+                self.send(P.OP_REPLY, encode(b), rid=rid)
+            else:
+                self.send(P.OP_REPLY, encode(list(b)), rid=rid)
+        elif r is None:
+            self.send(P.OP_REPLY, fl=P.FL_NONE, rid=rid)
+        else:
+            self.send(P.OP_REPLY, reply_bytes(r), rid=rid)
 
     def on_call(self, fl: int, rid: int, body: bytes) -> None:
         try:
@@ -610,9 +670,16 @@ class Conn:
             fn = getattr(self.driver, "call", None)
             if fn is None:
                 raise BadArg("the driver has no call callback")
-            self.send(P.OP_REPLY, encode(fn(cmd, term), self.none_atom), rid=rid)
+            r = fn(cmd, term)
+            if r.__class__ is CoroutineType:
+                self.run_coroutine(r, "call", functools.partial(self.call_reply, rid), rid)
+            else:
+                self.call_reply(rid, r)
         except Exception as e:
             self.fail(rid, e, "call")
+
+    def call_reply(self, rid: int, r: Any) -> None:
+        self.send(P.OP_REPLY, encode(r, self.none_atom), rid=rid)
 
     def local_pid(self, raw: int) -> LocalPid:
         return LocalPid(raw, functools.partial(self.worker.resolve_pid, self), self)
@@ -620,10 +687,15 @@ class Conn:
     def close(self, call_stop: bool = True) -> None:
         if self.closed:
             return
+        if self.hold is not None:       # its coroutine is cancelled first; stop runs after it
+            self.hold.close(call_stop)
+            return
         drv, self.driver = self.driver, None
         if drv is not None and call_stop:
             try:
-                drv.stop()
+                r = drv.stop()
+                if r.__class__ is CoroutineType:
+                    self.run_coroutine(cast(Coroutine[Any, Any, None], r), "stop")
             except Exception as e:
                 self.log_exception(e, "stop")
         for fileobj, w in list(self.watches.items()):
@@ -631,7 +703,9 @@ class Conn:
                 self.worker.sel.unregister(fileobj)
             if drv is not None:
                 try:
-                    getattr(drv, "stop_select", lambda f: None)(fileobj)
+                    r = getattr(drv, "stop_select", lambda f: None)(fileobj)
+                    if r.__class__ is CoroutineType:
+                        self.run_coroutine(r, "stop_select")
                 except Exception as e:
                     self.log_exception(e, "stop_select")
         self.watches.clear()
@@ -660,6 +734,9 @@ class Watch:
 
     def fire(self, ev: int) -> None:
         conn = self.conn
+        if conn.hold is not None:
+            conn.hold.park(self)
+            return
         if ev & selectors.EVENT_READ and self.events & selectors.EVENT_READ:
             conn.call_back("ready_input", self.fileobj)
         if ev & selectors.EVENT_WRITE and self.events & selectors.EVENT_WRITE and not conn.closed:
@@ -699,6 +776,7 @@ class Worker:
         # one read buffer for every port: a fresh 256 KiB bytes per recv costs an mmap
         self.rbuf = memoryview(bytearray(READ_SIZE))
         self.jobs = JobPool(async_threads)
+        self.aio: Aio | None = None     # the asyncio loop, from the first coroutine on
         self.later: list[tuple[Conn, str, Any]] = []
         self.dirty: set[Conn] = set()
         self.ctl = socket.socket(fileno=ctl_fd)
@@ -891,6 +969,8 @@ class Worker:
         self.sel.register(self.ctl, selectors.EVENT_READ, None)
         self.sel.register(self.jobs.rfd, selectors.EVENT_READ, self.jobs)
         while True:
+            if self.aio is not None:
+                self.aio.run()
             while self.dirty:
                 self.dirty.pop().flush()
             self.accept_ports()
@@ -898,7 +978,7 @@ class Worker:
                 conn, name, arg = self.later.pop(0)
                 conn.call_back(name, arg)
                 conn.flush()
-            for key, ev in self.sel.select():
+            for key, ev in self.sel.select(None if self.aio is None else self.aio.timeout()):
                 what = key.data
                 if what is None:
                     if not self.recv_ctl():
@@ -919,6 +999,9 @@ class Worker:
     def shutdown(self) -> None:
         for conn in list(self.conns):
             conn.close()
+        if self.aio is not None:
+            self.aio.shutdown()
+        self.jobs.close()
 
 
 def _die_with_parent() -> None:
