@@ -93,7 +93,7 @@ class Port:
         if not hdr and not skip and len(iov) == 1:
             # the echo shape (one piece, no header): one pack, one concatenation
             piece = iov[0]
-            if len(piece) < 65536:
+            if len(piece) < P.SHM_MIN:
                 self._conn.send(P.OP_OUTPUTV, _TWO_U32(0, len(piece)) + piece)
             else:
                 self._conn.send_parts(P.OP_OUTPUTV, [_TWO_U32(0, len(piece)), piece])

@@ -90,6 +90,7 @@ MGR_SPAWN = 1
 
 HEADER = struct.Struct(">IBBI")     # len, op, fl, id; len counts the bytes after itself
 HDR_LEN = HEADER.size
+SHM_MIN = 64 << 10          # bodies from this size go through the port's shared memory
 U32 = struct.Struct(">I")
 U64 = struct.Struct(">Q")
 MAX_FRAME = 256 << 20

@@ -65,7 +65,6 @@ OUT_HIGH = 8 << 20          # unsent bytes of one port that pause reading it
 READ_SIZE = 256 << 10
 # frames about the transport itself: handled at once even while a coroutine holds the port
 TRANSPORT_OPS = frozenset((P.OP_SHM_ATTACH, P.OP_SHM_RELEASE))
-SHM_MIN = 64 << 10          # bodies from this size go through the port's shared memory
 SPEC_RE = re.compile(r"^[A-Za-z_][\w]*(\.[A-Za-z_][\w]*)*:[A-Za-z_]\w*$")
 
 
@@ -197,7 +196,7 @@ class Conn:
         n = len(body)
         if n + 6 > self.worker.max_frame:
             raise ValueError(f"{n} bytes is over the max_frame limit ({self.worker.max_frame})")
-        if n >= SHM_MIN and self.send_shm(op, [body], n, fl, rid):
+        if n >= P.SHM_MIN and self.send_shm(op, [body], n, fl, rid):
             return
         # small bodies are joined to their header now: one object per frame to join later
         if n < 512:
@@ -212,7 +211,7 @@ class Conn:
     def send_parts(self, op: int, parts: list[bytes]) -> None:
         """send() of a body given in parts: a large one goes to the ring without joining."""
         n = sum(map(len, parts))
-        if not (n >= SHM_MIN and not self.closed and self.send_shm(op, parts, n, 0, 0)):
+        if not (n >= P.SHM_MIN and not self.closed and self.send_shm(op, parts, n, 0, 0)):
             self.send(op, b"".join(parts))
 
     def send_shm(self, op: int, parts: list[bytes], n: int, fl: int, rid: int) -> bool:
@@ -235,8 +234,8 @@ class Conn:
             out[at:at + k] = part
             at += k
         self.shm_wpos = pos + n
-        self.out.append(HEADER_PACK(22, op, fl | P.FL_SHM, rid) + SHM_REF(pos, n))
-        self.outlen += 26
+        self.out.append(HEADER_PACK(6 + 16, op, fl | P.FL_SHM, rid) + SHM_REF(pos, n))
+        self.outlen += P.HDR_LEN + 16     # the frame on the socket: header and pos/len
         self.worker.dirty.add(self)
         return True
 
@@ -821,10 +820,11 @@ class Worker:
             serial = P.HEADER.unpack_from(msg)[3]
             self.new_fds.extend((serial, fd) for fd in fds)
         elif op == P.CTL_SHM and len(fds) == 1:
-            old = self.shm_fds.pop(P.HEADER.unpack_from(msg)[3], None)
+            serial = P.HEADER.unpack_from(msg)[3]
+            old = self.shm_fds.pop(serial, None)
             if old is not None:
                 os.close(old)
-            self.shm_fds[P.HEADER.unpack_from(msg)[3]] = fds[0]
+            self.shm_fds[serial] = fds[0]
         else:
             for fd in fds:   # descriptors we did not ask for
                 os.close(fd)
