@@ -134,6 +134,7 @@ extern char **environ;
 #define DEFAULT_TIMEOUT_MS 5000u
 #define SHM_MIN (64u << 10)              /* bodies from this size travel in shared memory */
 #define SHM_HALF (8u << 20)              /* each direction's ring; bigger bodies go inline */
+#define SPIN_MAX_US 10000u              /* spin_us is capped: a scheduler is held */
 #define DEAD_GRACE_MS 1000               /* if Erlang does not kill a dead port, it fails itself */
 
 enum pb_kind { K_USER, K_MANAGER };
@@ -157,6 +158,7 @@ typedef struct {
     unsigned next_serial;
     unsigned timeout_ms;
     uint32_t max_frame;
+    unsigned spin_us;
     ErlDrvTermData notify;               /* the pybridge_worker process */
 } pb_worker;
 
@@ -171,6 +173,7 @@ typedef struct {
     ErlDrvTermData notify;
     unsigned timeout_ms;
     uint32_t max_frame;                  /* frames over it are errors, not allocations */
+    unsigned spin_us;                    /* busy-poll before sleeping on an answer */
     uint32_t next_id;
     /* synchronous request in flight (control/call/stop) */
     uint32_t awaiting;
@@ -500,6 +503,7 @@ static int attach_to_worker(pb_port *s, int want, unsigned wgen, uint32_t *seria
             s->os_pid = w->pid;
             if (!s->timeout_ms) s->timeout_ms = w->timeout_ms;
             s->max_frame = w->max_frame;
+            s->spin_us = w->spin_us;
             s->serial = *serial;
             rc = 0;
         }
@@ -1382,6 +1386,34 @@ static int read_frames(pb_port *s)
 }
 
 /*
+ * Busy-poll for the answer for up to spin_us before sleeping in poll: a round trip to
+ * Python is a few microseconds when neither side sleeps, and a sleeping thread's
+ * wake-up costs as much again. The scheduler is held by the request either way; this
+ * spends its CPU instead of its latency. 0 if the answer may still come, -1 if the port
+ * failed, 1 if it is down.
+ */
+static int spin(pb_port *s)
+{
+    ErlDrvTime end;
+    if (!s->spin_us) return 0;
+    end = erl_drv_monotonic_time(ERL_DRV_USEC) + s->spin_us;
+    while (!s->got) {
+        struct pollfd p;
+        int r;
+        p.fd = s->fd;
+        p.events = POLLIN;
+        p.revents = 0;
+        if (poll(&p, 1, 0) > 0) {
+            r = read_frames(s);
+            if (r != 0) return r < 0 ? -1 : s->got ? 0 : 1;
+        } else if (erl_drv_monotonic_time(ERL_DRV_USEC) > end) {
+            break;
+        }
+    }
+    return 0;
+}
+
+/*
  * Send one request frame and wait, bounded by the port's timeout, for its answer.
  * Frames that arrive meanwhile (outputs of earlier commands) are handled in order.
  */
@@ -1391,6 +1423,10 @@ static enum pb_wait request(pb_port *s, struct iovec *iov, int cnt, uint32_t id)
     s->awaiting = id;
     s->got = 0;
     if (send_iov(s, iov, cnt, NULL) < 0) goto down;
+    switch (spin(s)) {
+    case -1: return WAIT_DOWN;                  /* port failed already */
+    case 1: goto down;
+    }
     while (!s->got) {
         struct pollfd p;
         ErlDrvTime left = deadline - now_ms();
@@ -1827,12 +1863,13 @@ static ErlDrvSSizeT mgr_spawn(pb_port *s, char *buf, size_t len, char **rbuf, Er
     int argc = 0, sv[2], fd, i, slot = -1;
     posix_spawn_file_actions_t fa;
     pid_t pid;
-    unsigned timeout;
+    unsigned timeout, spin_us;
     uint32_t max_frame;
-    if (s->widx >= 0 || len < 9 || buf[len - 1] != 0) return -1;
+    if (s->widx >= 0 || len < 13 || buf[len - 1] != 0) return -1;
     timeout = get32(buf);
     max_frame = get32(buf + 4);
-    for (a = buf + 8; a < end && argc < 63; a += strlen(a) + 1)
+    spin_us = get32(buf + 8);
+    for (a = buf + 12; a < end && argc < 63; a += strlen(a) + 1)
         argv[argc++] = a;
     argv[argc] = NULL;
     if (argc == 0) return -1;
@@ -1869,6 +1906,7 @@ static ErlDrvSSizeT mgr_spawn(pb_port *s, char *buf, size_t len, char **rbuf, Er
         w->nports = 0;
         w->timeout_ms = timeout ? timeout : DEFAULT_TIMEOUT_MS;
         w->max_frame = max_frame >= 64 ? max_frame : MAX_FRAME;
+        w->spin_us = spin_us > SPIN_MAX_US ? SPIN_MAX_US : spin_us;
         w->notify = driver_caller(s->port);
     }
     erl_drv_mutex_unlock(reg->lock);

@@ -30,10 +30,13 @@ def main() -> None:
               help="Threads running async_ jobs.")
 @click.option("--max-frame", type=click.IntRange(64), default=256 << 20, show_default=True,
               help="Largest frame in bytes; over it is an error, not an allocation.")
-def worker(fd: int, paths: tuple[str, ...], async_threads: int, max_frame: int) -> None:
+@click.option("--spin-us", type=click.IntRange(0, 10000), default=50, show_default=True,
+              help="Microseconds to busy-poll for the next frame before sleeping.")
+def worker(fd: int, paths: tuple[str, ...], async_threads: int, max_frame: int,
+           spin_us: int) -> None:
     """Serve ports for a node (started by the pybridge Erlang app, not by hand)."""
     from ._worker import main as run
-    run(fd, list(paths), async_threads, max_frame)
+    run(fd, list(paths), async_threads, max_frame, spin_us)
 
 
 @main.command(short_help="Create a driver skeleton with its test.")

@@ -65,6 +65,8 @@ OUT_HIGH = 8 << 20          # unsent bytes of one port that pause reading it
 READ_SIZE = 256 << 10
 # frames about the transport itself: handled at once even while a coroutine holds the port
 TRANSPORT_OPS = frozenset((P.OP_SHM_ATTACH, P.OP_SHM_RELEASE))
+EPOLLIN, EPOLLOUT = select.EPOLLIN, select.EPOLLOUT
+EPOLL_OF = (0, EPOLLIN, EPOLLOUT, EPOLLIN | EPOLLOUT)     # by selectors' EVENT_* bits
 SPEC_RE = re.compile(r"^[A-Za-z_][\w]*(\.[A-Za-z_][\w]*)*:[A-Za-z_]\w*$")
 
 
@@ -768,10 +770,51 @@ class CtlLogHandler(logging.Handler):
             pass
 
 
+class Poller:
+    """selectors' register/modify/unregister over one epoll, without its per-event
+    SelectorKey work: select() gives (data, events) with selectors' EVENT_* bits."""
+
+    def __init__(self) -> None:
+        self.ep = select.epoll()
+        self.data: dict[int, tuple[Any, int]] = {}
+
+    @staticmethod
+    def fd(fileobj: Any) -> int:
+        return fileobj if isinstance(fileobj, int) else fileobj.fileno()
+
+    def register(self, fileobj: Any, events: int, data: Any = None) -> None:
+        fd = self.fd(fileobj)
+        if fd in self.data:
+            raise KeyError(f"{fileobj!r} is already registered")
+        self.ep.register(fd, EPOLL_OF[events])
+        self.data[fd] = (data, events)
+
+    def modify(self, fileobj: Any, events: int, data: Any = None) -> None:
+        fd = self.fd(fileobj)
+        if self.data[fd][1] != events:
+            self.ep.modify(fd, EPOLL_OF[events])
+        self.data[fd] = (data, events)
+
+    def unregister(self, fileobj: Any) -> None:
+        fd = self.fd(fileobj)
+        del self.data[fd]
+        self.ep.unregister(fd)
+
+    def select(self, timeout: float | None) -> list[tuple[Any, int]]:
+        data = self.data
+        out = []
+        for fd, ev in self.ep.poll(-1 if timeout is None else timeout):
+            d, want = data[fd]
+            # hang-up and error wake both directions, as in selectors
+            out.append((d, ((ev & ~EPOLLOUT and 1) | (ev & ~EPOLLIN and 2)) & want))
+        return out
+
+
 class Worker:
     def __init__(self, ctl_fd: int, paths: list[str], async_threads: int = 4,
-                 max_frame: int = P.MAX_FRAME) -> None:
+                 max_frame: int = P.MAX_FRAME, spin_us: int = 50) -> None:
         self.max_frame = max_frame
+        self.spin = spin_us / 1e6
         # one read buffer for every port: a fresh 256 KiB bytes per recv costs an mmap
         self.rbuf = memoryview(bytearray(READ_SIZE))
         self.jobs = JobPool(async_threads)
@@ -780,7 +823,7 @@ class Worker:
         self.dirty: set[Conn] = set()
         self.ctl = socket.socket(fileno=ctl_fd)
         self.ctl.setblocking(True)
-        self.sel = selectors.DefaultSelector()
+        self.sel = Poller()
         self.conns: set[Conn] = set()
         self.pids: dict[int, Any] = {}
         self.new_fds: deque[tuple[int, int]] = deque()
@@ -978,8 +1021,7 @@ class Worker:
                 conn, name, arg = self.later.pop(0)
                 conn.call_back(name, arg)
                 conn.flush()
-            for key, ev in self.sel.select(None if self.aio is None else self.aio.timeout()):
-                what = key.data
+            for what, ev in self.wait():
                 if what is None:
                     if not self.recv_ctl():
                         return self.shutdown()
@@ -995,6 +1037,22 @@ class Worker:
                         what.flush()
                     if ev & selectors.EVENT_READ and not what.closed:
                         what.on_readable()
+
+    def wait(self) -> list[tuple[Any, int]]:
+        """What is ready: polled for up to spin seconds before sleeping, since a port that
+        was just served is likely to send again at once (a control's caller, a pipeline);
+        a sleeping worker's wake-up costs as much as the whole round trip."""
+        timeout = None if self.aio is None else self.aio.timeout()
+        ready = self.sel.select(0)
+        if ready or timeout == 0 or not self.spin:
+            return ready
+        clock = time.perf_counter
+        end = clock() + (self.spin if timeout is None else min(self.spin, timeout))
+        poll = self.sel.ep.poll
+        while clock() < end:
+            if poll(0):
+                return self.sel.select(0)
+        return self.sel.select(timeout if timeout is None else max(0.0, timeout - self.spin))
 
     def shutdown(self) -> None:
         for conn in list(self.conns):
@@ -1045,12 +1103,13 @@ def _forward_lines(r: int, ctl: socket.socket, level: str, stream: str) -> None:
                 return
 
 
-def main(fd: int, paths: list[str], async_threads: int = 4, max_frame: int = P.MAX_FRAME) -> None:
+def main(fd: int, paths: list[str], async_threads: int = 4, max_frame: int = P.MAX_FRAME,
+         spin_us: int = 50) -> None:
     _die_with_parent()
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     if soft < hard:
         resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
-    worker = Worker(fd, paths, async_threads, max_frame)
+    worker = Worker(fd, paths, async_threads, max_frame, spin_us)
     capture_output(worker.ctl)
     handler = CtlLogHandler(worker.ctl)
     root = logging.getLogger()

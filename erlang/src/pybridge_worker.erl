@@ -45,10 +45,12 @@ init(N) ->
     process_flag(trap_exit, true),
     Mgr = open_port({spawn_driver, "pybridge --manager"}, [binary]),
     MaxFrame = application:get_env(pybridge, max_frame, 256 bsl 20),
+    Spin = min(max(application:get_env(pybridge, spin_us, 50), 0), 10000),
     Argv = [python(), "-m", "pybridge", "worker", "--fd", "3",
-            "--max-frame", integer_to_list(MaxFrame)
+            "--max-frame", integer_to_list(MaxFrame), "--spin-us", integer_to_list(Spin)
             | lists:append([["--path", P] || P <- python_path()])],
-    Spawn = [<<(timeout()):32, MaxFrame:32>> | [[unicode:characters_to_binary(A), 0] || A <- Argv]],
+    Spawn = [<<(timeout()):32, MaxFrame:32, Spin:32>>
+             | [[unicode:characters_to_binary(A), 0] || A <- Argv]],
     try list_to_binary(erlang:port_control(Mgr, ?MGR_SPAWN, Spawn)) of
         <<OsPid:32, _Slot:32>> ->
             await_hello(#state{n = N, mgr = Mgr, os_pid = OsPid})
