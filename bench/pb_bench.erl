@@ -154,7 +154,7 @@ term_rate() ->
 
 mib_rate(P) ->
     D = binary:copy(<<"0123456789abcdef">>, 65536),
-    K = 100,
+    K = 500,
     T0 = now_us(),
     [begin true = erlang:port_command(P, D), collect(P, byte_size(D)) end || _ <- lists:seq(1, K)],
     Rate = K * byte_size(D) / ((now_us() - T0) / 1.0e6) / 1.0e9,

@@ -569,7 +569,8 @@ static int64_t shm_put(pb_port *s, struct iovec *iov, int cnt, size_t total)
     uint64_t pos = s->shm_wpos, off = pos % SHM_HALF;
     char *p;
     int i;
-    if (off + total > SHM_HALF) pos += SHM_HALF - off;
+    /* a body never wraps; in an empty ring it starts at the front, whose cache is warm */
+    if (off && (off + total > SHM_HALF || pos == s->shm_wrel)) pos += SHM_HALF - off;
     if (pos + total - s->shm_wrel > SHM_HALF) return -1;
     p = s->shm + pos % SHM_HALF;
     for (i = 0; i < cnt; i++) {
