@@ -12,7 +12,7 @@ from typing import Any
 from . import _protocol as P
 from ._codec import encode
 from ._driver import Port
-from ._types import ImproperList, LocalPid
+from ._types import Atom, ImproperList, LocalPid
 
 _EXT = bytes((P.T_EXT,))
 
@@ -22,7 +22,20 @@ def _ext(term: Any, none_atom: str) -> bytes:
     return _EXT + P.U32.pack(len(etf)) + etf
 
 
+# exact types that hold no pid: most terms are made of these alone
+_PLAIN = frozenset((Atom, int, float, bytes, str, bool, type(None)))
+
+
 def _holds_local(term: Any, origin: object) -> bool:
+    tt = type(term)
+    if tt in _PLAIN:
+        return False
+    if tt is tuple or tt is list:
+        plain = _PLAIN
+        for t in term:
+            if type(t) not in plain and _holds_local(t, origin):
+                return True
+        return False
     if isinstance(term, LocalPid):
         return term.origin is origin
     if isinstance(term, Port):

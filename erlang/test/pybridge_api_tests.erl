@@ -63,6 +63,9 @@ output_term_examples() ->
     ?assertEqual({my_tag, {17, 4711}}, receive M4 -> M4 after 2000 -> timeout end),
     [] = erlang:port_control(P, 5, <<>>),
     ?assertEqual(#{key1 => 100, key2 => {200, 300}}, receive M5 -> M5 after 2000 -> timeout end),
+    [] = erlang:port_control(P, 7, <<>>),
+    ?assertEqual({1, [a, {<<"x">>, [self()]}], #{p => [P]}, 2.5},
+                 receive M7 -> M7 after 2000 -> timeout end),
     port_close(P).
 
 output_term_specs() ->

@@ -18,6 +18,9 @@ class TermMessages(pybridge.Driver):
             p.output_term({Atom("key1"): 100, Atom("key2"): (200, 300)})
         elif command == 6:
             p.send_term(p.caller(), (Atom("to_caller"), p.caller(), p.connected()))
+        elif command == 7:
+            # the pid and the port deep among plain terms (the program's slow path)
+            p.output_term((1, [Atom("a"), (b"x", [p.caller()])], {Atom("p"): [p]}, 2.5))
         return None
 
     def call(self, command, term):
