@@ -136,6 +136,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     s->state = data[0] & 1 ? S_OPENING : S_OPEN;
     s->open_id = 1;
     s->fd = sv[0];
+    s->wfd = dup(sv[0]);                 /* the driver's answers, drained below */
     s->widx = -1;
     s->timeout_ms = 10;
     s->max_frame = MAX_FRAME;

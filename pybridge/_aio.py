@@ -106,9 +106,7 @@ class Hold:
             if w.events:
                 conn.worker.sel.unregister(w.fileobj)
                 w.events = 0
-        if conn.events:
-            conn.worker.sel.unregister(conn.sock)
-            conn.events = 0
+        conn.unwatch()
         conn.closed = True
         self.task.cancel()
 

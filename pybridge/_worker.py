@@ -1,9 +1,10 @@
 """The worker process: one event loop serving every port the node gives it.
 
 Wire format: docs/PROTOCOL.md. fd 3 (or --fd) is the ctl socket to the manager port;
-each port arrives as a descriptor in CTL_NEW_PORT and is served in order on its own
-socket. Callbacks run one at a time; outputs are batched per read and written without
-blocking, and reading a port pauses while too much of its output is unsent.
+each port arrives as two pipes in CTL_NEW_PORT (from the driver, to it), or as one
+socket when the node runs short of descriptors, and is served in order on them.
+Callbacks run one at a time; outputs are batched per read and written without blocking,
+and reading a port pauses while too much of its output is unsent.
 """
 from __future__ import annotations
 
@@ -107,9 +108,9 @@ def reply_bytes(r: Any) -> bytes:
 class Conn:
     """One port: its socket, its Driver instance and what the C side told it."""
 
-    def __init__(self, worker: Worker, sock: socket.socket) -> None:
+    def __init__(self, worker: Worker, rfd: int, wfd: int) -> None:
         self.worker = worker
-        self.sock = sock
+        self.rfd, self.wfd = rfd, wfd   # pipes from and to the driver, or one socket
         self.inbuf = bytearray()
         self.inpos = 0                  # frames before it are handled
         self.reads = 0                  # fills so far: inbuf may have moved
@@ -126,7 +127,7 @@ class Conn:
         self.timeout_ms = 5000
         self.none_atom = "undefined"
         self.spec = ""
-        self.events = selectors.EVENT_READ
+        self.reading = self.writing = False     # registered with the worker's Poller
         self.closed = False
         self.timer_gen = 0              # last generation handed out
         self.active_gen = 0             # the timer that may still call timeout (0: none)
@@ -246,7 +247,13 @@ class Conn:
         half = P.U64.unpack(body)[0]
         fd = self.worker.take_shm_fd(self.serial)
         try:
-            self.shm = mmap.mmap(fd, 2 * half)
+            self.shm = mmap.mmap(fd, 2 * half)      # holds a dup of fd: EMFILE is possible
+        except OSError as e:
+            # this port cannot go on (its large bodies would be lost); the others can
+            log.error("pybridge port %s: cannot map its shared memory (%s); closing it",
+                      self.spec, e, extra={"pybridge_port": self.port_raw, "driver": self.spec})
+            self.close()
+            return
         finally:
             os.close(fd)
         view = memoryview(self.shm)
@@ -272,7 +279,7 @@ class Conn:
         if self.out and not self.closed:
             data = b"".join(self.out) if len(self.out) > 1 else self.out[0]
             try:
-                n = self.sock.send(data)
+                n = os.write(self.wfd, data)
             except BlockingIOError:
                 n = 0
             except OSError:
@@ -293,21 +300,53 @@ class Conn:
                 left = deadline - time.monotonic()
                 if left <= 0:
                     raise WorkerError("the node does not read this port's socket")
-                select.select([], [self.sock], [], left)
+                select.select([], [self.wfd], [], left)
 
     def rearm(self) -> None:
         if self.closed:
             return
         reading = self.outlen < OUT_HIGH and (self.hold is None or not self.hold.full)
-        ev = (selectors.EVENT_READ if reading else 0) | (selectors.EVENT_WRITE if self.out else 0)
-        if ev != self.events:
-            if not ev:
-                self.worker.sel.unregister(self.sock)
-            elif not self.events:
-                self.worker.sel.register(self.sock, ev, self)
+        if self.rfd == self.wfd:
+            self.rearm_socket(reading, bool(self.out))
+            return
+        if reading != self.reading:
+            if reading:
+                self.worker.sel.register(self.rfd, selectors.EVENT_READ, self)
             else:
-                self.worker.sel.modify(self.sock, ev, self)
-            self.events = ev
+                self.worker.sel.unregister(self.rfd)
+            self.reading = reading
+        writing = bool(self.out)
+        if writing != self.writing:
+            if writing:
+                self.worker.sel.register(self.wfd, selectors.EVENT_WRITE, self)
+            else:
+                self.worker.sel.unregister(self.wfd)
+            self.writing = writing
+
+    def rearm_socket(self, reading: bool, writing: bool) -> None:
+        """rearm() for a port on one socket: one registration with both events."""
+        old = (selectors.EVENT_READ if self.reading else 0) | \
+            (selectors.EVENT_WRITE if self.writing else 0)
+        ev = (selectors.EVENT_READ if reading else 0) | (selectors.EVENT_WRITE if writing else 0)
+        if ev != old:
+            if not ev:
+                self.worker.sel.unregister(self.rfd)
+            elif not old:
+                self.worker.sel.register(self.rfd, ev, self)
+            else:
+                self.worker.sel.modify(self.rfd, ev, self)
+        self.reading, self.writing = reading, writing
+
+    def unwatch(self) -> None:
+        """Nothing more from the Poller for this port."""
+        if self.rfd == self.wfd:
+            self.rearm_socket(False, False)
+            return
+        if self.reading:
+            self.worker.sel.unregister(self.rfd)
+        if self.writing:
+            self.worker.sel.unregister(self.wfd)
+        self.reading = self.writing = False
 
     # -- input side --
     def on_readable(self) -> None:
@@ -360,7 +399,7 @@ class Conn:
         """Read what the socket has into inbuf: False at EOF, None if nothing now."""
         rbuf = self.worker.rbuf
         try:
-            n = self.sock.recv_into(rbuf)
+            n = os.readv(self.rfd, (rbuf,))
         except BlockingIOError:
             return None
         except OSError:
@@ -409,7 +448,7 @@ class Conn:
                 self.pending.append(frame)
                 frame = self.take_frame()
             left = deadline - time.monotonic()
-            if left <= 0 or not select.select([self.sock], [], [], left)[0]:
+            if left <= 0 or not select.select([self.rfd], [], [], left)[0]:
                 raise WorkerError("the node did not answer a driver call in time")
             if self.fill() is False:
                 raise WorkerError("the port is gone")
@@ -712,9 +751,10 @@ class Conn:
                     self.log_exception(e, "stop_select")
         self.watches.clear()
         self.closed = True
-        if self.events:
-            self.worker.sel.unregister(self.sock)
-        self.sock.close()
+        self.unwatch()
+        os.close(self.rfd)
+        if self.wfd != self.rfd:
+            os.close(self.wfd)
         self.worker.conns.discard(self)
         if self.shm is not None:
             self.shm_in = self.shm_out = None
@@ -827,7 +867,7 @@ class Worker:
         self.sel = Poller()
         self.conns: set[Conn] = set()
         self.pids: dict[int, Any] = {}
-        self.new_fds: deque[tuple[int, int]] = deque()
+        self.new_fds: deque[tuple[int, int, int]] = deque()
         self.shm_fds: dict[int, int] = {}       # port serial -> its region, until attached
         # driver modules come from these directories only (app env python_path, open -p)
         self.allowed: list[str] = []
@@ -860,9 +900,8 @@ class Worker:
         if not msg:
             return False
         op = msg[4] if len(msg) >= P.HDR_LEN else -1
-        if op == P.CTL_NEW_PORT:
-            serial = P.HEADER.unpack_from(msg)[3]
-            self.new_fds.extend((serial, fd) for fd in fds)
+        if op == P.CTL_NEW_PORT and len(fds) in (1, 2):
+            self.new_fds.append((P.HEADER.unpack_from(msg)[3], fds[0], fds[-1]))
         elif op == P.CTL_SHM and len(fds) == 1:
             serial = P.HEADER.unpack_from(msg)[3]
             old = self.shm_fds.pop(serial, None)
@@ -979,13 +1018,13 @@ class Worker:
         while self.new_fds:
             self.accept(*self.new_fds.popleft())
 
-    def accept(self, serial: int, fd: int) -> Conn:
-        sock = socket.socket(fileno=fd)
-        sock.setblocking(False)
-        conn = Conn(self, sock)
+    def accept(self, serial: int, rfd: int, wfd: int) -> Conn:
+        os.set_blocking(rfd, False)
+        os.set_blocking(wfd, False)     # the same descriptor for a socket: no matter
+        conn = Conn(self, rfd, wfd)
         conn.serial = serial
         self.conns.add(conn)
-        self.sel.register(sock, selectors.EVENT_READ, conn)
+        conn.rearm()
         return conn
 
     def adopt(self, serial: int, deadline: float) -> Conn:
@@ -998,7 +1037,7 @@ class Worker:
                     conn = self.accept(*item)
                     while conn.driver is None and not conn.closed:
                         left = deadline - time.monotonic()
-                        if left <= 0 or not select.select([conn.sock], [], [], left)[0]:
+                        if left <= 0 or not select.select([conn.rfd], [], [], left)[0]:
                             raise WorkerError("the new port's socket stayed silent")
                         conn.on_readable()
                     return conn

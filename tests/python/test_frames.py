@@ -1,5 +1,6 @@
 """The worker's frame reader: frames split at every byte boundary, several per read,
 and bad lengths, give exactly the frames sent (or a protocol error)."""
+import os
 import random
 import socket
 
@@ -9,12 +10,29 @@ from pybridge import _protocol as P
 from pybridge._worker import Conn, Worker
 
 
+class PipeEnd:
+    """The driver's side of a port's two pipes, with the socket calls the tests use."""
+
+    def __init__(self, r: int, w: int) -> None:
+        self.r, self.w = r, w
+
+    def sendall(self, data: bytes) -> None:
+        while data:
+            data = data[os.write(self.w, data):]
+
+    def close(self) -> None:
+        os.close(self.r)
+        os.close(self.w)
+
+
 @pytest.fixture
 def conn():
     a, b = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
     w = Worker(a.detach(), [])
-    mine, theirs = socket.socketpair()
-    c = w.accept(0, theirs.detach())
+    to_r, to_w = os.pipe()
+    from_r, from_w = os.pipe()
+    c = w.accept(0, to_r, from_w)
+    mine = PipeEnd(from_r, to_w)
     yield c, mine
     mine.close()
     b.close()

@@ -41,7 +41,10 @@ def echo_all(port, sizes, seed):
         assert got == data
 
 
-@pytest.mark.parametrize("seed, form", list(enumerate(["output", "outputv", "output_binary", "output2"])))
+FORMS = ["output", "outputv", "output_binary", "output2"]
+
+
+@pytest.mark.parametrize("seed, form", list(enumerate(FORMS)))
 def test_odd_sizes_both_ways_every_form(beam, seed, form):
     port = beam.open("shm_echo:ShmEcho")
     assert not shm_attached(port)
