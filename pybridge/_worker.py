@@ -63,6 +63,7 @@ FL_SHM = P.FL_SHM
 SHM_REF = struct.Struct(">QQ").pack
 SHM_REF_FROM = struct.Struct(">QQ").unpack
 OUT_HIGH = 8 << 20          # unsent bytes of one port that pause reading it
+OUT_FLUSH = 64 << 10        # queued bytes written at once, inside a callback that goes on
 READ_SIZE = 256 << 10
 # frames about the transport itself: handled at once even while a coroutine holds the port
 TRANSPORT_OPS = frozenset((P.OP_SHM_ATTACH, P.OP_SHM_RELEASE))
@@ -116,8 +117,9 @@ class Conn:
         self.reads = 0                  # fills so far: inbuf may have moved
         self.pending: deque[tuple[int, int, int, bytes]] = deque()
         self.ask_id = 0
-        self.out: list[bytes] = []
+        self.out: list[bytes | memoryview] = []   # memoryview: an unsent tail
         self.outlen = 0
+        self.write_at = OUT_FLUSH        # outlen at which send() writes at once
         self.driver: Driver | None = None
         self.output_fn: Callable[[bytes], object] | None = None
         self.outputv_fn: Callable[[list[bytes]], object] | None = None
@@ -208,6 +210,10 @@ class Conn:
             self.out.append(HEADER_PACK(n + 6, op, fl, rid))
             self.out.append(body)
         self.outlen += 10 + n
+        if self.outlen >= self.write_at:
+            # a long callback's output reaches Erlang while it runs, not all at its end;
+            # the loop's flush() still follows (errors, the rest, select)
+            self.write_out()
         # a callback of one port may write to another (create_port): the loop flushes all
         self.worker.dirty.add(self)
 
@@ -276,21 +282,33 @@ class Conn:
 
     def flush(self) -> None:
         self.worker.dirty.discard(self)
-        if self.out and not self.closed:
-            data = b"".join(self.out) if len(self.out) > 1 else self.out[0]
+        if self.out and not self.closed and not self.write_out():
+            self.close()
+            return
+        self.rearm()
+
+    def write_out(self) -> bool:
+        """Write what the pipe takes now. False: the driver's end is gone."""
+        out = self.out
+        while out:
+            # small pieces go in one write; a large unsent head is written alone, so that
+            # a full pipe never has everything queued joined again at each try
+            if len(out) > 1 and len(out[0]) < OUT_FLUSH:
+                out[:] = [b"".join(out)]
+            data = out[0]
             try:
                 n = os.write(self.wfd, data)
             except BlockingIOError:
-                n = 0
+                break
             except OSError:
-                self.close()
-                return
+                return False
+            self.outlen -= n
             if n < len(data):
-                self.out = [data[n:]]
-            else:
-                self.out = []
-            self.outlen = len(data) - n
-        self.rearm()
+                out[0] = memoryview(data)[n:]
+                break
+            del out[0]
+        self.write_at = self.outlen + OUT_FLUSH
+        return True
 
     def flush_blocking(self, deadline: float) -> None:
         """Push everything out now (used before waiting on the node inside a callback)."""

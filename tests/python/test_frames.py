@@ -75,3 +75,20 @@ def test_bad_lengths_are_protocol_errors(conn, length):
     c.fill()
     with pytest.raises(P.ProtocolError):
         c.take_frame()
+
+
+def test_a_long_callbacks_output_is_written_as_it_goes(conn):
+    # over 64 KiB queued is written at once, before the callback returns to the loop, so
+    # the node handles it meanwhile (it reads a port's frames even while a control waits)
+    c, theirs = conn
+    os.set_blocking(theirs.r, False)
+    for i in range(100):
+        c.port.output(i.to_bytes(4, "big") + bytes(1000))
+    first = os.read(theirs.r, 1 << 20)
+    assert len(first) >= 64 << 10
+    assert first[:P.HDR_LEN + 4] == P.frame(P.OP_OUTPUT_DATA, b"\0\0\0\0" + bytes(1000))[:14]
+    assert c.outlen < 64 << 10
+    c.flush()                   # the loop's flush: the rest, in order
+    rest = first + os.read(theirs.r, 1 << 20)
+    assert rest == b"".join(P.frame(P.OP_OUTPUT_DATA, i.to_bytes(4, "big") + bytes(1000))
+                            for i in range(100))
