@@ -1,7 +1,7 @@
 """Turn bench/results/latest.json into latest.md, latest.png and docs/PERFORMANCE.md.
 
-Targets are ratios taken within one run (issue 4), so a noisy machine moves the
-baselines together with pybridge.
+Every variant runs side by side in one run, so a noisy machine moves the baselines
+together with pybridge; targets that compare them are ratios within that run.
 """
 import json
 import os
@@ -133,8 +133,9 @@ NOTES = """
 - While a control/call waits, and after the worker has served a frame, each side
   busy-polls for up to `spin_us` (50 us) before it sleeps: S1, S2 and S4 pay no wake-up on
   that side. `spin_us` 0 turns it off; the CPU it spends is the price.
-- Bodies of 64 KiB or more travel in a per-port shared-memory ring; a body in an empty ring
-  starts at its front, where the cache is warm (S6).
+- port_command data of 64 KiB or more, and any such body from the worker, travels in a
+  per-port shared-memory ring; a body in an empty ring starts at its front, where the
+  cache is warm (S6).
 - A callback's output goes out as it is made (once 64 KiB is queued), so Erlang handles it
   while the callback still runs (S5).
 
@@ -157,8 +158,9 @@ def main() -> None:
     png(tg, RES / "latest.png")
     (ROOT / "docs/PERFORMANCE.md").write_text(
         "# Performance\n\nWritten by `make bench` (bench/report.py) from its latest run; "
-        "every target is a\n"
-        "ratio within that run. The chart shows each target's achieved/target (1 = met).\n\n"
+        "targets that compare\n"
+        "with a baseline are ratios within that run. The chart shows each target's "
+        "achieved/target (1 = met).\n\n"
         "![latest](../bench/results/latest.png)\n\n" + md + NOTES)
     print(md)
 

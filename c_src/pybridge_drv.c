@@ -565,7 +565,7 @@ static int attach_to_worker(pb_port *s, int want, unsigned wgen, uint32_t *seria
  *   └────────────────────┴────────────────────────┘
  *
  * The descriptor goes to the worker on the ctl socket (CTL_SHM, id = the port's serial)
- * before OP_SHM_ATTACH goes on the port's socket, so the worker always has it by then.
+ * before OP_SHM_ATTACH goes on the port's channel, so the worker always has it by then.
  * A writer places a body whole at a monotonic position (skipping the ring's tail when it
  * would wrap) and sends the frame with FL_SHM and `pos:u64, len:u64` as its body; the
  * reader copies it out and hands the space back (OP_SHM_RELEASE / OP_SHM_RETURN: free up
@@ -601,18 +601,21 @@ static void shm_setup(pb_port *s)
 /* Copy a body of `total` bytes (the iov) into our ring. Its position, or -1: no room. */
 static int64_t shm_put(pb_port *s, struct iovec *iov, int cnt, size_t total)
 {
-    uint64_t pos = s->shm_wpos, off = pos % SHM_HALF;
+    uint64_t pos = s->shm_wpos, rel = s->shm_wrel, off = pos % SHM_HALF;
     char *p;
     int i;
-    /* a body never wraps; in an empty ring it starts at the front, whose cache is warm */
-    if (off && (off + total > SHM_HALF || pos == s->shm_wrel)) pos += SHM_HALF - off;
-    if (pos + total - s->shm_wrel > SHM_HALF) return -1;
+    if (off && pos == rel)
+        pos = rel = pos + SHM_HALF - off;   /* empty: the front, whose cache is warm */
+    else if (off + total > SHM_HALF)
+        pos += SHM_HALF - off;              /* a body never wraps */
+    if (pos + total - rel > SHM_HALF) return -1;
     p = s->shm + pos % SHM_HALF;
     for (i = 0; i < cnt; i++) {
         memcpy(p, iov[i].iov_base, iov[i].iov_len);
         p += iov[i].iov_len;
     }
     s->shm_wpos = pos + total;
+    s->shm_wrel = rel;
     return (int64_t)pos;
 }
 
@@ -1432,47 +1435,20 @@ static int read_frames(pb_port *s)
 }
 
 /*
- * Busy-poll for the answer for up to spin_us before sleeping in poll: a round trip to
- * Python is a few microseconds when neither side sleeps, and a sleeping thread's
- * wake-up costs as much again. The scheduler is held by the request either way; this
- * spends its CPU instead of its latency. 0 if the answer may still come, -1 if the port
- * failed, 1 if it is down.
- */
-static int spin(pb_port *s)
-{
-    ErlDrvTime end;
-    if (!s->spin_us) return 0;
-    end = erl_drv_monotonic_time(ERL_DRV_USEC) + s->spin_us;
-    while (!s->got) {
-        struct pollfd p;
-        int r;
-        p.fd = s->fd;
-        p.events = POLLIN;
-        p.revents = 0;
-        if (poll(&p, 1, 0) > 0) {
-            r = read_frames(s);
-            if (r != 0) return r < 0 ? -1 : s->got ? 0 : 1;
-        } else if (erl_drv_monotonic_time(ERL_DRV_USEC) > end) {
-            break;
-        }
-    }
-    return 0;
-}
-
-/*
  * Send one request frame and wait, bounded by the port's timeout, for its answer.
  * Frames that arrive meanwhile (outputs of earlier commands) are handled in order.
  */
 static enum pb_wait request(pb_port *s, struct iovec *iov, int cnt, uint32_t id)
 {
     ErlDrvTime deadline = now_ms() + s->timeout_ms;
+    /* Busy-poll for up to spin_us before sleeping in poll: a round trip to Python is a few
+     * microseconds when neither side sleeps, and a sleeping thread's wake-up costs as much
+     * again. The scheduler is held by the request either way; this spends its CPU instead
+     * of its latency, within the same deadline. */
+    ErlDrvTime spin_end = erl_drv_monotonic_time(ERL_DRV_USEC) + s->spin_us;
     s->awaiting = id;
     s->got = 0;
     if (send_iov(s, iov, cnt, NULL) < 0) goto down;
-    switch (spin(s)) {
-    case -1: return WAIT_DOWN;                  /* port failed already */
-    case 1: goto down;
-    }
     while (!s->got) {
         struct pollfd p[2];
         ErlDrvTime left = deadline - now_ms();
@@ -1486,7 +1462,8 @@ static enum pb_wait request(pb_port *s, struct iovec *iov, int cnt, uint32_t id)
         p[1].fd = s->wfd;
         p[1].events = POLLOUT;
         p[0].revents = p[1].revents = 0;
-        r = poll(p, s->qhead ? 2 : 1, (int)left);
+        r = poll(p, s->qhead ? 2 : 1,
+                 erl_drv_monotonic_time(ERL_DRV_USEC) < spin_end ? 0 : (int)left);
         if (r < 0 && errno != EINTR) goto down;
         if (r <= 0) continue;
         if ((p[1].revents & POLLERR) || ((p[1].revents & POLLOUT) && q_flush(s) < 0)) goto down;
@@ -2251,7 +2228,7 @@ static void pb_configure(void)
     base = strrchr(info.dli_fname, '/');
     base = base ? base + 1 : info.dli_fname;
     l = strlen(info.dli_fname);
-    if (!strcmp(base, "pybridge.so") || l < 4 || l + 2 > sizeof(conf)) return;
+    if (!strcmp(base, "pybridge.so") || l < 4 || l + 3 > sizeof(conf)) return;
     memcpy(conf, info.dli_fname, l - 3);
     memcpy(conf + l - 3, ".conf", 6);
     if (!(f = fopen(conf, "re"))) return;

@@ -56,7 +56,7 @@ class Hold:
 
     @property
     def full(self) -> bool:
-        """Enough input waits: the port's socket is not read until the coroutine ends, so
+        """Enough input waits: the port's channel is not read until the coroutine ends, so
         the driver's queue fills and the port turns busy (as for a slow sync callback)."""
         return self.held_bytes > HELD_HIGH
 
@@ -144,7 +144,7 @@ class Hold:
             elif not conn.closed:
                 if conn.pending or conn.inpos < len(conn.inbuf):
                     conn.on_readable()          # frames an ask() of the coroutine set aside
-                conn.flush()                    # and read the socket again if it was full
+                conn.flush()                    # and read the channel again if it was full
         except P.ProtocolError as e:
             log.error("pybridge port %s: %s; closing it", conn.spec, e)
             conn.close()

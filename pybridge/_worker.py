@@ -107,7 +107,7 @@ def reply_bytes(r: Any) -> bytes:
 
 
 class Conn:
-    """One port: its socket, its Driver instance and what the C side told it."""
+    """One port: its channel, its Driver instance and what the C side told it."""
 
     def __init__(self, worker: Worker, rfd: int, wfd: int) -> None:
         self.worker = worker
@@ -140,7 +140,7 @@ class Conn:
         self.watches: dict[Any, Watch] = {}
         self.hold: Hold | None = None   # the coroutine this port waits for (_aio)
         self.threads = 0                # async_ jobs and coroutines running (_jobs.share)
-        self.serial = 0                 # of the CTL_NEW_PORT that brought the socket
+        self.serial = 0                 # of the CTL_NEW_PORT that brought the channel
         # shared memory (PROTOCOL.md): the driver's ring in, ours out; positions monotonic
         self.shm: mmap.mmap | None = None
         self.shm_in: memoryview | None = None
@@ -231,21 +231,23 @@ class Conn:
                 self.shm_wanted = True
                 self.send(P.OP_SHM_WANT)
             return False
-        pos = self.shm_wpos
+        pos, rel = self.shm_wpos, self.shm_wrel
         at = pos % half
-        # a body never wraps; in an empty ring it starts at the front, whose cache is warm
-        if at and (at + n > half or pos == self.shm_wrel):
+        if at and pos == rel:           # empty: the front, whose cache is warm
+            pos = rel = pos + half - at
+            at = 0
+        elif at + n > half:             # a body never wraps
             pos += half - at
             at = 0
-        if n > half or pos + n - self.shm_wrel > half:
+        if n > half or pos + n - rel > half:
             return False
         for part in parts:
             k = len(part)
             out[at:at + k] = part
             at += k
-        self.shm_wpos = pos + n
+        self.shm_wpos, self.shm_wrel = pos + n, rel
         self.out.append(HEADER_PACK(6 + 16, op, fl | P.FL_SHM, rid) + SHM_REF(pos, n))
-        self.outlen += P.HDR_LEN + 16     # the frame on the socket: header and pos/len
+        self.outlen += P.HDR_LEN + 16     # the frame on the channel: header and pos/len
         self.worker.dirty.add(self)
         return True
 
@@ -317,54 +319,31 @@ class Conn:
             if self.out:
                 left = deadline - time.monotonic()
                 if left <= 0:
-                    raise WorkerError("the node does not read this port's socket")
+                    raise WorkerError("the node does not read this port's channel")
                 select.select([], [self.wfd], [], left)
 
     def rearm(self) -> None:
         if self.closed:
             return
         reading = self.outlen < OUT_HIGH and (self.hold is None or not self.hold.full)
-        if self.rfd == self.wfd:
-            self.rearm_socket(reading, bool(self.out))
-            return
-        if reading != self.reading:
-            if reading:
-                self.worker.sel.register(self.rfd, selectors.EVENT_READ, self)
-            else:
-                self.worker.sel.unregister(self.rfd)
-            self.reading = reading
         writing = bool(self.out)
-        if writing != self.writing:
-            if writing:
-                self.worker.sel.register(self.wfd, selectors.EVENT_WRITE, self)
-            else:
-                self.worker.sel.unregister(self.wfd)
-            self.writing = writing
-
-    def rearm_socket(self, reading: bool, writing: bool) -> None:
-        """rearm() for a port on one socket: one registration with both events."""
-        old = (selectors.EVENT_READ if self.reading else 0) | \
-            (selectors.EVENT_WRITE if self.writing else 0)
-        ev = (selectors.EVENT_READ if reading else 0) | (selectors.EVENT_WRITE if writing else 0)
-        if ev != old:
-            if not ev:
-                self.worker.sel.unregister(self.rfd)
-            elif not old:
-                self.worker.sel.register(self.rfd, ev, self)
-            else:
-                self.worker.sel.modify(self.rfd, ev, self)
-        self.reading, self.writing = reading, writing
+        if reading != self.reading or writing != self.writing:
+            self.watch(reading, writing)
 
     def unwatch(self) -> None:
         """Nothing more from the Poller for this port."""
+        self.watch(False, False)
+
+    def watch(self, reading: bool, writing: bool) -> None:
+        """What the Poller wakes this port for: each pipe apart, or one socket for both."""
+        update, rd, wr = self.worker.sel.update, selectors.EVENT_READ, selectors.EVENT_WRITE
         if self.rfd == self.wfd:
-            self.rearm_socket(False, False)
-            return
-        if self.reading:
-            self.worker.sel.unregister(self.rfd)
-        if self.writing:
-            self.worker.sel.unregister(self.wfd)
-        self.reading = self.writing = False
+            update(self.rfd, (rd if self.reading else 0) | (wr if self.writing else 0),
+                   (rd if reading else 0) | (wr if writing else 0), self)
+        else:
+            update(self.rfd, rd if self.reading else 0, rd if reading else 0, self)
+            update(self.wfd, wr if self.writing else 0, wr if writing else 0, self)
+        self.reading, self.writing = reading, writing
 
     # -- input side --
     def on_readable(self) -> None:
@@ -414,7 +393,7 @@ class Conn:
         self.flush()
 
     def fill(self) -> bool | None:
-        """Read what the socket has into inbuf: False at EOF, None if nothing now."""
+        """Read what the channel has into inbuf: False at EOF, None if nothing now."""
         rbuf = self.worker.rbuf
         try:
             n = os.readv(self.rfd, (rbuf,))
@@ -652,13 +631,8 @@ class Conn:
                 return
             w = self.watches[fileobj] = Watch(self, fileobj)
         new = w.events | ev if on else w.events & ~ev
-        sel = self.worker.sel
-        if not w.events and new:
-            sel.register(fileobj, new, w)   # raises if another port selects it: as in ERTS
-        elif w.events and not new:
-            sel.unregister(fileobj)
-        elif new != w.events:
-            sel.modify(fileobj, new, w)
+        # registering raises if another port selects it: as in ERTS
+        self.worker.sel.update(fileobj, w.events, new, w)
         w.events = new
         if not on and mode & SELECT_USE:
             del self.watches[fileobj]
@@ -859,10 +833,25 @@ class Poller:
         del self.data[fd]
         self.ep.unregister(fd)
 
+    def update(self, fileobj: Any, old: int, new: int, data: Any) -> None:
+        """From waiting for events `old` to `new` (0: not registered)."""
+        if new == old:
+            return
+        if not old:
+            self.register(fileobj, new, data)
+        elif not new:
+            self.unregister(fileobj)
+        else:
+            self.modify(fileobj, new, data)
+
     def select(self, timeout: float | None) -> list[tuple[Any, int]]:
+        return self.ready(self.ep.poll(-1 if timeout is None else timeout))
+
+    def ready(self, events: list[tuple[int, int]]) -> list[tuple[Any, int]]:
+        """epoll's (fd, events) as (data, EVENT_* bits)."""
         data = self.data
         out = []
-        for fd, ev in self.ep.poll(-1 if timeout is None else timeout):
+        for fd, ev in events:
             d, want = data[fd]
             # hang-up and error wake both directions, as in selectors
             out.append((d, ((ev & ~EPOLLOUT and 1) | (ev & ~EPOLLIN and 2)) & want))
@@ -1046,7 +1035,7 @@ class Worker:
         return conn
 
     def adopt(self, serial: int, deadline: float) -> Conn:
-        """The port driver_create_port just made: its socket comes in CTL_NEW_PORT `serial`,
+        """The port driver_create_port just made: its channel comes in CTL_NEW_PORT `serial`,
         with its OP_OPEN already in it; set it up now, so create_port can return it."""
         while True:
             for item in self.new_fds:
@@ -1056,12 +1045,12 @@ class Worker:
                     while conn.driver is None and not conn.closed:
                         left = deadline - time.monotonic()
                         if left <= 0 or not select.select([conn.rfd], [], [], left)[0]:
-                            raise WorkerError("the new port's socket stayed silent")
+                            raise WorkerError("the new port's channel stayed silent")
                         conn.on_readable()
                     return conn
             left = deadline - time.monotonic()
             if left <= 0 or not select.select([self.ctl], [], [], left)[0]:
-                raise WorkerError("the new port's socket did not arrive in time")
+                raise WorkerError("the new port's channel did not arrive in time")
             if not self.recv_ctl():
                 raise WorkerError("the node is gone")
 
@@ -1101,16 +1090,18 @@ class Worker:
         was just served is likely to send again at once (a control's caller, a pipeline);
         a sleeping worker's wake-up costs as much as the whole round trip."""
         timeout = None if self.aio is None else self.aio.timeout()
-        ready = self.sel.select(0)
-        if ready or timeout == 0 or not self.spin:
-            return ready
-        clock = time.perf_counter
-        end = clock() + (self.spin if timeout is None else min(self.spin, timeout))
-        poll = self.sel.ep.poll
-        while clock() < end:
-            if poll(0):
-                return self.sel.select(0)
-        return self.sel.select(timeout if timeout is None else max(0.0, timeout - self.spin))
+        if self.spin and timeout != 0:
+            clock, poll = time.perf_counter, self.sel.ep.poll
+            end = clock() + (self.spin if timeout is None else min(self.spin, timeout))
+            while True:
+                events = poll(0)
+                if events:
+                    return self.sel.ready(events)
+                if clock() >= end:
+                    break
+            if timeout is not None:
+                timeout = max(0.0, timeout - self.spin)
+        return self.sel.select(timeout)
 
     def shutdown(self) -> None:
         for conn in list(self.conns):

@@ -44,7 +44,7 @@ class_flags(Pid, Spec) ->
 init(N) ->
     process_flag(trap_exit, true),
     Mgr = open_port({spawn_driver, "pybridge --manager"}, [binary]),
-    MaxFrame = application:get_env(pybridge, max_frame, 256 bsl 20),
+    MaxFrame = min(max(application:get_env(pybridge, max_frame, 256 bsl 20), 64), 16#FFFFFFFF),
     Spin = min(max(application:get_env(pybridge, spin_us, 50), 0), 10000),
     Argv = [python(), "-m", "pybridge", "worker", "--fd", "3",
             "--max-frame", integer_to_list(MaxFrame), "--spin-us", integer_to_list(Spin)

@@ -7,7 +7,9 @@ spin_test_() ->
     [{"spin_us " ++ integer_to_list(Us), {setup, fun() -> start(Us) end, fun stop/1,
                                            fun every_path_answers/0}}
      || Us <- [0, 10000, 1000000]]
-    ++ [{setup, fun() -> start(50) end, fun stop/1, fun an_idle_worker_sleeps/0}].
+    ++ [{"idle, spin_us " ++ integer_to_list(Us),
+         {setup, fun() -> start(Us) end, fun stop/1, fun an_idle_worker_sleeps/0}}
+        || Us <- [0, 50]].
 
 start(Us) ->
     application:stop(pybridge),

@@ -92,3 +92,35 @@ def test_a_long_callbacks_output_is_written_as_it_goes(conn):
     rest = first + os.read(theirs.r, 1 << 20)
     assert rest == b"".join(P.frame(P.OP_OUTPUT_DATA, i.to_bytes(4, "big") + bytes(1000))
                             for i in range(100))
+
+
+@pytest.mark.parametrize("cut", [1, 3, 10, 11, 4096])
+def test_the_read_loop_splits_anywhere(conn, cut):
+    # on_readable's own (inlined) parser, which every message from Erlang goes through:
+    # one-piece outputs go straight to deliver, others to on_output or dispatch, in order
+    c, sock = conn
+    got = []
+    c.deliver = lambda pieces: got.append(("deliver", pieces))
+    c.on_output = lambda body: got.append(("on_output", body))
+    c.dispatch = lambda op, fl, rid, body: got.append(("dispatch", op, fl, rid, body))
+    r = random.Random(cut)
+    sent, want = [], []
+    for i in range(30):
+        data = r.randbytes(r.choice([0, 1, 9, 300]))
+        kind = i % 3
+        if kind == 0:       # one piece, no id
+            sent.append(P.frame(P.OP_OUTPUT, P.U32.pack(len(data)) + data))
+            want.append(("deliver", [data]))
+        elif kind == 1:     # two pieces
+            body = P.U32.pack(1) + b"h" + P.U32.pack(len(data)) + data
+            sent.append(P.frame(P.OP_OUTPUT, body))
+            want.append(("on_output", body))
+        else:               # anything else, or an output with an id (strict mode)
+            op, rid = r.choice([(P.OP_CONTROL, 7), (P.OP_OUTPUT, 9)])
+            sent.append(P.frame(op, data, rid=rid))
+            want.append(("dispatch", op, 0, rid, data))
+    stream = b"".join(sent)
+    for i in range(0, len(stream), cut):
+        sock.sendall(stream[i:i + cut])
+        c.on_readable()
+    assert got == want

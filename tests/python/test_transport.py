@@ -19,11 +19,12 @@ end,
 Ports = [pybridge:open("upper:Upper", [binary]) || _ <- lists:seq(1, 70)],
 {Pipes1, Sockets1} = Kinds(),
 {Pipes, Sockets} = {Pipes1 - Pipes0, Sockets1 - Sockets0},
-Big = binary:copy(<<"ab">>, 100000),
 Ok = lists:all(fun({I, P}) ->
     D = integer_to_binary(I),
-    true = erlang:port_command(P, [D, Big]),
-    Up = <<D/binary, (binary:copy(<<"AB">>, 100000))/binary>>,
+    %% 60 KB goes on the channel itself, 200 KB through shared memory: both on both kinds
+    Half = case I rem 2 of 0 -> 30000; 1 -> 100000 end,
+    true = erlang:port_command(P, [D, binary:copy(<<"ab">>, Half)]),
+    Up = <<D/binary, (binary:copy(<<"AB">>, Half))/binary>>,
     Echo = (fun Collect(Acc) when byte_size(Acc) < byte_size(Up) ->
                     receive {P, {data, B}} -> Collect(<<Acc/binary, B/binary>>)
                     after 5000 -> Acc end;
