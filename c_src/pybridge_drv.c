@@ -51,48 +51,48 @@ extern char **environ;
 #define CTL_CLASS_INFO 0x06
 #define CTL_SHM 0x07
 
-#define OP_OPEN 0x10
-#define OP_STOP 0x11
-#define OP_OUTPUT 0x12
-#define OP_CONTROL 0x13
-#define OP_CALL 0x14
-#define OP_CALLER 0x15
-#define OP_CONNECTED 0x16
-#define OP_TIMEOUT 0x17
-#define OP_FLUSH 0x18
-#define OP_ANSWER 0x19
-#define OP_PROCESS_EXIT 0x1A
-#define OP_SHM_ATTACH 0x1B
-#define OP_SHM_RELEASE 0x1C
+#define PY_OPEN 0x10
+#define PY_STOP 0x11
+#define PY_OUTPUT 0x12
+#define PY_CONTROL 0x13
+#define PY_CALL 0x14
+#define PY_CALLER 0x15
+#define PY_CONNECTED 0x16
+#define PY_TIMEOUT 0x17
+#define PY_FLUSH 0x18
+#define PY_ANSWER 0x19
+#define PY_PROCESS_EXIT 0x1A
+#define PY_SHM_ATTACH 0x1B
+#define PY_SHM_RELEASE 0x1C
 
-#define OP_REPLY 0x80
-#define OP_ERROR 0x81
-#define OP_OUTPUT_DATA 0x82
-#define OP_SET_CONTROL_FLAGS 0x83
-#define OP_RESOLVE_PID 0x84
-#define OP_OUTPUT2 0x85
-#define OP_OUTPUT_BINARY 0x86
-#define OP_OUTPUTV 0x87
-#define OP_OUTPUT_TERM 0x88
-#define OP_SEND_TERM 0x89
-#define OP_SET_TIMER 0x8A
-#define OP_CANCEL_TIMER 0x8B
-#define OP_FAILURE 0x8C
-#define OP_SET_BUSY 0x8D
-#define OP_ENQ 0x8E
-#define OP_PUSHQ 0x8F
-#define OP_DEQ 0x90
-#define OP_MONITOR 0x91
-#define OP_DEMONITOR 0x92
-#define OP_SYSTEM_INFO 0x93
-#define OP_TIME 0x94
-#define OP_GETENV 0x95
-#define OP_PUTENV 0x96
-#define OP_SET_OS_PID 0x97
-#define OP_BUSY_MSGQ_LIMITS 0x98
-#define OP_CREATE_PORT 0x99
-#define OP_SHM_WANT 0x9A
-#define OP_SHM_RETURN 0x9B
+#define DRV_REPLY 0x80
+#define DRV_ERROR 0x81
+#define DRV_OUTPUT 0x82
+#define DRV_SET_CONTROL_FLAGS 0x83
+#define DRV_RESOLVE_PID 0x84
+#define DRV_OUTPUT2 0x85
+#define DRV_OUTPUT_BINARY 0x86
+#define DRV_OUTPUTV 0x87
+#define DRV_OUTPUT_TERM 0x88
+#define DRV_SEND_TERM 0x89
+#define DRV_SET_TIMER 0x8A
+#define DRV_CANCEL_TIMER 0x8B
+#define DRV_FAILURE 0x8C
+#define DRV_SET_BUSY 0x8D
+#define DRV_ENQ 0x8E
+#define DRV_PUSHQ 0x8F
+#define DRV_DEQ 0x90
+#define DRV_MONITOR 0x91
+#define DRV_DEMONITOR 0x92
+#define DRV_SYSTEM_INFO 0x93
+#define DRV_TIME 0x94
+#define DRV_GETENV 0x95
+#define DRV_PUTENV 0x96
+#define DRV_SET_OS_PID 0x97
+#define DRV_BUSY_MSGQ_LIMITS 0x98
+#define DRV_CREATE_PORT 0x99
+#define DRV_SHM_WANT 0x9A
+#define DRV_SHM_RETURN 0x9B
 
 #define TIME_MONOTONIC 0
 #define TIME_OFFSET 1
@@ -565,10 +565,10 @@ static int attach_to_worker(pb_port *s, int want, unsigned wgen, uint32_t *seria
  *   └────────────────────┴────────────────────────┘
  *
  * The descriptor goes to the worker on the ctl socket (CTL_SHM, id = the port's serial)
- * before OP_SHM_ATTACH goes on the port's channel, so the worker always has it by then.
+ * before PY_SHM_ATTACH goes on the port's channel, so the worker always has it by then.
  * A writer places a body whole at a monotonic position (skipping the ring's tail when it
  * would wrap) and sends the frame with FL_SHM and `pos:u64, len:u64` as its body; the
- * reader copies it out and hands the space back (OP_SHM_RELEASE / OP_SHM_RETURN: free up
+ * reader copies it out and hands the space back (PY_SHM_RELEASE / DRV_SHM_RETURN: free up
  * to pos + len). A body that does not fit goes inline, as before.
  */
 static void shm_setup(pb_port *s)
@@ -595,7 +595,7 @@ static void shm_setup(pb_port *s)
     }
     s->shm = m;
     s->shm_failed = 0;
-    send_u64(s, OP_SHM_ATTACH, SHM_HALF);
+    send_u64(s, PY_SHM_ATTACH, SHM_HALF);
 }
 
 /* Copy a body of `total` bytes (the iov) into our ring. Its position, or -1: no room. */
@@ -784,13 +784,13 @@ static void note_caller(pb_port *s)
     if (k != s->last_connected) {
         s->last_connected = k;
         add_known(s, k);
-        send_u64(s, OP_CONNECTED, k);
+        send_u64(s, PY_CONNECTED, k);
         request_pid_info(s, k);
     }
     if (c != s->last_caller) {
         s->last_caller = c;
         add_known(s, c);
-        send_u64(s, OP_CALLER, c);
+        send_u64(s, PY_CALLER, c);
         if (c != k) request_pid_info(s, c);
     }
 }
@@ -921,7 +921,7 @@ static int output_pieces(pb_port *s, char *hdr, size_t hlen, char *p, size_t n)
     return 0;
 }
 
-/* OP_SEND_TERM: kind 0: raw:u64 of a pid the port knows; kind 1: len:u32 + the pid's ETF,
+/* DRV_SEND_TERM: kind 0: raw:u64 of a pid the port knows; kind 1: len:u32 + the pid's ETF,
  * delivered through pybridge_worker ({pybridge_forward, To, Msg}). Then the program. */
 static int send_term_frame(pb_port *s, char *body, size_t blen)
 {
@@ -987,13 +987,13 @@ static int failure_frame(pb_port *s, char *body, size_t blen)
     return -1;
 }
 
-/* OP_ANSWER: status, then data; the answer to a driver API call Python waits for */
+/* PY_ANSWER: status, then data; the answer to a driver API call Python waits for */
 static void answer(pb_port *s, uint32_t id, int status, const char *data, size_t len)
 {
     char *b = driver_alloc(len + 1);
     b[0] = (char)status;
     if (len) memcpy(b + 1, data, len);
-    send_frame(s, OP_ANSWER, 0, id, b, len + 1);
+    send_frame(s, PY_ANSWER, 0, id, b, len + 1);
     driver_free(b);
 }
 
@@ -1014,7 +1014,7 @@ static void drop_monitor(pb_port *s, long i)
 static int api_call(pb_port *s, int op, uint32_t id, char *body, size_t blen)
 {
     switch (op) {
-    case OP_MONITOR: {
+    case DRV_MONITOR: {
         ErlDrvMonitor m;
         ErlDrvTermData raw;
         if (blen != 8) return -1;
@@ -1033,7 +1033,7 @@ static int api_call(pb_port *s, int op, uint32_t id, char *body, size_t blen)
         }
         return 0;
     }
-    case OP_SYSTEM_INFO: {
+    case DRV_SYSTEM_INFO: {
         ErlDrvSysInfo si;
         char b[9 * 4 + 4 + 512];
         size_t n = 0, l;
@@ -1051,7 +1051,7 @@ static int api_call(pb_port *s, int op, uint32_t id, char *body, size_t blen)
         answer(s, id, 0, b, n);
         return 0;
     }
-    case OP_TIME: {
+    case DRV_TIME: {
         ErlDrvTime t;
         char b[8];
         if (blen != 2 || (unsigned char)body[1] > ERL_DRV_NSEC) return -1;
@@ -1061,7 +1061,7 @@ static int api_call(pb_port *s, int op, uint32_t id, char *body, size_t blen)
         answer(s, id, t == ERL_DRV_TIME_ERROR, b, 8);
         return 0;
     }
-    case OP_GETENV: {
+    case DRV_GETENV: {
         char key[4096], small[256], *val = small;
         size_t vlen = sizeof(small);
         int r;
@@ -1078,7 +1078,7 @@ static int api_call(pb_port *s, int op, uint32_t id, char *body, size_t blen)
         if (val != small) driver_free(val);
         return 0;
     }
-    case OP_BUSY_MSGQ_LIMITS: {
+    case DRV_BUSY_MSGQ_LIMITS: {
         ErlDrvSizeT low, high;
         char b[16];
         if (blen != 16) return -1;
@@ -1090,8 +1090,8 @@ static int api_call(pb_port *s, int op, uint32_t id, char *body, size_t blen)
         answer(s, id, 0, b, 16);
         return 0;
     }
-    case OP_CREATE_PORT: {
-        /* raw:u64 of the owner, then the OP_OPEN text of the new instance */
+    case DRV_CREATE_PORT: {
+        /* raw:u64 of the owner, then the PY_OPEN text of the new instance */
         ErlDrvTermData owner;
         pb_port *ns;
         uint32_t serial;
@@ -1130,7 +1130,7 @@ static int api_call(pb_port *s, int op, uint32_t id, char *body, size_t blen)
         put64(b, (uint64_t)ns->port_term);
         put64(b + 8, (uint64_t)owner);
         put64(b + 16, (uint64_t)owner);
-        mk_hdr(h, OP_OPEN, FL_CREATED, 0, 24 + blen - 8);
+        mk_hdr(h, PY_OPEN, FL_CREATED, 0, 24 + blen - 8);
         iov[0].iov_base = h; iov[0].iov_len = HDR_LEN;
         iov[1].iov_base = b; iov[1].iov_len = 24;
         iov[2].iov_base = body + 8; iov[2].iov_len = blen - 8;
@@ -1145,7 +1145,7 @@ static int api_call(pb_port *s, int op, uint32_t id, char *body, size_t blen)
         answer(s, id, 0, a, 12);
         return 0;
     }
-    case OP_PUTENV: {
+    case DRV_PUTENV: {
         char *kv;
         size_t kl;
         if (blen < 2 || !memchr(body, 0, blen)) return -1;
@@ -1166,10 +1166,10 @@ static int api_call(pb_port *s, int op, uint32_t id, char *body, size_t blen)
 static int handle_frame(pb_port *s, int op, int fl, uint32_t id, char *body, size_t blen)
 {
     switch (op) {
-    case OP_REPLY:
-    case OP_ERROR:
+    case DRV_REPLY:
+    case DRV_ERROR:
         if (s->state == S_OPENING && id == s->open_id) {
-            if (op == OP_REPLY) {
+            if (op == DRV_REPLY) {
                 s->state = S_OPEN;
                 s->blocking = blen == 4 && (get32(body) & OPEN_BLOCKING);
                 driver_cancel_timer(s->port);
@@ -1194,27 +1194,27 @@ static int handle_frame(pb_port *s, int op, int fl, uint32_t id, char *body, siz
         }
         /* else: the answer to a request that timed out; discarded by design */
         return 0;
-    case OP_OUTPUT_DATA:
+    case DRV_OUTPUT:
         /* allowed from start() too, as in a C driver */
         driver_output(s->port, body, (ErlDrvSizeT)blen);
         return 0;
-    case OP_SET_CONTROL_FLAGS:
+    case DRV_SET_CONTROL_FLAGS:
         if (blen != 4) break;
         s->control_flags = (int)get32(body) & PORT_CONTROL_FLAG_BINARY;
         set_port_control_flags(s->port, s->control_flags);
         return 0;
-    case OP_OUTPUT2:
-    case OP_OUTPUT_BINARY:
-    case OP_OUTPUTV: {
+    case DRV_OUTPUT2:
+    case DRV_OUTPUT_BINARY:
+    case DRV_OUTPUTV: {
         char *hdr, *rest;
         size_t hlen, rlen;
         if (split_header(body, blen, &hdr, &hlen, &rest, &rlen) < 0) break;
-        if (op == OP_OUTPUT2) {
+        if (op == DRV_OUTPUT2) {
             driver_output2(s->port, hdr, hlen, rest, rlen);
-        } else if (op == OP_OUTPUT_BINARY && s->cur_bin) {
+        } else if (op == DRV_OUTPUT_BINARY && s->cur_bin) {
             driver_output_binary(s->port, hdr, hlen, s->cur_bin,
                                  (ErlDrvSizeT)(rest - s->cur_bin->orig_bytes), rlen);
-        } else if (op == OP_OUTPUT_BINARY) {
+        } else if (op == DRV_OUTPUT_BINARY) {
             ErlDrvBinary *b = driver_alloc_binary(rlen);
             memcpy(b->orig_bytes, rest, rlen);
             driver_output_binary(s->port, hdr, hlen, b, 0, rlen);
@@ -1224,7 +1224,7 @@ static int handle_frame(pb_port *s, int op, int fl, uint32_t id, char *body, siz
         }
         return 0;
     }
-    case OP_OUTPUT_TERM: {
+    case DRV_OUTPUT_TERM: {
         ErlDrvTermData *spec;
         int n = build_spec(s, body, blen, &spec), rc;
         if (n < 0) break;
@@ -1233,10 +1233,10 @@ static int handle_frame(pb_port *s, int op, int fl, uint32_t id, char *body, siz
         if (rc < 0) break;
         return 0;
     }
-    case OP_SEND_TERM:
+    case DRV_SEND_TERM:
         if (send_term_frame(s, body, blen) < 0) break;
         return 0;
-    case OP_SET_TIMER: {
+    case DRV_SET_TIMER: {
         ErlDrvUInt64 ms;
         if (blen != 12) break;
         ms = get64(body);
@@ -1251,12 +1251,12 @@ static int handle_frame(pb_port *s, int op, int fl, uint32_t id, char *body, siz
         }
         return 0;
     }
-    case OP_CANCEL_TIMER:
+    case DRV_CANCEL_TIMER:
         if (s->state == S_OPENING) s->pending_gen = 0;
         else if (s->timer_gen) driver_cancel_timer(s->port);
         s->timer_gen = 0;
         return 0;
-    case OP_FAILURE:
+    case DRV_FAILURE:
         if (s->state == S_OPENING) {
             fail_open(s, NULL, 0, "start_failure");
             return -1;
@@ -1265,18 +1265,18 @@ static int handle_frame(pb_port *s, int op, int fl, uint32_t id, char *body, siz
         /* ERTS closes the port and then calls stop; frames after this one are moot */
         s->state = S_FAILED;
         return -1;
-    case OP_SET_BUSY:
+    case DRV_SET_BUSY:
         if (blen != 1) break;
         s->user_busy = body[0] != 0;
         update_busy(s);
         return 0;
-    case OP_ENQ:
+    case DRV_ENQ:
         driver_enq(s->port, body, (ErlDrvSizeT)blen);
         return 0;
-    case OP_PUSHQ:
+    case DRV_PUSHQ:
         driver_pushq(s->port, body, (ErlDrvSizeT)blen);
         return 0;
-    case OP_DEQ: {
+    case DRV_DEQ: {
         ErlDrvUInt64 n;
         if (blen != 8) break;
         n = get64(body);
@@ -1284,16 +1284,16 @@ static int handle_frame(pb_port *s, int op, int fl, uint32_t id, char *body, siz
         driver_deq(s->port, (ErlDrvSizeT)n);
         return 0;
     }
-    case OP_MONITOR:
-    case OP_SYSTEM_INFO:
-    case OP_TIME:
-    case OP_GETENV:
-    case OP_PUTENV:
-    case OP_BUSY_MSGQ_LIMITS:
-    case OP_CREATE_PORT:
+    case DRV_MONITOR:
+    case DRV_SYSTEM_INFO:
+    case DRV_TIME:
+    case DRV_GETENV:
+    case DRV_PUTENV:
+    case DRV_BUSY_MSGQ_LIMITS:
+    case DRV_CREATE_PORT:
         if (api_call(s, op, id, body, blen) < 0) break;
         return 0;
-    case OP_DEMONITOR: {
+    case DRV_DEMONITOR: {
         ErlDrvMonitor m;
         long i;
         if (blen != sizeof(m)) break;
@@ -1305,15 +1305,15 @@ static int handle_frame(pb_port *s, int op, int fl, uint32_t id, char *body, siz
         }
         return 0;
     }
-    case OP_SET_OS_PID:
+    case DRV_SET_OS_PID:
         if (blen != 4) break;
         erl_drv_set_os_pid(s->port, (ErlDrvSInt)get32(body));
         return 0;
-    case OP_SHM_WANT:
+    case DRV_SHM_WANT:
         if (blen) break;
         shm_setup(s);
         return 0;
-    case OP_SHM_RETURN: {
+    case DRV_SHM_RETURN: {
         uint64_t upto;
         if (blen != 8) break;
         upto = get64(body);
@@ -1321,7 +1321,7 @@ static int handle_frame(pb_port *s, int op, int fl, uint32_t id, char *body, siz
         s->shm_wrel = upto;
         return 0;
     }
-    case OP_RESOLVE_PID: {
+    case DRV_RESOLVE_PID: {
         ErlDrvTermData raw;
         if (blen != 8) break;
         raw = (ErlDrvTermData)get64(body);
@@ -1350,7 +1350,7 @@ static int shm_frame(pb_port *s, int op, int fl, uint32_t id, char *body, size_t
     /* a private copy: the worker cannot change what handle_frame has checked */
     b = driver_alloc_binary(len ? (ErlDrvSizeT)len : 1);
     memcpy(b->orig_bytes, s->shm + SHM_HALF + pos % SHM_HALF, (size_t)len);
-    send_u64(s, OP_SHM_RELEASE, pos + len);
+    send_u64(s, PY_SHM_RELEASE, pos + len);
     s->cur_bin = b;
     rc = handle_frame(s, op, fl, id, b->orig_bytes, (size_t)len);
     s->cur_bin = NULL;
@@ -1551,7 +1551,7 @@ static ErlDrvData user_start(ErlDrvPort port, char *cmd)
         put64(b + 8, (uint64_t)s->last_caller);
         put64(b + 16, (uint64_t)s->last_connected);
         s->open_id = new_id(s);
-        mk_hdr(h, OP_OPEN, 0, s->open_id, 24 + tlen);
+        mk_hdr(h, PY_OPEN, 0, s->open_id, 24 + tlen);
         iov[0].iov_base = h; iov[0].iov_len = HDR_LEN;
         iov[1].iov_base = b; iov[1].iov_len = 24;
         iov[2].iov_base = text; iov[2].iov_len = tlen;
@@ -1563,7 +1563,7 @@ static ErlDrvData user_start(ErlDrvPort port, char *cmd)
                                 ERL_DRV_PORT, s->port_term, ERL_DRV_TUPLE, 2 };
         send_to(s, s->notify, t, 6);
     }
-    /* open_port returns when Python answers OP_OPEN (erl_drv_init_ack), or at the timeout */
+    /* open_port returns when Python answers PY_OPEN (erl_drv_init_ack), or at the timeout */
     driver_set_timer(port, s->timeout_ms);
     return (ErlDrvData)s;
 }
@@ -1574,7 +1574,7 @@ static void user_stop(pb_port *s)
         /* deliver what is queued and the stop, bounded: nothing the user sent is dropped
          * while the worker is alive and reading */
         ErlDrvTime deadline = now_ms() + s->timeout_ms;
-        send_frame(s, OP_STOP, 0, 0, NULL, 0);
+        send_frame(s, PY_STOP, 0, 0, NULL, 0);
         while (s->qhead) {
             struct pollfd p = { s->wfd, POLLOUT, 0 };
             ErlDrvTime left = deadline - now_ms();
@@ -1619,10 +1619,10 @@ static void user_outputv(pb_port *s, ErlIOVec *ev)
     if (s->blocking) {
         /* strict mode: wait, bounded, for the callback to finish, as a C driver's would */
         uint32_t id = new_id(s);
-        mk_hdr(h, OP_OUTPUT, 0, id, total);
+        mk_hdr(h, PY_OUTPUT, 0, id, total);
         if (request(s, iov, k, id) == WAIT_DONE) drop_reply(s);
-    } else if (total < SHM_MIN || total > SHM_HALF || shm_send(s, OP_OUTPUT, iov + 1, k - 1, total) < 0) {
-        mk_hdr(h, OP_OUTPUT, 0, 0, total);
+    } else if (total < SHM_MIN || total > SHM_HALF || shm_send(s, PY_OUTPUT, iov + 1, k - 1, total) < 0) {
+        mk_hdr(h, PY_OUTPUT, 0, 0, total);
         if (send_iov(s, iov, k, binv) < 0) worker_down(s);
     }
     driver_free(lens);
@@ -1676,7 +1676,7 @@ static ErlDrvSSizeT user_request(pb_port *s, int op, int wrapped, unsigned cmd,
     iov[0].iov_base = h; iov[0].iov_len = HDR_LEN;
     iov[1].iov_base = c; iov[1].iov_len = 4;
     iov[2].iov_base = buf; iov[2].iov_len = len;
-    if (op == OP_CONTROL) s->n_control++; else s->n_call++;
+    if (op == PY_CONTROL) s->n_control++; else s->n_call++;
     {
         ErlDrvTime t0 = erl_drv_monotonic_time(ERL_DRV_USEC), us;
         int b = 0;
@@ -1690,16 +1690,16 @@ static ErlDrvSSizeT user_request(pb_port *s, int op, int wrapped, unsigned cmd,
         return wrapped ? wrapped_pb_error(w == WAIT_TIMEOUT ? "timeout" : "worker_down", rbuf, rlen)
                        : -1;
     take_reply(s, &body, &blen);
-    if (wrapped || op == OP_CALL) {
+    if (wrapped || op == PY_CALL) {
         /* an ETF answer: check the version byte, then strip or keep it */
         ErlDrvSSizeT n = -1;
         if (blen >= 2 && (unsigned char)body[0] == 131) {
             if (!wrapped) {
-                n = s->got_op == OP_REPLY ? (ErlDrvSSizeT)blen : -1;
+                n = s->got_op == DRV_REPLY ? (ErlDrvSSizeT)blen : -1;
                 if (n > 0) memcpy(reply_buf(rbuf, rlen, blen), body, blen);
             } else {
-                const char *pre = s->got_op == OP_REPLY ? ETF_OK : ETF_ERROR;
-                size_t pl = s->got_op == OP_REPLY ? sizeof(ETF_OK) : sizeof(ETF_ERROR);
+                const char *pre = s->got_op == DRV_REPLY ? ETF_OK : ETF_ERROR;
+                size_t pl = s->got_op == DRV_REPLY ? sizeof(ETF_OK) : sizeof(ETF_ERROR);
                 char *o = reply_buf(rbuf, rlen, pl + blen - 1);
                 memcpy(o, pre, pl);
                 memcpy(o + pl, body + 1, blen - 1);
@@ -1711,7 +1711,7 @@ static ErlDrvSSizeT user_request(pb_port *s, int op, int wrapped, unsigned cmd,
         driver_free(body);
         return n;
     }
-    if (s->got_op != OP_REPLY) {
+    if (s->got_op != DRV_REPLY) {
         driver_free(body);
         return -1;
     }
@@ -1798,12 +1798,12 @@ static void user_timeout(pb_port *s)
             char h[HDR_LEN];
             struct iovec iov[2];
             uint32_t id = new_id(s);
-            mk_hdr(h, OP_TIMEOUT, 0, id, 4);
+            mk_hdr(h, PY_TIMEOUT, 0, id, 4);
             iov[0].iov_base = h; iov[0].iov_len = HDR_LEN;
             iov[1].iov_base = g; iov[1].iov_len = 4;
             if (request(s, iov, 2, id) == WAIT_DONE) drop_reply(s);
         } else {
-            send_frame(s, OP_TIMEOUT, 0, 0, g, 4);
+            send_frame(s, PY_TIMEOUT, 0, 0, g, 4);
         }
     }
 }
@@ -1816,13 +1816,13 @@ static void user_process_exit(pb_port *s, ErlDrvMonitor *m)
     /* Python knows the bytes of our copy; ERTS's may differ where the struct is unused */
     mine = s->mons[i];
     drop_monitor(s, i);
-    if (s->state == S_OPEN) send_frame(s, OP_PROCESS_EXIT, 0, 0, (char *)&mine, sizeof(mine));
+    if (s->state == S_OPEN) send_frame(s, PY_PROCESS_EXIT, 0, 0, (char *)&mine, sizeof(mine));
 }
 
 /* ERTS closes a port with a non-empty driver queue only once the driver empties it. */
 static void user_flush(pb_port *s)
 {
-    if (s->state == S_OPEN) send_frame(s, OP_FLUSH, 0, 0, NULL, 0);
+    if (s->state == S_OPEN) send_frame(s, PY_FLUSH, 0, 0, NULL, 0);
 }
 
 static void user_ready_input(pb_port *s)
@@ -2095,7 +2095,7 @@ static ErlDrvSSizeT pb_control(ErlDrvData d, unsigned int cmd, char *buf, ErlDrv
     if (s->kind == K_MANAGER)
         r = cmd == MGR_SPAWN ? mgr_spawn(s, buf, len, rbuf, rlen) : -1;
     else
-        r = user_request(s, OP_CONTROL, 0, cmd, buf, len, rbuf, rlen);
+        r = user_request(s, PY_CONTROL, 0, cmd, buf, len, rbuf, rlen);
     LEAVE(s);
     return r;
 }
@@ -2111,13 +2111,13 @@ static ErlDrvSSizeT pb_call(ErlDrvData d, unsigned int cmd, char *buf, ErlDrvSiz
         (cmd >= 0xFFFFFF00u && cmd != PB_CALL_CONTROL && cmd != PB_CALL_CALL && cmd != PB_CALL_INFO))
         r = -1;
     else if (cmd == PB_CALL_CONTROL)
-        r = user_request(s, OP_CONTROL, 1, 0, buf, len, rbuf, rlen);
+        r = user_request(s, PY_CONTROL, 1, 0, buf, len, rbuf, rlen);
     else if (cmd == PB_CALL_CALL)
-        r = user_request(s, OP_CALL, 1, 0, buf, len, rbuf, rlen);
+        r = user_request(s, PY_CALL, 1, 0, buf, len, rbuf, rlen);
     else if (cmd == PB_CALL_INFO)
         r = user_info(s, rbuf, rlen);
     else
-        r = user_request(s, OP_CALL, 0, cmd, buf, len, rbuf, rlen);
+        r = user_request(s, PY_CALL, 0, cmd, buf, len, rbuf, rlen);
     LEAVE(s);
     return r;
 }

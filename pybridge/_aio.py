@@ -61,7 +61,7 @@ class Hold:
         return self.held_bytes > HELD_HIGH
 
     def frame(self, op: int, fl: int, rid: int, body: bytes) -> None:
-        if op == P.OP_STOP:
+        if op == P.PY_STOP:
             self.conn.close()
         else:
             self.held_bytes += len(body)

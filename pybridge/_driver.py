@@ -63,18 +63,18 @@ class Port:
 
     def output(self, data: bytes) -> None:
         """driver_output: ``{Port, {data, Data}}`` to the connected process."""
-        self._conn.send(P.OP_OUTPUT_DATA, bytes(data))
+        self._conn.send(P.DRV_OUTPUT, bytes(data))
 
     def set_port_control_flags(self, flags: int) -> None:
         """set_port_control_flags: PORT_CONTROL_FLAG_BINARY makes control replies binaries."""
         self._conn.control_flags = flags & PORT_CONTROL_FLAG_BINARY
-        self._conn.send(P.OP_SET_CONTROL_FLAGS, P.U32.pack(flags & 0xFFFFFFFF))
+        self._conn.send(P.DRV_SET_CONTROL_FLAGS, P.U32.pack(flags & 0xFFFFFFFF))
 
     # -- output (driver_output2 / _binary / _v, erl_drv_output_term, erl_drv_send_term) --
     def output2(self, hdr: bytes, data: bytes) -> None:
         """driver_output2: the header bytes arrive as list elements before the data."""
         hdr = bytes(hdr)
-        self._conn.send_parts(P.OP_OUTPUT2, [P.U32.pack(len(hdr)) + hdr, bytes(data)])
+        self._conn.send_parts(P.DRV_OUTPUT2, [P.U32.pack(len(hdr)) + hdr, bytes(data)])
 
     def output_binary(self, hdr: bytes, data: bytes, offset: int = 0,
                       length: int | None = None) -> None:
@@ -84,7 +84,7 @@ class Port:
             raise ValueError("offset/length outside the data")
         end = len(data) if length is None else offset + length
         hdr = bytes(hdr)
-        self._conn.send_parts(P.OP_OUTPUT_BINARY,
+        self._conn.send_parts(P.DRV_OUTPUT_BINARY,
                               [P.U32.pack(len(hdr)) + hdr, bytes(data[offset:end])])
 
     def outputv(self, hdr: bytes, iov: list[bytes], skip: int = 0) -> None:
@@ -94,9 +94,9 @@ class Port:
             # the echo shape (one piece, no header): one pack, one concatenation
             piece = iov[0]
             if len(piece) < P.SHM_MIN:
-                self._conn.send(P.OP_OUTPUTV, _TWO_U32(0, len(piece)) + piece)
+                self._conn.send(P.DRV_OUTPUTV, _TWO_U32(0, len(piece)) + piece)
             else:
-                self._conn.send_parts(P.OP_OUTPUTV, [_TWO_U32(0, len(piece)), piece])
+                self._conn.send_parts(P.DRV_OUTPUTV, [_TWO_U32(0, len(piece)), piece])
             return
         parts, pack = [P.U32.pack(len(hdr)), bytes(hdr)], P.U32.pack
         for piece in iov:
@@ -107,11 +107,11 @@ class Port:
                 piece, skip = piece[skip:], 0
             parts.append(pack(len(piece)))
             parts.append(piece)
-        self._conn.send_parts(P.OP_OUTPUTV, parts)
+        self._conn.send_parts(P.DRV_OUTPUTV, parts)
 
     def output_term(self, term: Any) -> None:
         """erl_drv_output_term: the connected process receives the term itself."""
-        self._conn.send(P.OP_OUTPUT_TERM, self._conn.program(term))
+        self._conn.send(P.DRV_OUTPUT_TERM, self._conn.program(term))
 
     def send_term(self, pid: Pid, term: Any) -> None:
         """erl_drv_send_term: the process ``pid`` receives the term itself."""
@@ -122,7 +122,7 @@ class Port:
         else:
             etf = b"\x83" + pid.binary()
             to = b"\x01" + P.U32.pack(len(etf)) + etf
-        self._conn.send(P.OP_SEND_TERM, to + self._conn.program(term))
+        self._conn.send(P.DRV_SEND_TERM, to + self._conn.program(term))
 
     def output_term_spec(self, spec: list[Any]) -> None:
         """erl_drv_output_term with a driver term format spec (see pybridge.spec)."""
@@ -152,34 +152,34 @@ class Port:
     # -- failure (driver_failure, _atom, _posix, _eof) --
     def failure(self, code: int) -> None:
         """driver_failure: the port exits with reason ``code``."""
-        self._conn.send(P.OP_FAILURE, bytes((P.FAIL_CODE,)) + P.U32.pack(code & 0xFFFFFFFF))
+        self._conn.send(P.DRV_FAILURE, bytes((P.FAIL_CODE,)) + P.U32.pack(code & 0xFFFFFFFF))
 
     def failure_atom(self, name: str) -> None:
         """driver_failure_atom: the port exits with the atom ``name``."""
         b = name.encode("latin-1")
         if not 0 < len(b) < 256 or b"\0" in b:
             raise ValueError("an atom name of 1 to 255 latin-1 characters")
-        self._conn.send(P.OP_FAILURE, bytes((P.FAIL_ATOM,)) + b)
+        self._conn.send(P.DRV_FAILURE, bytes((P.FAIL_ATOM,)) + b)
 
     def failure_posix(self, errno: int) -> None:
         """driver_failure_posix: the port exits with the errno's atom (eagain, ...)."""
-        self._conn.send(P.OP_FAILURE, bytes((P.FAIL_POSIX,)) + P.U32.pack(errno & 0xFFFFFFFF))
+        self._conn.send(P.DRV_FAILURE, bytes((P.FAIL_POSIX,)) + P.U32.pack(errno & 0xFFFFFFFF))
 
     def failure_eof(self) -> None:
         """driver_failure_eof: {Port, eof} when opened with eof, otherwise the port closes."""
-        self._conn.send(P.OP_FAILURE, bytes((P.FAIL_EOF,)))
+        self._conn.send(P.DRV_FAILURE, bytes((P.FAIL_EOF,)))
 
     # -- busy port --
     def set_busy_port(self, on: bool) -> None:
         """set_busy_port: while on, senders of port_command are suspended."""
-        self._conn.send(P.OP_SET_BUSY, b"\x01" if on else b"\x00")
+        self._conn.send(P.DRV_SET_BUSY, b"\x01" if on else b"\x00")
 
     def busy_msgq_limits(self, low: int = 0, high: int = 0) -> tuple[int, int]:
         """erl_drv_busy_msgq_limits: the port message queue sizes that make senders wait
         (high) and release them (low); 0 leaves a limit as it is, -1 disables. Returns the
         limits in force."""
         enc = [(1 << 64) - 1 if v == -1 else v for v in (low, high)]
-        _, d = self._conn.ask(P.OP_BUSY_MSGQ_LIMITS, P.U64.pack(enc[0]) + P.U64.pack(enc[1]))
+        _, d = self._conn.ask(P.DRV_BUSY_MSGQ_LIMITS, P.U64.pack(enc[0]) + P.U64.pack(enc[1]))
         lo, hi = P.U64.unpack_from(d, 0)[0], P.U64.unpack_from(d, 8)[0]
         lo, hi = (-1 if v == (1 << 64) - 1 else v for v in (lo, hi))
         return lo, hi
@@ -221,7 +221,7 @@ class Port:
         (caller(), connected()); None if the process is gone (noproc)."""
         if not (isinstance(pid, LocalPid) and pid.origin is self._conn):
             raise ValueError("monitor_process takes a pid this port named: caller() or connected()")
-        status, data = self._conn.ask(P.OP_MONITOR, P.U64.pack(pid.raw))
+        status, data = self._conn.ask(P.DRV_MONITOR, P.U64.pack(pid.raw))
         if status:
             return None
         mon = Monitor(data, pid)
@@ -231,7 +231,7 @@ class Port:
     def demonitor_process(self, monitor: Monitor) -> None:
         """driver_demonitor_process: process_exit will not be called for it."""
         if self._conn.monitors.pop(monitor.data, None) is not None:
-            self._conn.send(P.OP_DEMONITOR, monitor.data)
+            self._conn.send(P.DRV_DEMONITOR, monitor.data)
             monitor.pid = None
 
     def get_monitored_process(self, monitor: Monitor) -> Pid | None:
@@ -246,7 +246,7 @@ class Port:
     # -- the emulator's view (driver_system_info, erl_drv_monotonic_time, erl_drv_getenv ...) --
     def system_info(self) -> dict[str, int | str]:
         """driver_system_info of the emulator (not of the worker)."""
-        _, d = self._conn.ask(P.OP_SYSTEM_INFO)
+        _, d = self._conn.ask(P.DRV_SYSTEM_INFO)
         v = [int.from_bytes(d[i:i + 4], "big", signed=True) for i in range(0, 36, 4)]
         n1 = d[36]
         erts, n2 = d[37:37 + n1].decode(), d[37 + n1]
@@ -259,7 +259,7 @@ class Port:
     def _time(self, which: int, unit: str) -> int:
         if unit not in TIME_UNITS:
             raise ValueError(f"unit must be one of {', '.join(TIME_UNITS)}")
-        _, d = self._conn.ask(P.OP_TIME, bytes((which, TIME_UNITS[unit])))
+        _, d = self._conn.ask(P.DRV_TIME, bytes((which, TIME_UNITS[unit])))
         return int.from_bytes(d, "big", signed=True)
 
     def monotonic_time(self, unit: str = "millisecond") -> int:
@@ -283,20 +283,20 @@ class Port:
 
     def getenv(self, key: str) -> str | None:
         """erl_drv_getenv: the emulator's environment (os:getenv/1), not the worker's."""
-        status, d = self._conn.ask(P.OP_GETENV, key.encode())
+        status, d = self._conn.ask(P.DRV_GETENV, key.encode())
         return None if status else d.decode(errors="surrogateescape")
 
     def putenv(self, key: str, value: str) -> None:
         """erl_drv_putenv: os:getenv/1 sees it."""
         if not key or "=" in key or "\0" in key + value:
             raise ValueError("bad environment variable")
-        status, _ = self._conn.ask(P.OP_PUTENV, key.encode() + b"\0" + value.encode())
+        status, _ = self._conn.ask(P.DRV_PUTENV, key.encode() + b"\0" + value.encode())
         if status:
             raise OSError(f"erl_drv_putenv({key!r}) failed")
 
     def set_os_pid(self, pid: int) -> None:
         """erl_drv_set_os_pid: what port_info(Port, os_pid) shows (the worker's by default)."""
-        self._conn.send(P.OP_SET_OS_PID, P.U32.pack(pid & 0xFFFFFFFF))
+        self._conn.send(P.DRV_SET_OS_PID, P.U32.pack(pid & 0xFFFFFFFF))
 
     def create_port(self, owner: Pid) -> Port:
         """driver_create_port: a new port of this driver owned by ``owner`` (a pid this port

@@ -66,7 +66,7 @@ OUT_HIGH = 8 << 20          # unsent bytes of one port that pause reading it
 OUT_FLUSH = 64 << 10        # queued bytes written at once, inside a callback that goes on
 READ_SIZE = 256 << 10
 # frames about the transport itself: handled at once even while a coroutine holds the port
-TRANSPORT_OPS = frozenset((P.OP_SHM_ATTACH, P.OP_SHM_RELEASE))
+TRANSPORT_OPS = frozenset((P.PY_SHM_ATTACH, P.PY_SHM_RELEASE))
 EPOLLIN, EPOLLOUT = select.EPOLLIN, select.EPOLLOUT
 EPOLL_OF = (0, EPOLLIN, EPOLLOUT, EPOLLIN | EPOLLOUT)     # by selectors' EVENT_* bits
 SPEC_RE = re.compile(r"^[A-Za-z_][\w]*(\.[A-Za-z_][\w]*)*:[A-Za-z_]\w*$")
@@ -156,11 +156,11 @@ class Conn:
         self.timer_gen = self.timer_gen % 0xFFFFFFFF + 1
         self.active_gen = self.timer_gen
         self.timer_deadline = time.monotonic() + ms / 1000
-        self.send(P.OP_SET_TIMER, P.U64.pack(ms) + P.U32.pack(self.active_gen))
+        self.send(P.DRV_SET_TIMER, P.U64.pack(ms) + P.U32.pack(self.active_gen))
 
     def cancel_timer(self) -> None:
         self.active_gen = 0
-        self.send(P.OP_CANCEL_TIMER)
+        self.send(P.DRV_CANCEL_TIMER)
 
     def read_timer(self) -> int:
         if not self.active_gen:
@@ -175,7 +175,7 @@ class Conn:
         else:
             self.queue.append(data)
         self.qsize += len(data)
-        self.send(P.OP_PUSHQ if front else P.OP_ENQ, data)
+        self.send(P.DRV_PUSHQ if front else P.DRV_ENQ, data)
 
     def deq(self, n: int) -> int:
         if not 0 <= n <= self.qsize:
@@ -191,7 +191,7 @@ class Conn:
                 left = 0
         self.qsize -= n
         if n:
-            self.send(P.OP_DEQ, P.U64.pack(n))
+            self.send(P.DRV_DEQ, P.U64.pack(n))
         return self.qsize
 
     # -- output side --
@@ -229,7 +229,7 @@ class Conn:
         if out is None:
             if not self.shm_wanted:
                 self.shm_wanted = True
-                self.send(P.OP_SHM_WANT)
+                self.send(P.DRV_SHM_WANT)
             return False
         pos, rel = self.shm_wpos, self.shm_wrel
         at = pos % half
@@ -276,7 +276,7 @@ class Conn:
         at = pos % self.shm_half
         if at + n > self.shm_half:
             raise P.ProtocolError("FL_SHM body outside the ring")
-        self.send(P.OP_SHM_RETURN, P.U64.pack(pos + n))
+        self.send(P.DRV_SHM_RETURN, P.U64.pack(pos + n))
         return self.shm_in[at:at + n]
 
     def shm_body(self, ref: bytes) -> bytes:
@@ -369,12 +369,12 @@ class Conn:
                 reads = self.reads
                 if fl & FL_SHM:
                     view = self.shm_view(bytes(buf[start:off]))
-                    if op == P.OP_OUTPUT and not rid and U32_FROM(view, 0)[0] == len(view) - 4:
+                    if op == P.PY_OUTPUT and not rid and U32_FROM(view, 0)[0] == len(view) - 4:
                         deliver([bytes(view[4:])])  # one piece: one copy
                     else:
                         dispatch(op, fl & ~FL_SHM, rid, bytes(view))
                     del view
-                elif op == P.OP_OUTPUT and not rid:
+                elif op == P.PY_OUTPUT and not rid:
                     if n >= 10 and U32_FROM(buf, start)[0] == n - 10:    # one piece
                         deliver([bytes(buf[start + 4:off])])
                     else:
@@ -440,7 +440,7 @@ class Conn:
         while True:
             frame = self.take_frame()
             while frame is not None:
-                if frame[0] == P.OP_ANSWER and frame[2] == rid:
+                if frame[0] == P.PY_ANSWER and frame[2] == rid:
                     return frame[3][0], frame[3][1:]
                 self.pending.append(frame)
                 frame = self.take_frame()
@@ -454,33 +454,33 @@ class Conn:
         if self.hold is not None and op not in TRANSPORT_OPS:
             self.hold.frame(op, fl, rid, body)
             return
-        if op == P.OP_OUTPUT:
+        if op == P.PY_OUTPUT:
             self.on_output(body)
             if rid:                       # strict mode: the driver waits for this
                 self.reply(rid)
-        elif op == P.OP_CONTROL:
+        elif op == P.PY_CONTROL:
             self.on_control(fl, rid, body)
-        elif op == P.OP_CALL:
+        elif op == P.PY_CALL:
             self.on_call(fl, rid, body)
-        elif op == P.OP_CALLER:
+        elif op == P.PY_CALLER:
             self.caller_raw = P.U64.unpack(body)[0]
-        elif op == P.OP_CONNECTED:
+        elif op == P.PY_CONNECTED:
             self.connected_raw = P.U64.unpack(body)[0]
-        elif op == P.OP_TIMEOUT:
+        elif op == P.PY_TIMEOUT:
             self.on_timeout(P.U32.unpack(body)[0])
             if rid:
                 self.reply(rid)
-        elif op == P.OP_FLUSH:
+        elif op == P.PY_FLUSH:
             self.call_back("flush")
-        elif op == P.OP_PROCESS_EXIT:
+        elif op == P.PY_PROCESS_EXIT:
             self.on_process_exit(body)
-        elif op == P.OP_OPEN:
+        elif op == P.PY_OPEN:
             self.on_open(fl, rid, body)
-        elif op == P.OP_STOP:
+        elif op == P.PY_STOP:
             self.close()
-        elif op == P.OP_SHM_ATTACH:
+        elif op == P.PY_SHM_ATTACH:
             self.attach_shm(body)
-        elif op == P.OP_SHM_RELEASE:
+        elif op == P.PY_SHM_RELEASE:
             self.shm_wrel = P.U64.unpack(body)[0]
         else:
             raise P.ProtocolError(f"unknown opcode {op:#x}")
@@ -488,9 +488,9 @@ class Conn:
     def reply(self, rid: int) -> None:
         """The empty answer of strict mode, once the callback has ended (its coroutine too)."""
         if self.hold is None:
-            self.send(P.OP_REPLY, rid=rid)
+            self.send(P.DRV_REPLY, rid=rid)
         else:
-            self.hold.later(self.send, P.OP_REPLY, b"", 0, rid)
+            self.hold.later(self.send, P.DRV_REPLY, b"", 0, rid)
 
     def run_coroutine(self, coro: Coroutine[Any, Any, Any], what: str,
                       answer: Callable[[Any], object] | None = None, rid: int = 0) -> None:
@@ -504,14 +504,14 @@ class Conn:
     def fail(self, rid: int, exc: BaseException, what: str) -> None:
         """Answer a request with the exception, and log it with its traceback."""
         if isinstance(exc, BadArg):
-            self.send(P.OP_ERROR, encode(Atom("badarg")), rid=rid)
+            self.send(P.DRV_ERROR, encode(Atom("badarg")), rid=rid)
             return
         self.log_exception(exc, what)
         try:
             body = encode(error_term(exc))
         except Exception:   # a message that cannot be encoded must not lose the answer
             body = encode((Atom("python"), Atom("builtins.Exception"), b"unencodable error", b""))
-        self.send(P.OP_ERROR, body, rid=rid)
+        self.send(P.DRV_ERROR, body, rid=rid)
 
     def log_exception(self, exc: BaseException, what: str) -> None:
         log.error("%s in %s.%s: %s", type(exc).__name__, self.spec, what, exc,
@@ -543,7 +543,7 @@ class Conn:
             self.opened(rid)
 
     def opened(self, rid: int) -> None:
-        self.send(P.OP_REPLY,
+        self.send(P.DRV_REPLY,
                   P.U32.pack(P.OPEN_BLOCKING if getattr(self.driver, "blocking", False) else 0),
                   rid=rid)
 
@@ -593,7 +593,7 @@ class Conn:
     def create_port(self, owner: Any) -> Port:
         if not (isinstance(owner, LocalPid) and owner.origin is self):
             raise ValueError("create_port takes a pid this port named: caller() or connected()")
-        status, data = self.ask(P.OP_CREATE_PORT, P.U64.pack(owner.raw) + self.spec.encode())
+        status, data = self.ask(P.DRV_CREATE_PORT, P.U64.pack(owner.raw) + self.spec.encode())
         if status:
             raise WorkerError("driver_create_port failed" if status == 1 else "unknown owner")
         conn = self.worker.adopt(P.U32.unpack_from(data)[0],
@@ -684,13 +684,13 @@ class Conn:
         if wrapped:
             b = b"" if r is None else reply_bytes(r)
             if self.control_flags & PORT_CONTROL_FLAG_BINARY and r is not None:
-                self.send(P.OP_REPLY, encode(b), rid=rid)
+                self.send(P.DRV_REPLY, encode(b), rid=rid)
             else:
-                self.send(P.OP_REPLY, encode(list(b)), rid=rid)
+                self.send(P.DRV_REPLY, encode(list(b)), rid=rid)
         elif r is None:
-            self.send(P.OP_REPLY, fl=P.FL_NONE, rid=rid)
+            self.send(P.DRV_REPLY, fl=P.FL_NONE, rid=rid)
         else:
-            self.send(P.OP_REPLY, reply_bytes(r), rid=rid)
+            self.send(P.DRV_REPLY, reply_bytes(r), rid=rid)
 
     def on_call(self, fl: int, rid: int, body: bytes) -> None:
         try:
@@ -712,7 +712,7 @@ class Conn:
             self.fail(rid, e, "call")
 
     def call_reply(self, rid: int, r: Any) -> None:
-        self.send(P.OP_REPLY, encode(r, self.none_atom), rid=rid)
+        self.send(P.DRV_REPLY, encode(r, self.none_atom), rid=rid)
 
     def local_pid(self, raw: int) -> LocalPid:
         return LocalPid(raw, functools.partial(self.worker.resolve_pid, self), self)
@@ -956,7 +956,7 @@ class Worker:
             return pid
         deadline = time.monotonic() + conn.timeout_ms / 1000
         if not conn.closed:
-            conn.send(P.OP_RESOLVE_PID, P.U64.pack(raw))
+            conn.send(P.DRV_RESOLVE_PID, P.U64.pack(raw))
             conn.flush_blocking(deadline)
         while raw not in self.pids:
             left = deadline - time.monotonic()
@@ -1010,13 +1010,13 @@ class Worker:
         return cls
 
     def take_shm_fd(self, serial: int) -> int:
-        """The region CTL_SHM brought for this port: the driver sent it before OP_SHM_ATTACH,
+        """The region CTL_SHM brought for this port: the driver sent it before PY_SHM_ATTACH,
         so it is in the ctl socket already if not read yet."""
         deadline = time.monotonic() + 5
         while serial not in self.shm_fds:
             left = deadline - time.monotonic()
             if left <= 0 or not select.select([self.ctl], [], [], left)[0]:
-                raise P.ProtocolError("OP_SHM_ATTACH without its CTL_SHM")
+                raise P.ProtocolError("PY_SHM_ATTACH without its CTL_SHM")
             if not self.recv_ctl():
                 raise WorkerError("the node is gone")
         return self.shm_fds.pop(serial)
@@ -1036,7 +1036,7 @@ class Worker:
 
     def adopt(self, serial: int, deadline: float) -> Conn:
         """The port driver_create_port just made: its channel comes in CTL_NEW_PORT `serial`,
-        with its OP_OPEN already in it; set it up now, so create_port can return it."""
+        with its PY_OPEN already in it; set it up now, so create_port can return it."""
         while True:
             for item in self.new_fds:
                 if item[0] == serial:

@@ -40,13 +40,13 @@ def frame(r: random.Random) -> bytes:
         return struct.pack(">IBBI", r.choice([0, 3, 5, len(body) + 100, 1 << 31, 0xFFFFFFFF]),
                            op, 0, 0) + body
     if kind == 1:       # term programs
-        op = r.choice([P.OP_OUTPUT_TERM, P.OP_SEND_TERM])
-        to = b"\x00" + P.U64.pack(r.getrandbits(64)) if op == P.OP_SEND_TERM else b""
+        op = r.choice([P.DRV_OUTPUT_TERM, P.DRV_SEND_TERM])
+        to = b"\x00" + P.U64.pack(r.getrandbits(64)) if op == P.DRV_SEND_TERM else b""
         body = to + program(r)
     elif kind == 2:     # header + pieces with lying lengths
         body = (P.U32.pack(r.choice([0, 2, 1 << 20])) + b"hh"
                 + P.U32.pack(r.choice([1, 3, 1 << 30])) + b"abc")
-        op = r.choice([P.OP_OUTPUT2, P.OP_OUTPUT_BINARY, P.OP_OUTPUTV])
+        op = r.choice([P.DRV_OUTPUT2, P.DRV_OUTPUT_BINARY, P.DRV_OUTPUTV])
     elif kind == 3:     # shared-memory references in and out of the ring, or malformed
         half = 8 << 20
         body = struct.pack(">QQ", r.choice([0, half - 5, half, 1 << 63, r.getrandbits(64)]),
@@ -63,7 +63,7 @@ class Garbage(pybridge.Driver):
         r = random.Random(command)
         conn = self.port._conn
         # the driver sets its shared memory up first, so FL_SHM frames meet a real ring
-        conn.out.append(P.frame(P.OP_SHM_WANT, b""))
+        conn.out.append(P.frame(P.DRV_SHM_WANT, b""))
         for _ in range(int(data or b"100")):
             conn.out.append(frame(r))
         conn.worker.dirty.add(conn)

@@ -40,7 +40,7 @@ def conn():
 
 def frames(n, seed=1):
     r = random.Random(seed)
-    return [(P.OP_OUTPUT, r.getrandbits(7), r.getrandbits(32),    # FL_SHM (0x80) left out
+    return [(P.PY_OUTPUT, r.getrandbits(7), r.getrandbits(32),    # FL_SHM (0x80) left out
              r.randbytes(r.choice([0, 1, 7, 300, 70000])))
             for _ in range(n)]
 
@@ -86,11 +86,11 @@ def test_a_long_callbacks_output_is_written_as_it_goes(conn):
         c.port.output(i.to_bytes(4, "big") + bytes(1000))
     first = os.read(theirs.r, 1 << 20)
     assert len(first) >= 64 << 10
-    assert first[:P.HDR_LEN + 4] == P.frame(P.OP_OUTPUT_DATA, b"\0\0\0\0" + bytes(1000))[:14]
+    assert first[:P.HDR_LEN + 4] == P.frame(P.DRV_OUTPUT, b"\0\0\0\0" + bytes(1000))[:14]
     assert c.outlen < 64 << 10
     c.flush()                   # the loop's flush: the rest, in order
     rest = first + os.read(theirs.r, 1 << 20)
-    assert rest == b"".join(P.frame(P.OP_OUTPUT_DATA, i.to_bytes(4, "big") + bytes(1000))
+    assert rest == b"".join(P.frame(P.DRV_OUTPUT, i.to_bytes(4, "big") + bytes(1000))
                             for i in range(100))
 
 
@@ -109,14 +109,14 @@ def test_the_read_loop_splits_anywhere(conn, cut):
         data = r.randbytes(r.choice([0, 1, 9, 300]))
         kind = i % 3
         if kind == 0:       # one piece, no id
-            sent.append(P.frame(P.OP_OUTPUT, P.U32.pack(len(data)) + data))
+            sent.append(P.frame(P.PY_OUTPUT, P.U32.pack(len(data)) + data))
             want.append(("deliver", [data]))
         elif kind == 1:     # two pieces
             body = P.U32.pack(1) + b"h" + P.U32.pack(len(data)) + data
-            sent.append(P.frame(P.OP_OUTPUT, body))
+            sent.append(P.frame(P.PY_OUTPUT, body))
             want.append(("on_output", body))
         else:               # anything else, or an output with an id (strict mode)
-            op, rid = r.choice([(P.OP_CONTROL, 7), (P.OP_OUTPUT, 9)])
+            op, rid = r.choice([(P.PY_CONTROL, 7), (P.PY_OUTPUT, 9)])
             sent.append(P.frame(op, data, rid=rid))
             want.append(("dispatch", op, 0, rid, data))
     stream = b"".join(sent)

@@ -5,7 +5,7 @@ from pathlib import Path
 import pybridge._protocol as proto
 
 ROOT = Path(__file__).resolve().parents[2]
-NAME = r"(?:CTL|OP|FL|PB_CALL|MGR|T|FAIL|TIME|OPEN)_[A-Z_0-9]+"
+NAME = r"(?:CTL|PY|DRV|FL|PB_CALL|MGR|T|FAIL|TIME|OPEN)_[A-Z_0-9]+"
 
 
 def doc_table():
@@ -46,7 +46,7 @@ def python_table():
 
 def test_doc_table_is_complete():
     doc = doc_table()
-    assert {"CTL_HELLO", "OP_OPEN", "OP_REPLY", "FL_WRAPPED", "PB_CALL_CONTROL",
+    assert {"CTL_HELLO", "PY_OPEN", "DRV_REPLY", "FL_WRAPPED", "PB_CALL_CONTROL",
             "MGR_SPAWN"} <= doc.keys()
     assert len(doc) >= 20
 
