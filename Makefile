@@ -77,9 +77,10 @@ lint: setup
 	check ruff $(PY) -m ruff check .; \
 	check mypy $(PY) -m mypy; \
 	check dialyzer eval 'REBAR_COLOR=none rebar3 dialyzer && echo "no warnings"'; \
-	check "cc $(LINT_CFLAGS)" eval 'cwarn c_src/pybridge_drv.c -std=c11 -fPIC && \
-	  cwarn bench/echo_drv.c -fPIC && cwarn bench/floor.c && cwarn fuzz/fuzz_frames.c && \
-	  echo "pybridge_drv.c, echo_drv.c, floor.c, fuzz_frames.c: no warnings"'; \
+	check "cc $(LINT_CFLAGS)" eval '(for f in c_src/*.c; do cwarn $$f -std=c11 -fPIC || exit 1; done) && \
+	  cwarn bench/echo_drv.c -fPIC && cwarn bench/floor.c && \
+	  cwarn fuzz/fuzz_frames.c && cwarn fuzz/erl_driver_doubles.c && \
+	  echo "c_src/*.c, echo_drv.c, floor.c, fuzz/*.c: no warnings"'; \
 	exit $$rc
 
 # The long run of issue 5: RSS and descriptors of the VM and the worker stay flat.
@@ -87,14 +88,18 @@ soak: build
 	@mkdir -p _build/soak && erlc -o _build/soak tests/soak/pb_soak.erl
 	@erl -noshell -pa $(EBIN) -pa _build/soak -eval 'pb_soak:main()'
 
-# libFuzzer on the driver's frame decoder and term-program builder, from fuzz/corpus.
+# libFuzzer on the driver's frame reading and dispatch and its term programs, from
+# fuzz/corpus: those units of c_src (and the ones they call), linked against the
+# erl_driver stand-ins of fuzz/erl_driver_doubles.c.
 # make fuzz runs FUZZ_SECONDS (default 600); make test runs it for 60 s.
 FUZZ := _build/fuzz/fuzz_frames
 FUZZ_SECONDS ?= 600
-$(FUZZ): fuzz/fuzz_frames.c c_src/pybridge_drv.c
+FUZZ_UNITS := $(addprefix c_src/,channel.c frames.c api_calls.c shm.c termprog.c pids.c \
+	user_port.c request.c etf.c workers.c named.c)
+$(FUZZ): fuzz/fuzz_frames.c fuzz/erl_driver_doubles.c $(FUZZ_UNITS) $(wildcard c_src/*.h)
 	@mkdir -p _build/fuzz/work
 	@clang -g -O1 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined \
-	  -I$(ERL_INCLUDE) fuzz/fuzz_frames.c -o $@ -ldl
+	  -I$(ERL_INCLUDE) fuzz/fuzz_frames.c fuzz/erl_driver_doubles.c $(FUZZ_UNITS) -o $@ -ldl
 
 fuzz: system $(FUZZ)
 	@$(FUZZ) -max_total_time=$(FUZZ_SECONDS) -artifact_prefix=_build/fuzz/ -print_final_stats=1 \

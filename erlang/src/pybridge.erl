@@ -97,8 +97,8 @@ unload_driver(Name) ->
     pybridge_drivers:unload(Name).
 
 %% @doc The port's counters, kept by the driver: callbacks forwarded by kind (output,
-%% control, call, timeout), late_answers (control/call past the timeout), bytes_in (to
-%% Python) and bytes_out (from Python), output_queue (bytes waiting for the worker),
+%% control, call, timeout), late_answers (control/call past the timeout),
+%% bytes_to_python and bytes_from_python, output_queue (bytes waiting for the worker),
 %% driver_queue (the ERTS queue), busy, os_pid, monitors, and latency_p50/p90/p99_us of
 %% control and call (upper bounds of power-of-two buckets).
 -spec info(port()) -> #{atom() => non_neg_integer()}.

@@ -12,7 +12,9 @@ start_link() ->
 init([]) ->
     %% Why here: erl_ddll ties a driver to the process that loaded it; the supervisor
     %% lives as long as the application.
-    ok = load_driver(),
+    ok = load_driver("pybridge"),
+    %% Why second: pybridge_manager.so finds the registry of workers in pybridge.so.
+    ok = load_driver("pybridge_manager"),
     {ok, PoolSize} = application:get_env(pybridge, pool_size),
     Drivers = #{id => pybridge_drivers, start => {pybridge_drivers, start_link, []},
                 restart => permanent, shutdown => 5000},
@@ -25,7 +27,7 @@ init([]) ->
     %% a Python that cannot start at all still stops the application quickly.
     {ok, {#{strategy => one_for_one, intensity => 50, period => 10}, Workers ++ [Drivers]}}.
 
-%% @doc The directory of pybridge.so.
+%% @doc The directory of pybridge.so and pybridge_manager.so.
 -spec driver_dir() -> file:filename().
 driver_dir() ->
     case code:priv_dir(pybridge) of
@@ -33,9 +35,9 @@ driver_dir() ->
         D -> D
     end.
 
-load_driver() ->
+load_driver(Name) ->
     Dir = driver_dir(),
-    case erl_ddll:load_driver(Dir, "pybridge") of
+    case erl_ddll:load_driver(Dir, Name) of
         ok -> ok;
         {error, already_loaded} -> ok;
         {error, E} -> error({pybridge_driver_load, Dir, erl_ddll:format_error(E)})

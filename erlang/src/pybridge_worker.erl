@@ -43,7 +43,7 @@ class_flags(Pid, Spec) ->
 -spec init(pos_integer()) -> {ok, #state{}} | {stop, term()}.
 init(N) ->
     process_flag(trap_exit, true),
-    Mgr = open_port({spawn_driver, "pybridge --manager"}, [binary]),
+    Mgr = open_port({spawn_driver, "pybridge_manager"}, [binary]),
     MaxFrame = min(max(application:get_env(pybridge, max_frame, 256 bsl 20), 64), 16#FFFFFFFF),
     Spin = min(max(application:get_env(pybridge, spin_us, 50), 0), 10000),
     Argv = [python(), "-m", "pybridge", "worker", "--fd", "3",

@@ -432,7 +432,7 @@ info_and_stats() ->
                    driver_queue := 0, busy := 0, monitors := 0}, I),
     {os_pid, OsPid} = erlang:port_info(P, os_pid),
     ?assertEqual(OsPid, maps:get(os_pid, I)),
-    ?assert(maps:get(bytes_in, I) > 10 * 3 + 20 andalso maps:get(bytes_out, I) > 10 * 3),
+    ?assert(maps:get(bytes_to_python, I) > 10 * 3 + 20 andalso maps:get(bytes_from_python, I) > 10 * 3),
     ?assert(maps:get(latency_p50_us, I) > 0),
     ?assert(maps:get(latency_p50_us, I) =< maps:get(latency_p99_us, I)),
     [W] = [W || W = #{os_pid := Pid} <- pybridge:stats(), Pid =:= OsPid],

@@ -27,7 +27,7 @@ def between_markers(path):
 
 
 def c_table():
-    block = between_markers("c_src/pybridge_drv.c")
+    block = between_markers("c_src/pybridge_protocol.h")
     defines = re.findall(rf"#define ({NAME}) (0x[0-9A-Fa-f]+u?|\d+)", block)
     return {n: int(v.rstrip("u"), 0) for n, v in defines}
 
@@ -64,7 +64,8 @@ def test_python_agrees_with_protocol_md():
 
 
 def test_protocol_version_agrees():
-    c = re.search(r"#define PB_PROTOCOL_VERSION (\d+)", (ROOT / "c_src/pybridge_drv.c").read_text())
+    c = re.search(r"#define PB_PROTOCOL_VERSION (\d+)",
+                  (ROOT / "c_src/pybridge_protocol.h").read_text())
     erl = re.search(r"-define\(PB_PROTOCOL_VERSION, (\d+)\)",
                     (ROOT / "erlang/include/pybridge_protocol.hrl").read_text())
     doc = re.search(r"Protocol version: \*\*(\d+)\*\*", (ROOT / "docs/PROTOCOL.md").read_text())
@@ -72,7 +73,13 @@ def test_protocol_version_agrees():
 
 
 def test_each_side_names_protocol_md_at_the_top():
-    for path in ["c_src/pybridge_drv.c", "erlang/include/pybridge_protocol.hrl",
+    for path in ["c_src/pybridge_protocol.h", "erlang/include/pybridge_protocol.hrl",
                  "pybridge/_protocol.py", "pybridge/_worker.py", "erlang/src/pybridge_worker.erl"]:
         head = (ROOT / path).read_text()[:800]
         assert "docs/PROTOCOL.md" in head, path
+
+
+def test_each_c_file_that_implements_the_protocol_names_it():
+    """The driver is split into files; each says which part of PROTOCOL.md it implements."""
+    for path in sorted((ROOT / "c_src").glob("*.[ch]")):
+        assert "docs/PROTOCOL.md" in path.read_text()[:800], path.name

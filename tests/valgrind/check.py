@@ -1,5 +1,6 @@
 """Judges memcheck's XML report of `make valgrind`: fails on any definitely or indirectly
-lost block, and on any other error whose stack goes through the driver (pybridge.so).
+lost block, and on any other error whose stack goes through the driver (pybridge.so,
+pybridge_manager.so).
 Errors elsewhere (ERTS, libc) are counted and printed but do not fail the run."""
 
 import collections
@@ -11,7 +12,8 @@ LEAKS = {"Leak_DefinitelyLost", "Leak_IndirectlyLost"}
 
 def in_driver(err: ET.Element) -> bool:
     return any(
-        (f.findtext("obj") or "").endswith("/pybridge.so") or f.findtext("file") == "pybridge_drv.c"
+        (f.findtext("obj") or "").endswith(("/pybridge.so", "/pybridge_manager.so"))
+        or (f.findtext("dir") or "").endswith("/c_src")
         for f in err.iterfind("stack/frame")
     )
 

@@ -1,0 +1,174 @@
+/*
+ * request.c - a user port's blocking requests (docs/PROTOCOL.md, "Frame": ids; PY_CONTROL,
+ * PY_CALL, and PY_OUTPUT / PY_TIMEOUT in strict mode): send one frame with an id, wait
+ * for its DRV_REPLY or DRV_ERROR bounded by the port's timeout, and turn the answer into
+ * port_control's / port_call's result.
+ *
+ * Only these and stop wait for Python, each at most the port's timeout. While one waits
+ * it keeps reading and handling the port's frames in order (outputs of earlier commands),
+ * and keeps writing its queue, so neither side can stall the other on a full pipe.
+ */
+#include <errno.h>
+#include <poll.h>
+#include <string.h>
+
+#include "etf.h"
+#include "pybridge_protocol.h"
+#include "user.h"
+
+enum pb_wait { WAIT_DONE, WAIT_TIMEOUT, WAIT_DOWN };
+
+uint32_t pb_new_id(pb_user *u)
+{
+    if (++u->next_id == 0) u->next_id = 1;
+    return u->next_id;
+}
+
+static ErlDrvTime now_ms(void)
+{
+    return erl_drv_monotonic_time(ERL_DRV_MSEC);
+}
+
+/*
+ * Send one request frame and wait, bounded by the port's timeout, for its answer (then
+ * in u->got_op, u->got_body). Frames that arrive meanwhile are handled in order.
+ */
+static enum pb_wait request(pb_user *u, struct iovec *iov, int cnt, uint32_t id)
+{
+    ErlDrvTime deadline = now_ms() + u->timeout_ms;
+    /* Busy-poll for up to spin_us before sleeping in poll: a round trip to Python is a few
+     * microseconds when neither side sleeps, and a sleeping thread's wake-up costs as much
+     * again. The scheduler is held by the request either way; this spends its CPU instead
+     * of its latency, within the same deadline. */
+    ErlDrvTime spin_end = erl_drv_monotonic_time(ERL_DRV_USEC) + u->spin_us;
+    u->awaiting = id;
+    u->got = 0;
+    if (pb_send_iov(u, iov, cnt, NULL) < 0) goto down;
+    while (!u->got) {
+        struct pollfd p[2];
+        ErlDrvTime left = deadline - now_ms();
+        int r;
+        if (left <= 0) {
+            u->awaiting = 0;
+            return WAIT_TIMEOUT;
+        }
+        p[0].fd = u->fd;
+        p[0].events = POLLIN;
+        p[1].fd = u->wfd;
+        p[1].events = POLLOUT;
+        p[0].revents = p[1].revents = 0;
+        r = poll(p, u->qhead ? 2 : 1,
+                 erl_drv_monotonic_time(ERL_DRV_USEC) < spin_end ? 0 : (int)left);
+        if (r < 0 && errno != EINTR) goto down;
+        if (r <= 0) continue;
+        if ((p[1].revents & POLLERR) || ((p[1].revents & POLLOUT) && pb_flush_queue(u) < 0))
+            goto down;
+        if (p[0].revents & (POLLIN | POLLHUP | POLLERR)) {
+            r = pb_read_frames(u);
+            if (r < 0) return WAIT_DOWN;       /* port failed already */
+            if (r > 0 && !u->got) goto down;
+        }
+    }
+    return WAIT_DONE;
+down:
+    u->awaiting = 0;
+    pb_worker_down(u);
+    return WAIT_DOWN;
+}
+
+/*
+ * Strict mode (OPEN_BLOCKING): an output or timeout waits, bounded, for the callback to
+ * finish, as a C driver's would. iov[0] is HDR_LEN bytes for the header, blen counts
+ * the rest; the answer carries nothing.
+ */
+void pb_strict_request(pb_user *u, int op, struct iovec *iov, int cnt, size_t blen)
+{
+    uint32_t id = pb_new_id(u);
+    mk_hdr(iov[0].iov_base, op, 0, id, blen);
+    if (request(u, iov, cnt, id) == WAIT_DONE) {
+        driver_free(u->got_body);
+        u->got_body = NULL;
+    }
+}
+
+/* A control/call's wait, counted for pybridge:info/1. */
+static enum pb_wait timed_request(pb_user *u, struct iovec *iov, int cnt, uint32_t id)
+{
+    ErlDrvTime t0 = erl_drv_monotonic_time(ERL_DRV_USEC), us;
+    int b = 0;
+    enum pb_wait w = request(u, iov, cnt, id);
+    us = erl_drv_monotonic_time(ERL_DRV_USEC) - t0;
+    while (b < LAT_BUCKETS - 1 && (1LL << b) <= us) b++;
+    u->lat[b]++;
+    if (w == WAIT_TIMEOUT) u->n_late++;
+    return w;
+}
+
+/* An ETF answer (port_call, or either wrapped): check the version byte, strip or keep it. */
+static ErlDrvSSizeT etf_reply(pb_user *u, int wrapped, char *body, size_t blen, char **rbuf,
+                              ErlDrvSizeT rlen)
+{
+    int ok = u->got_op == DRV_REPLY;
+    if (blen < 2 || (unsigned char)body[0] != ETF_VERSION) {
+        pb_protocol_error(u);
+        return -1;
+    }
+    if (wrapped) return pb_etf_wrap(ok, body, blen, rbuf, rlen);
+    if (!ok) return -1;
+    memcpy(pb_reply_buf(rbuf, rlen, blen), body, blen);
+    return (ErlDrvSSizeT)blen;
+}
+
+/* port_control's reply: the bytes, in a binary if the port said so (DRV_SET_CONTROL_FLAGS) */
+static ErlDrvSSizeT control_reply(pb_user *u, char *body, size_t blen, char **rbuf,
+                                  ErlDrvSizeT rlen)
+{
+    if (u->got_op != DRV_REPLY) return -1;
+    if (u->control_flags & PORT_CONTROL_FLAG_BINARY) {
+        ErlDrvBinary *b = driver_alloc_binary(blen);
+        memcpy(b->orig_bytes, body, blen);
+        *rbuf = (char *)b;
+    } else {
+        memcpy(pb_reply_buf(rbuf, rlen, blen), body, blen);
+    }
+    return (ErlDrvSSizeT)blen;
+}
+
+/*
+ * control and call share one path: send, wait bounded, translate the answer.
+ * wrapped (pybridge:control/3, call/3): the answer goes back as the ETF of
+ * {ok, R} / {error, Reason}, and so do the driver's own errors.
+ */
+ErlDrvSSizeT pb_user_request(pb_user *u, int op, int wrapped, unsigned cmd, char *buf,
+                             size_t len, char **rbuf, ErlDrvSizeT rlen)
+{
+    char h[HDR_LEN], c[4], *body;
+    struct iovec iov[3];
+    uint32_t id;
+    size_t blen;
+    enum pb_wait w;
+    ErlDrvSSizeT n;
+    if (u->state != S_OPEN)
+        return wrapped ? pb_etf_pb_error("worker_down", rbuf, rlen) : -1;
+    if (4 + len + HDR_AFTER_LEN > u->max_frame)
+        return wrapped ? pb_etf_pb_error("frame_too_large", rbuf, rlen) : -1;
+    pb_note_caller(u);
+    id = pb_new_id(u);
+    put32(c, cmd);
+    mk_hdr(h, op, wrapped ? FL_WRAPPED : 0, id, 4 + len);
+    iov[0].iov_base = h; iov[0].iov_len = HDR_LEN;
+    iov[1].iov_base = c; iov[1].iov_len = 4;
+    iov[2].iov_base = buf; iov[2].iov_len = len;
+    if (op == PY_CONTROL) u->n_control++; else u->n_call++;
+    w = timed_request(u, iov, 3, id);
+    if (w != WAIT_DONE)
+        return wrapped ? pb_etf_pb_error(w == WAIT_TIMEOUT ? "timeout" : "worker_down", rbuf, rlen)
+                       : -1;
+    body = u->got_body;
+    blen = u->got_len;
+    u->got_body = NULL;
+    n = wrapped || op == PY_CALL ? etf_reply(u, wrapped, body, blen, rbuf, rlen)
+                                 : control_reply(u, body, blen, rbuf, rlen);
+    driver_free(body);
+    return n;
+}

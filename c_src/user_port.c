@@ -1,0 +1,287 @@
+/*
+ * user_port.c - a user port's life (docs/PROTOCOL.md, "open_port command text", PY_OPEN,
+ * PY_STOP, PY_OUTPUT, PY_TIMEOUT, PY_FLUSH, PY_PROCESS_EXIT): open, the callbacks that
+ * forward to Python without waiting (but in strict mode), and the ways it ends: stop,
+ * failure, a protocol error, its worker's death.
+ */
+#include <poll.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "named.h"
+#include "pybridge_protocol.h"
+#include "user.h"
+
+/* PY_OPEN's fixed part: port:u64 caller:u64 connected:u64, then the text */
+#define OPEN_FIXED 24
+#define DEAD_GRACE_MS 1000               /* if Erlang does not kill a dead port, it fails itself */
+
+pb_user *pb_user_new(enum pb_state state, unsigned timeout_ms, int blocking)
+{
+    pb_user *u = driver_alloc(sizeof(*u));
+    memset(u, 0, sizeof(*u));
+    u->c.worker = PB_NO_WORKER;
+    u->state = state;
+    u->fd = u->wfd = -1;
+    u->timeout_ms = timeout_ms;
+    u->blocking = blocking;
+    return u;
+}
+
+void pb_user_free(pb_user *u)
+{
+    pb_channel_close(u);
+    pb_shm_free(u);
+    pb_clear_queue(u);
+    if (u->known) driver_free(u->known);
+    if (u->mons) driver_free(u->mons);
+    if (u->got_body) driver_free(u->got_body);
+    if (u->ibuf) driver_free(u->ibuf);
+    driver_free(u);
+}
+
+/*
+ * A port attached to its worker (pb_channel_open) starts reading, and tells Python
+ * (PY_OPEN, with id and flags: a request from open_port, FL_CREATED from
+ * driver_create_port) and its pybridge_worker process ({pybridge_port_opened, Port}).
+ */
+void pb_user_begin(pb_user *u, int fl, uint32_t id, const char *text, size_t tlen)
+{
+    char h[HDR_LEN], b[OPEN_FIXED];
+    struct iovec iov[3];
+    ErlDrvTermData t[6] = { ERL_DRV_ATOM, driver_mk_atom("pybridge_port_opened"),
+                            ERL_DRV_PORT, u->port_term, ERL_DRV_TUPLE, 2 };
+    driver_select(u->c.port, (ErlDrvEvent)(long)u->fd, ERL_DRV_READ | ERL_DRV_USE, 1);
+    erl_drv_set_os_pid(u->c.port, u->c.os_pid);
+    pb_add_known(u, u->last_caller);
+    pb_add_known(u, u->last_connected);
+    put64(b, (uint64_t)u->port_term);
+    put64(b + 8, (uint64_t)u->last_caller);
+    put64(b + 16, (uint64_t)u->last_connected);
+    mk_hdr(h, PY_OPEN, fl, id, OPEN_FIXED + tlen);
+    iov[0].iov_base = h; iov[0].iov_len = HDR_LEN;
+    iov[1].iov_base = b; iov[1].iov_len = OPEN_FIXED;
+    iov[2].iov_base = (char *)text; iov[2].iov_len = tlen;
+    pb_send_iov(u, iov, 3, NULL);
+    pb_send_to(u, u->notify, t, 6);
+}
+
+/* {pybridge_open_error, Token, Reason}, Reason given as ETF (with 131) or as an atom. */
+static void report_open_error(pb_user *u, const char *etf, size_t len, const char *tag)
+{
+    ErlDrvTermData t[16];
+    int n = 0;
+    if (!u->report_errors) return;
+    t[n++] = ERL_DRV_ATOM; t[n++] = driver_mk_atom("pybridge_open_error");
+    t[n++] = ERL_DRV_UINT64; t[n++] = (ErlDrvTermData)&u->token;
+    if (etf) {
+        t[n++] = ERL_DRV_EXT2TERM; t[n++] = (ErlDrvTermData)etf; t[n++] = (ErlDrvTermData)len;
+    } else if (!strcmp(tag, "badarg")) {
+        t[n++] = ERL_DRV_ATOM; t[n++] = driver_mk_atom("badarg");
+    } else {
+        t[n++] = ERL_DRV_ATOM; t[n++] = driver_mk_atom("pybridge");
+        t[n++] = ERL_DRV_ATOM; t[n++] = driver_mk_atom((char *)tag);
+        t[n++] = ERL_DRV_TUPLE; t[n++] = 2;
+    }
+    t[n++] = ERL_DRV_TUPLE; t[n++] = 3;
+    pb_send_to(u, u->opener, t, n);
+}
+
+/* -e TOKEN and -t MS are the driver's; the whole text goes to Python as well */
+static void read_options(pb_user *u, const char *text)
+{
+    const char *p = text;
+    while (*p == '-') {
+        char opt = p[1], *end;
+        const char *arg = p + 2;
+        while (*arg == ' ') arg++;
+        if (opt == 'e') {
+            u->report_errors = 1;
+            u->token = strtoull(arg, &end, 10);
+        } else if (opt == 't') {
+            u->timeout_ms = (unsigned)strtoul(arg, &end, 10);
+        } else {
+            for (end = (char *)arg; *end && *end != ' '; end++)
+                ;
+        }
+        for (p = end; *p == ' '; p++)
+            ;
+    }
+}
+
+/*
+ * open_port: "pybridge [opts] mod:Class args", or a named driver's "NAME args" (its
+ * class's spec stands for the name). open_port returns when Python answers PY_OPEN
+ * (erl_drv_init_ack), or fails at the port's timeout.
+ */
+ErlDrvData pb_user_start(ErlDrvPort port, char *cmd)
+{
+    pb_user *u = pb_user_new(S_OPENING, 0, 0);
+    char *p = strchr(cmd, ' '), *text = p ? p + 1 : cmd + strlen(cmd), *named = NULL;
+    u->c.port = port;
+    u->port_term = driver_mk_port(port);
+    u->opener = driver_caller(port);
+    if (pb_driver_spec[0]) {
+        size_t sl = strlen(pb_driver_spec), al = strlen(text);
+        named = driver_alloc(sl + al + 2);
+        memcpy(named, pb_driver_spec, sl);
+        named[sl] = ' ';
+        memcpy(named + sl + 1, text, al + 1);
+        text = named;
+    } else {
+        read_options(u, text);
+    }
+    if (pb_channel_open(u, PB_NO_WORKER) < 0) {
+        report_open_error(u, NULL, 0, "no_worker");
+        if (named) driver_free(named);
+        pb_user_free(u);
+        return ERL_DRV_ERROR_BADARG;
+    }
+    u->last_caller = u->opener;
+    u->last_connected = driver_connected(port);
+    u->open_id = pb_new_id(u);
+    pb_user_begin(u, 0, u->open_id, text, strlen(text));
+    if (named) driver_free(named);
+    driver_set_timer(port, u->timeout_ms);
+    return (ErlDrvData)u;
+}
+
+void pb_user_stop(pb_user *u)
+{
+    if (u->state == S_OPEN) {
+        /* deliver what is queued and the stop, bounded: nothing the user sent is dropped
+         * while the worker is alive and reading */
+        ErlDrvTime deadline = erl_drv_monotonic_time(ERL_DRV_MSEC) + u->timeout_ms;
+        pb_send_frame(u, PY_STOP, 0, 0, NULL, 0);
+        while (u->qhead) {
+            struct pollfd p = { u->wfd, POLLOUT, 0 };
+            ErlDrvTime left = deadline - erl_drv_monotonic_time(ERL_DRV_MSEC);
+            if (left <= 0 || poll(&p, 1, (int)left) < 0 || (p.revents & (POLLERR | POLLHUP)))
+                break;
+            if (pb_flush_queue(u) < 0) break;
+        }
+    }
+    pb_worker_drop_port(u->c.worker);
+    u->c.worker = PB_NO_WORKER;
+    pb_channel_close(u);
+}
+
+/*
+ * A start that failed after start() returned. ERTS answers open_port with badarg and
+ * calls stop from inside erl_drv_init_ack: the caller must stop handling this port.
+ */
+void pb_fail_open(pb_user *u, const char *etf, size_t len, const char *tag)
+{
+    report_open_error(u, etf, len, tag);
+    driver_cancel_timer(u->c.port);
+    u->state = S_FAILED;
+    erl_drv_init_ack(u->c.port, ERL_DRV_ERROR_BADARG);
+}
+
+void pb_protocol_error(pb_user *u)
+{
+    if (u->state == S_OPENING) {
+        pb_fail_open(u, NULL, 0, "protocol_error");
+        return;
+    }
+    u->state = S_FAILED;
+    driver_failure_atom(u->c.port, "pybridge_protocol_error");
+}
+
+/* The worker went away: Erlang (pybridge_worker) exits the port with {pybridge, worker_down}. */
+void pb_worker_down(pb_user *u)
+{
+    if (u->state == S_OPENING) {
+        pb_fail_open(u, NULL, 0, "worker_down");
+        return;
+    }
+    if (u->state != S_OPEN) return;
+    u->state = S_DEAD;
+    pb_clear_queue(u);
+    pb_update_busy(u);
+    pb_channel_close(u);
+    driver_set_timer(u->c.port, DEAD_GRACE_MS);
+}
+
+/* PY_OUTPUT: the outputv pieces, each len:u32 then bytes; inline, in the ring, or strict */
+void pb_user_outputv(pb_user *u, ErlIOVec *ev)
+{
+    int n = ev->vsize, i, k = 0, m = 0;
+    char h[HDR_LEN];
+    char *lens;
+    struct iovec *iov;
+    ErlDrvBinary **binv;
+    size_t total = 0;
+    if (u->state != S_OPEN) return;
+    if (ev->size + 4 * (size_t)n + HDR_AFTER_LEN > u->max_frame) {
+        /* over the limit: an error the owner sees, not an allocation in the worker */
+        u->state = S_FAILED;
+        driver_failure_atom(u->c.port, "pybridge_frame_too_large");
+        return;
+    }
+    pb_note_caller(u);
+    u->n_output++;
+    lens = driver_alloc(4 * (size_t)n + 1);
+    iov = driver_alloc(sizeof(*iov) * (2 * (size_t)n + 1));
+    binv = driver_alloc(sizeof(*binv) * (2 * (size_t)n + 1));
+    iov[k].iov_base = h; iov[k].iov_len = HDR_LEN; binv[k++] = NULL;
+    for (i = 0; i < n; i++) {
+        if (!ev->iov[i].iov_len) continue;
+        put32(lens + 4 * m, (uint32_t)ev->iov[i].iov_len);
+        iov[k].iov_base = lens + 4 * m; iov[k].iov_len = 4; binv[k++] = NULL;
+        iov[k].iov_base = ev->iov[i].iov_base; iov[k].iov_len = ev->iov[i].iov_len;
+        binv[k++] = ev->binv ? ev->binv[i] : NULL;
+        total += 4 + ev->iov[i].iov_len;
+        m++;
+    }
+    if (u->blocking) {
+        pb_strict_request(u, PY_OUTPUT, iov, k, total);
+    } else if (total < SHM_MIN || total > SHM_HALF ||
+               pb_shm_send(u, PY_OUTPUT, iov + 1, k - 1, total) < 0) {
+        mk_hdr(h, PY_OUTPUT, 0, 0, total);
+        if (pb_send_iov(u, iov, k, binv) < 0) pb_worker_down(u);
+    }
+    driver_free(lens);
+    driver_free(iov);
+    driver_free(binv);
+}
+
+void pb_user_timeout(pb_user *u)
+{
+    char h[HDR_LEN], g[4];
+    struct iovec iov[2];
+    if (u->state == S_OPENING) {
+        pb_fail_open(u, NULL, 0, "timeout");
+    } else if (u->state == S_DEAD) {
+        driver_failure_atom(u->c.port, "pybridge_worker_down");
+    } else if (u->state == S_OPEN && u->timer_gen) {
+        /* the generation lets Python drop a timeout that crossed a cancel or a new timer */
+        put32(g, u->timer_gen);
+        u->timer_gen = 0;
+        u->n_timeout++;
+        if (u->blocking) {
+            iov[0].iov_base = h; iov[0].iov_len = HDR_LEN;
+            iov[1].iov_base = g; iov[1].iov_len = 4;
+            pb_strict_request(u, PY_TIMEOUT, iov, 2, 4);
+        } else {
+            pb_send_frame(u, PY_TIMEOUT, 0, 0, g, 4);
+        }
+    }
+}
+
+/* ERTS closes a port with a non-empty driver queue only once the driver empties it. */
+void pb_user_flush(pb_user *u)
+{
+    if (u->state == S_OPEN) pb_send_frame(u, PY_FLUSH, 0, 0, NULL, 0);
+}
+
+void pb_user_process_exit(pb_user *u, ErlDrvMonitor *m)
+{
+    long i = pb_find_monitor(u, m);
+    ErlDrvMonitor mine;
+    if (i < 0) return;
+    /* Python knows the bytes of our copy; ERTS's may differ where the struct is unused */
+    mine = u->mons[i];
+    pb_drop_monitor(u, i);
+    if (u->state == S_OPEN) pb_send_frame(u, PY_PROCESS_EXIT, 0, 0, (char *)&mine, sizeof(mine));
+}

@@ -1,0 +1,87 @@
+/*
+ * workers.h - the registry of Python workers: which exist, how to reach each one's ctl
+ * socket (docs/PROTOCOL.md, "ctl channel opcodes"), and which ports each serves.
+ *
+ * pybridge.so owns the registry; pybridge_manager.so (which adds and removes workers) and
+ * the named drivers copied from pybridge.so (which give them ports) find it in the loaded
+ * pybridge.so with dlsym. Each .so holds its own pointer to it (pb_workers_create or
+ * pb_workers_attach, from its driver init).
+ */
+#ifndef PB_WORKERS_H
+#define PB_WORKERS_H
+
+#include <stdint.h>
+#include <sys/types.h>
+
+#include <erl_driver.h>
+
+#define MAX_WORKERS 64
+
+/* A worker: its slot, and the generation of the slot's occupant, so that a port's
+ * reference stops matching once the slot holds a new worker. */
+typedef struct {
+    int slot;                            /* -1: none */
+    unsigned gen;
+} pb_worker_ref;
+
+/* What MGR_SPAWN configured and a worker's ports take over when attached. */
+typedef struct {
+    unsigned timeout_ms;
+    uint32_t max_frame;
+    unsigned spin_us;
+    ErlDrvTermData notify;               /* the pybridge_worker process */
+} pb_worker_conf;
+
+enum pb_worker_state { WS_FREE, WS_HANDSHAKE, WS_LIVE, WS_DEAD };
+
+typedef struct {
+    enum pb_worker_state state;
+    int ctl_fd;                          /* the manager port's; kept to pass descriptors */
+    pid_t pid;
+    unsigned gen;
+    int nports;
+    uint32_t next_serial;                /* of CTL_NEW_PORT */
+    pb_worker_conf conf;
+} pb_worker;
+
+typedef struct {
+    ErlDrvMutex *lock;
+    pb_worker workers[MAX_WORKERS];
+} pb_registry;
+
+/* The part every port kind has, first in each kind's struct: its port and its worker. */
+typedef struct {
+    ErlDrvPort port;
+    pb_worker_ref worker;
+    pid_t os_pid;                        /* the worker's */
+} pb_common;
+
+/* A port's hand-over to a worker (pb_worker_take_port). */
+typedef struct {
+    pb_worker_ref worker;
+    pid_t pid;
+    uint32_t serial;                     /* of the CTL_NEW_PORT that carried the channel */
+    pb_worker_conf conf;
+} pb_attachment;
+
+extern const pb_worker_ref PB_NO_WORKER;
+
+/* Driver init and finish: pybridge.so owns r; the others attach to pybridge.so's. */
+int pb_workers_create(pb_registry *r);
+void pb_workers_destroy(void);
+int pb_workers_attach(const char *pybridge_so);
+int pb_workers_attach_beside(const void *self);
+void pb_workers_detach(void);
+
+/* The manager port's side: a spawned worker, its handshake, its end. */
+int pb_worker_add(pid_t pid, int ctl_fd, const pb_worker_conf *conf, pb_worker_ref *out);
+void pb_worker_live(pb_worker_ref w);
+void pb_worker_dying(pb_worker_ref w);
+void pb_worker_remove(pb_worker_ref w);
+
+/* A user port's side. want: that live worker, or PB_NO_WORKER for the one with fewest ports. */
+int pb_worker_take_port(pb_worker_ref want, const int *fds, int nfds, pb_attachment *out);
+void pb_worker_drop_port(pb_worker_ref w);
+int pb_worker_send_fd(pb_worker_ref w, int op, uint32_t id, int fd);
+
+#endif
