@@ -1,9 +1,13 @@
-%% @doc Open and use ports whose driver is a Python class.
+%% @doc The public API: open and use ports whose driver is a Python class.
 %%
 %% A port opened here is an ordinary port: the BIFs (port_command, port_control,
 %% port_call, port_close, port_connect, port_info) work on it too. The functions
-%% here add error terms: where a BIF can only say badarg, these raise
-%% {python, Class, Message, Traceback}, {pybridge, timeout} or {pybridge, worker_down}.
+%% here add error terms: where a BIF can only say badarg, open/3, control/3 and call/3
+%% raise one of error_reason():
+%%   badarg, {python, Class, Message, Traceback}, {pybridge, timeout},
+%%   {pybridge, worker_down}, {pybridge, no_worker}, {pybridge, frame_too_large},
+%%   {pybridge, start_failure}, {pybridge, not_started}.
+%% README.md and docs/TROUBLESHOOTING.md list the same set (pybridge_docs_tests checks it).
 -module(pybridge).
 
 -include("pybridge_protocol.hrl").
@@ -19,7 +23,8 @@
                      | term().
 -type error_reason() :: badarg
                       | {python, atom(), binary(), binary()}
-                      | {pybridge, timeout | worker_down | no_worker | frame_too_large}.
+                      | {pybridge, timeout | worker_down | no_worker | frame_too_large
+                                   | start_failure | not_started}.
 
 %% @equiv open(Spec, "", Opts)
 -spec open(spec(), [open_option()]) -> port().
