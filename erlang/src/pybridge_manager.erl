@@ -29,15 +29,16 @@
 
 %% @doc Start the manager of pool slot N and wait for its worker's handshake.
 %%
-%% Why the wait is here and not in init/1: init/1 only opens the manager port, and the
-%% spawn and the HELLO exchange run in the live server (handle_continue/2, handle_info/2),
-%% so that the server answers calls, logs what the worker says while it starts, and can
-%% later go through a handshake again without being restarted. A worker that cannot
-%% start must still fail the application's start with the handshake's reason (README,
-%% docs/TROUBLESHOOTING.md, pybridge_handshake_tests): so the start function asks the
-%% server for the end of its first handshake, and a failed one, which stops the server
-%% with the reason, makes start_link/1 return {error, Reason}, as an init/1 returning
-%% {stop, Reason} did. The supervisor sees that as failed_to_start_child, as before.
+%% Why the wait is here and not in init/1: init/1 only opens the manager port; the spawn
+%% and the HELLO exchange run in the live server (handle_continue/2, handle_info/2), so
+%% the server answers calls and logs what the worker says while it starts, and the
+%% handshake is a state of the running server, as a respawn in place will need. A worker
+%% that cannot start must still fail the application's start with the handshake's reason
+%% (README, docs/TROUBLESHOOTING.md, pybridge_handshake_tests): so the start function asks
+%% the server for the end of its first handshake; a failed one stops the server with the
+%% reason and start_link/1 returns {error, Reason}, as an init/1 returning {stop, Reason}
+%% did, and the supervisor reports failed_to_start_child as before. The supervisor thus
+%% still waits for the handshake, as for any child's start, but no process is held in init.
 -spec start_link(pos_integer()) -> {ok, pid()} | {error, term()}.
 start_link(N) ->
     {ok, Pid} = gen_server:start_link(?MODULE, N, []),
