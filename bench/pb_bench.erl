@@ -182,8 +182,8 @@ s7_() ->
 
 s7_round() ->
     N = 10000,
-    [{_, W, _, _} | _] = [C || C = {{pybridge_worker, _}, _, _, _} <- supervisor:which_children(pybridge_sup)],
-    OsPid = pybridge_worker:os_pid(W),
+    [W | _] = pybridge_sup:managers(),
+    OsPid = pybridge_manager:os_pid(W),
     garbage_collect(),
     Mem0 = erlang:memory(total), Rss0 = rss_kib(OsPid),
     T0 = now_us(),

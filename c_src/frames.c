@@ -166,7 +166,7 @@ static int op_output_term(pb_user *u, pb_frame *f)
 }
 
 /* kind 0: raw:u64 of a pid the port knows; kind 1: len:u32 + the pid's ETF, delivered
- * through pybridge_worker ({pybridge_forward, To, Msg}). Then the program. */
+ * through pybridge_manager ({pybridge_forward, To, Msg}). Then the program. */
 static int op_send_term(pb_user *u, pb_frame *f)
 {
     ErlDrvTermData *spec, to;

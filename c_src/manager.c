@@ -1,6 +1,6 @@
 /*
  * manager.c - pybridge_manager.so, the manager ports' driver: open_port({spawn_driver,
- * "pybridge_manager"}, [binary]), one per worker, owned by its pybridge_worker process.
+ * "pybridge_manager"}, [binary]), one per worker, owned by its pybridge_manager process.
  * It spawns the worker (MGR_SPAWN), holds its ctl socket, relays ctl frames both ways
  * and reports the worker's exit (docs/PROTOCOL.md, "ctl channel opcodes", "Handshake",
  * "Manager port controls").

@@ -2,7 +2,7 @@
  * pids.c - the pids a user port names to Python by their raw driver term value
  * (docs/PROTOCOL.md, "Pids"): which values it handed out, telling Python when the caller
  * or the connected process changed (PY_CALLER, PY_CONNECTED), and asking the port's
- * pybridge_worker for a pid's external form ({pybridge_resolve, Raw, Pid}).
+ * pybridge_manager for a pid's external form ({pybridge_resolve, Raw, Pid}).
  */
 #include "pybridge_protocol.h"
 #include "user.h"
@@ -35,7 +35,7 @@ void pb_send_to(pb_user *u, ErlDrvTermData to, ErlDrvTermData *spec, int n)
     if (to) erl_drv_send_term(u->port_term, to, spec, n);
 }
 
-/* Ask the port's pybridge_worker for the external form of a pid (CTL_PID_INFO). */
+/* Ask the port's pybridge_manager for the external form of a pid (CTL_PID_INFO). */
 void pb_request_pid_info(pb_user *u, ErlDrvTermData raw)
 {
     ErlDrvUInt64 r64 = raw;

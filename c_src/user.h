@@ -39,7 +39,7 @@ typedef struct pb_user {
     int depth;                           /* callbacks of this port running (nested) */
     int zombie;                          /* stop ran inside one of them: free on the way out */
     /* taken from the worker when attached */
-    ErlDrvTermData notify;               /* its pybridge_worker process */
+    ErlDrvTermData notify;               /* its pybridge_manager process */
     unsigned timeout_ms;
     uint32_t max_frame;                  /* frames over it are errors, not allocations */
     unsigned spin_us;                    /* busy-poll before sleeping on an answer */

@@ -43,7 +43,7 @@ void pb_user_free(pb_user *u)
 /*
  * A port attached to its worker (pb_channel_open) starts reading, and tells Python
  * (PY_OPEN, with id and flags: a request from open_port, FL_CREATED from
- * driver_create_port) and its pybridge_worker process ({pybridge_port_opened, Port}).
+ * driver_create_port) and its pybridge_manager process ({pybridge_port_opened, Port}).
  */
 void pb_user_begin(pb_user *u, int fl, uint32_t id, const char *text, size_t tlen)
 {
@@ -188,7 +188,7 @@ void pb_protocol_error(pb_user *u)
     driver_failure_atom(u->c.port, "pybridge_protocol_error");
 }
 
-/* The worker went away: Erlang (pybridge_worker) exits the port with {pybridge, worker_down}. */
+/* The worker went away: Erlang (pybridge_manager) exits the port with {pybridge, worker_down}. */
 void pb_worker_down(pb_user *u)
 {
     if (u->state == S_OPENING) {

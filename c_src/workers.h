@@ -29,7 +29,7 @@ typedef struct {
     unsigned timeout_ms;
     uint32_t max_frame;
     unsigned spin_us;
-    ErlDrvTermData notify;               /* the pybridge_worker process */
+    ErlDrvTermData notify;               /* the pybridge_manager process */
 } pb_worker_conf;
 
 enum pb_worker_state { WS_FREE, WS_HANDSHAKE, WS_LIVE, WS_DEAD };

@@ -1,5 +1,6 @@
 %% Opcodes of the pybridge wire protocol. docs/PROTOCOL.md is normative;
-%% the names and values here equal c_src/pybridge_drv.c and pybridge/_protocol.py.
+%% the names and values here equal c_src/pybridge_protocol.h and pybridge/_wire/protocol.py.
+%% The frame layout and the ctl bodies Erlang reads and writes: pybridge_ctl.
 
 -define(PB_PROTOCOL_VERSION, 1).
 
@@ -83,9 +84,3 @@
 
 -define(MGR_SPAWN, 1).
 %% ---- end of opcodes ----
-
-%% A frame: len counts the bytes after itself.
-%% +---------+-------+-------+--------+------+
-%% | len:32  | op:8  | fl:8  | id:32  | body |
-%% +---------+-------+-------+--------+------+
--define(FRAME(Op, Body), <<(byte_size(Body) + 6):32, (Op):8, 0:8, 0:32, (Body)/binary>>).

@@ -1,9 +1,13 @@
-%% @doc Open and use ports whose driver is a Python class.
+%% @doc The public API: open and use ports whose driver is a Python class.
 %%
 %% A port opened here is an ordinary port: the BIFs (port_command, port_control,
 %% port_call, port_close, port_connect, port_info) work on it too. The functions
-%% here add error terms: where a BIF can only say badarg, these raise
-%% {python, Class, Message, Traceback}, {pybridge, timeout} or {pybridge, worker_down}.
+%% here add error terms: where a BIF can only say badarg, open/3, control/3 and call/3
+%% raise one of error_reason():
+%%   badarg, {python, Class, Message, Traceback}, {pybridge, timeout},
+%%   {pybridge, worker_down}, {pybridge, no_worker}, {pybridge, frame_too_large},
+%%   {pybridge, start_failure}, {pybridge, not_started}.
+%% README.md and docs/TROUBLESHOOTING.md list the same set (pybridge_docs_tests checks it).
 -module(pybridge).
 
 -include("pybridge_protocol.hrl").
@@ -19,7 +23,8 @@
                      | term().
 -type error_reason() :: badarg
                       | {python, atom(), binary(), binary()}
-                      | {pybridge, timeout | worker_down | no_worker | frame_too_large}.
+                      | {pybridge, timeout | worker_down | no_worker | frame_too_large
+                                   | start_failure | not_started}.
 
 %% @equiv open(Spec, "", Opts)
 -spec open(spec(), [open_option()]) -> port().
@@ -35,7 +40,7 @@ open(Spec, Args, Opts) when is_list(Opts) ->
     SpecS = spec_string(Spec),
     ArgsS = binary_to_list(iolist_to_binary(Args)),
     {Mine, PortOpts} = lists:partition(fun is_own_option/1, Opts),
-    Timeout = proplists:get_value(timeout, Mine, application:get_env(pybridge, timeout, 5000)),
+    Timeout = proplists:get_value(timeout, Mine, pybridge_config:timeout()),
     (is_integer(Timeout) andalso Timeout >= 0) orelse error(badarg),
     Paths = proplists:get_value(python_path, Mine, []),
     Token = erlang:unique_integer([positive]),
@@ -108,12 +113,13 @@ info(Port) ->
 %% @doc Per worker: its pool slot, OS pid, resident memory (KiB) and open ports.
 -spec stats() -> [#{atom() => non_neg_integer()}].
 stats() ->
-    [pybridge_worker:stats(Pid) || {{pybridge_worker, _}, Pid, _, _} <- supervisor:which_children(pybridge_sup),
-                                   is_pid(Pid)].
+    [pybridge_manager:stats(Pid) || Pid <- pybridge_sup:managers()].
 
+-spec unwrap({ok, Reply} | {error, error_reason()}) -> Reply.
 unwrap({ok, Reply}) -> Reply;
 unwrap({error, Reason}) -> error(Reason).
 
+-spec open_port_retrying(string(), list(), pos_integer(), integer()) -> port().
 open_port_retrying(Cmd, PortOpts, Token, Deadline) ->
     try
         open_port({spawn_driver, Cmd}, PortOpts)
@@ -131,10 +137,12 @@ open_port_retrying(Cmd, PortOpts, Token, Deadline) ->
         end
     end.
 
+-spec is_own_option(term()) -> boolean().
 is_own_option({timeout, _}) -> true;
 is_own_option({python_path, _}) -> true;
 is_own_option(_) -> false.
 
+-spec spec_string(term()) -> string().
 spec_string(Spec) when is_atom(Spec) -> spec_string(atom_to_list(Spec));
 spec_string(Spec) when is_binary(Spec) -> spec_string(binary_to_list(Spec));
 spec_string(Spec) when is_list(Spec) ->
@@ -148,6 +156,7 @@ spec_string(_) ->
     error(badarg).
 
 %% Directories travel percent-encoded so that spaces and ':' survive the command line.
+-spec encode_paths([file:filename()]) -> string().
 encode_paths(Paths) ->
     Joined = lists:join(":", [uri_string:quote(filename:absname(P), "/") || P <- Paths]),
     lists:flatten(Joined).

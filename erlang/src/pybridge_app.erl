@@ -1,4 +1,4 @@
-%% @doc The pybridge application: see pybridge_sup.
+%% @doc The application callback: starting pybridge starts pybridge_sup, which does the rest.
 -module(pybridge_app).
 -behaviour(application).
 

@@ -64,16 +64,18 @@ terminate(_Reason, Loaded) ->
     lists:foreach(fun({N, D}) -> _ = erl_ddll:try_unload(N, [kill_ports]), _ = file:del_dir_r(D) end,
                   maps:to_list(Loaded)).
 
+-spec do_load(string(), string()) -> {ok, file:filename()} | {error, term()}.
 do_load(Name, Spec) ->
-    case any_worker() of
+    case any_manager() of
         undefined -> {error, no_worker};
-        Worker ->
-            case pybridge_worker:class_flags(Worker, Spec) of
+        Manager ->
+            case pybridge_manager:class_flags(Manager, Spec) of
                 {ok, Flags} -> install(Name, Spec, Flags);
                 {error, Why} -> {error, {python, Why}}
             end
     end.
 
+-spec install(string(), string(), non_neg_integer()) -> {ok, file:filename()} | {error, term()}.
 install(Name, Spec, Flags) ->
     Main = filename:join(pybridge_sup:driver_dir(), "pybridge.so"),
     Dir = filename:join([filename:basedir(user_cache, "pybridge"),
@@ -90,9 +92,9 @@ install(Name, Spec, Flags) ->
             {error, {driver_load, erl_ddll:format_error(E)}}
     end.
 
-any_worker() ->
-    case [P || {{pybridge_worker, _}, P, _, _} <- supervisor:which_children(pybridge_sup),
-               is_pid(P)] of
+-spec any_manager() -> pid() | undefined.
+any_manager() ->
+    case pybridge_sup:managers() of
         [P | _] -> P;
         [] -> undefined
     end.

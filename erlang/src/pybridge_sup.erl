@@ -1,8 +1,9 @@
-%% @doc Loads the driver and supervises one pybridge_worker per pool slot.
+%% @doc The application's supervisor: it loads the C driver, then supervises one
+%% pybridge_manager per pool slot and pybridge_drivers.
 -module(pybridge_sup).
 -behaviour(supervisor).
 
--export([start_link/0, init/1, driver_dir/0]).
+-export([start_link/0, init/1, driver_dir/0, managers/0]).
 
 -spec start_link() -> supervisor:startlink_ret().
 start_link() ->
@@ -15,17 +16,18 @@ init([]) ->
     ok = load_driver("pybridge"),
     %% Why second: pybridge_manager.so finds the registry of workers in pybridge.so.
     ok = load_driver("pybridge_manager"),
-    {ok, PoolSize} = application:get_env(pybridge, pool_size),
     Drivers = #{id => pybridge_drivers, start => {pybridge_drivers, start_link, []},
                 restart => permanent, shutdown => 5000},
-    Workers = [#{id => {pybridge_worker, N},
-                 start => {pybridge_worker, start_link, [N]},
-                 restart => permanent,
-                 shutdown => 5000}
-               || N <- lists:seq(1, PoolSize)],
+    %% Each manager's start returns once its worker has answered the handshake, or fails
+    %% with the handshake's reason (see pybridge_manager:start_link/1).
+    Managers = [#{id => {pybridge_manager, N},
+                  start => {pybridge_manager, start_link, [N]},
+                  restart => permanent,
+                  shutdown => 5000}
+                || N <- lists:seq(1, pybridge_config:pool_size())],
     %% Why so lenient: a killed worker is restarted at once and that is normal operation;
     %% a Python that cannot start at all still stops the application quickly.
-    {ok, {#{strategy => one_for_one, intensity => 50, period => 10}, Workers ++ [Drivers]}}.
+    {ok, {#{strategy => one_for_one, intensity => 50, period => 10}, Managers ++ [Drivers]}}.
 
 %% @doc The directory of pybridge.so and pybridge_manager.so.
 -spec driver_dir() -> file:filename().
@@ -35,6 +37,12 @@ driver_dir() ->
         D -> D
     end.
 
+%% @doc The running pybridge_manager processes.
+-spec managers() -> [pid()].
+managers() ->
+    [Pid || {{pybridge_manager, _}, Pid, _, _} <- supervisor:which_children(?MODULE), is_pid(Pid)].
+
+-spec load_driver(string()) -> ok.
 load_driver(Name) ->
     Dir = driver_dir(),
     case erl_ddll:load_driver(Dir, Name) of

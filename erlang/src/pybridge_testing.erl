@@ -13,6 +13,7 @@ main([In, Out]) ->
     Fds = {fd, list_to_integer(In), list_to_integer(Out)},
     spawn(fun() -> loop(open_port(Fds, [{packet, 4}, binary, eof])) end).
 
+-spec loop(port()) -> no_return().
 loop(Io) ->
     receive
         {Io, {data, Req}} ->
@@ -25,6 +26,7 @@ loop(Io) ->
             halt(0)
     end.
 
+-spec handle(term()) -> {ok, term()} | timeout.
 handle({start, PythonPath}) ->
     _ = application:load(pybridge),
     ok = application:set_env(pybridge, python_path, PythonPath),

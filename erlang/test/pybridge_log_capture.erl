@@ -2,6 +2,7 @@
 -module(pybridge_log_capture).
 -export([log/2]).
 
+-spec log(logger:log_event(), logger:handler_config()) -> term().
 log(#{level := Level, msg := Msg, meta := Meta}, #{config := #{to := To}}) ->
     case Meta of
         #{pybridge_worker := _} ->

@@ -3,14 +3,17 @@
 -module(pybridge_test_lib).
 -export([start/0, stop/1, rss_kib/1]).
 
+-spec start() -> {ok, [atom()]}.
 start() ->
     _ = application:load(pybridge),
     ok = application:set_env(pybridge, python_path, [filename:absname("tests/drivers")]),
     {ok, _} = application:ensure_all_started(pybridge).
 
+-spec stop(term()) -> ok | {error, term()}.
 stop(_) ->
     application:stop(pybridge).
 
+-spec rss_kib(non_neg_integer()) -> non_neg_integer().
 rss_kib(OsPid) ->
     {ok, S} = file:read_file("/proc/" ++ integer_to_list(OsPid) ++ "/status"),
     {match, [K]} = re:run(S, "VmRSS:\\s+([0-9]+) kB", [{capture, all_but_first, list}]),

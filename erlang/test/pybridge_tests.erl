@@ -24,8 +24,7 @@ flush_msgs() ->
     receive _ -> flush_msgs() after 0 -> ok end.
 
 worker_os_pids() ->
-    [pybridge_worker:os_pid(P) || {{pybridge_worker, _}, P, _, _} <- supervisor:which_children(pybridge_sup),
-                                  is_pid(P)].
+    [pybridge_manager:os_pid(P) || P <- pybridge_sup:managers()].
 
 %% ---------------------------------------------------------------------------
 

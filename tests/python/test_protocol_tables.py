@@ -74,7 +74,8 @@ def test_protocol_version_agrees():
 
 def test_each_side_names_protocol_md_at_the_top():
     for path in ["c_src/pybridge_protocol.h", "erlang/include/pybridge_protocol.hrl",
-                 "pybridge/_protocol.py", "pybridge/_worker.py", "erlang/src/pybridge_worker.erl"]:
+                 "pybridge/_protocol.py", "pybridge/_worker.py", "erlang/src/pybridge_ctl.erl",
+                 "erlang/src/pybridge_manager.erl"]:
         head = (ROOT / path).read_text()[:800]
         assert "docs/PROTOCOL.md" in head, path
 

@@ -1,0 +1,86 @@
+%% @doc The manager port's ctl frames, built and read: no state, no processes.
+%%
+%% docs/PROTOCOL.md is normative ("Frame", "ctl channel opcodes", "Manager port controls").
+%% Every message on the manager port is one frame; integers are big-endian and len counts
+%% the bytes after itself:
+%%
+%%   0          4        5        6          10
+%%   +----------+--------+--------+----------+----------------------+
+%%   | len:u32  | op:u8  | fl:u8  | id:u32   | body: len - 6 bytes  |
+%%   +----------+--------+--------+----------+----------------------+
+%%
+%% Bodies read and written here:
+%%
+%%   CTL_HELLO        worker -> Erlang   proto:u16, then the worker's package version
+%%   CTL_LOG          worker -> Erlang   ETF of {Level, Message, Meta}
+%%   CTL_WORKER_EXIT  C -> Erlang        status:i32, the waitpid status (-1 if unknown)
+%%   CTL_CLASS_INFO   Erlang -> worker   the spec "module:Class" (id: the request)
+%%                    worker -> Erlang   0:u8, flags:u32 | 1:u8, error message
+%%   CTL_PID_INFO     Erlang -> worker   raw:u64, then the pid's external form
+%%
+%% and the MGR_SPAWN control (erlang:port_control/3 on the manager port):
+%%
+%%   data   timeout_ms:u32, max_frame:u32, spin_us:u32, argv as NUL-terminated strings
+%%   reply  os_pid:u32, worker_index:u32
+-module(pybridge_ctl).
+
+-include("pybridge_protocol.hrl").
+
+-export([spawn_request/4, spawn_reply/1, class_info/2, pid_info/2, decode/1]).
+-export_type([event/0]).
+
+%% What the manager port says, as pybridge_manager handles it.
+-type event() :: {hello, Proto :: non_neg_integer(), Version :: binary()}
+               | {log, logger:level(), binary(), logger:metadata()}
+               | {bad_log, {malformed, term()} | undecodable}
+               | {worker_exit, Status :: integer()}
+               | {class_info, Id :: non_neg_integer(), {ok, non_neg_integer()} | {error, binary()}}
+               | {unknown, Op :: byte()}.
+
+%% @doc The MGR_SPAWN control data: the worker's limits, then its argv.
+-spec spawn_request(non_neg_integer(), non_neg_integer(), non_neg_integer(),
+                    [unicode:chardata()]) -> iodata().
+spawn_request(Timeout, MaxFrame, Spin, Argv) ->
+    [<<Timeout:32, MaxFrame:32, Spin:32>> | [[unicode:characters_to_binary(A), 0] || A <- Argv]].
+
+%% @doc The OS pid in the MGR_SPAWN reply (port_control answers a list).
+-spec spawn_reply(string() | binary()) -> non_neg_integer().
+spawn_reply(Reply) ->
+    <<OsPid:32, _Slot:32>> = iolist_to_binary(Reply),
+    OsPid.
+
+%% @doc A CTL_CLASS_INFO request for the class Spec, answered under id Id.
+-spec class_info(non_neg_integer(), unicode:chardata()) -> binary().
+class_info(Id, Spec) ->
+    frame(?CTL_CLASS_INFO, Id, unicode:characters_to_binary(Spec)).
+
+%% @doc A CTL_PID_INFO event: the external form of the pid the driver names Raw.
+-spec pid_info(non_neg_integer(), pid()) -> binary().
+pid_info(Raw, Pid) ->
+    frame(?CTL_PID_INFO, 0, <<Raw:64, (term_to_binary(Pid))/binary>>).
+
+%% @doc One frame that came as manager port data.
+-spec decode(binary()) -> event().
+decode(<<_:32, ?CTL_HELLO, _:8, _:32, Proto:16, Version/binary>>) ->
+    {hello, Proto, Version};
+decode(<<_:32, ?CTL_LOG, _:8, _:32, Body/binary>>) ->
+    try binary_to_term(Body) of
+        {Level, Msg, Meta} when is_atom(Level), is_binary(Msg), is_map(Meta) ->
+            {log, Level, Msg, Meta};
+        Other ->
+            {bad_log, {malformed, Other}}
+    catch error:badarg ->
+        {bad_log, undecodable}
+    end;
+decode(<<_:32, ?CTL_WORKER_EXIT, _:8, _:32, Status:32/signed>>) ->
+    {worker_exit, Status};
+decode(<<_:32, ?CTL_CLASS_INFO, _:8, Id:32, 0, Flags:32>>) ->
+    {class_info, Id, {ok, Flags}};
+decode(<<_:32, ?CTL_CLASS_INFO, _:8, Id:32, _Status, Message/binary>>) ->
+    {class_info, Id, {error, Message}};
+decode(<<_:32, Op, _/binary>>) ->
+    {unknown, Op}.
+
+-spec frame(byte(), non_neg_integer(), binary()) -> binary().
+frame(Op, Id, Body) ->
+    <<(byte_size(Body) + 6):32, Op, 0, Id:32, Body/binary>>.
