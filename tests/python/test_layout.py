@@ -121,3 +121,15 @@ def test_no_source_file_is_over_600_lines():
     long = {str(p.relative_to(ROOT)): n for p in files
             if (n := len(p.read_text().splitlines())) > MAX_LINES}
     assert not long, f"over {MAX_LINES} lines: {long}"
+
+
+def test_the_callbacks_are_named_once_and_documented():
+    # pybridge._api.driver.CALLBACKS is the code's one list of them; the guide's headings
+    # under "The callbacks" document each
+    import re
+
+    from pybridge._api.driver import CALLBACKS
+    guide = (ROOT / "docs/WRITING_DRIVERS.md").read_text()
+    section = guide[guide.index("## The callbacks"):guide.index("### Class attributes")]
+    documented = re.findall(r"`([a-z_]+)\(self", section)
+    assert sorted(documented) == sorted(CALLBACKS)
