@@ -1,11 +1,11 @@
 """pybridge: write Erlang port drivers in Python.
 
 Subclass :class:`Driver`; open it from Erlang with ``pybridge:open("module:Class", Opts)``
-or ``open_port({spawn_driver, "pybridge module:Class args"}, Opts)``.
+or ``open_port({spawn_driver, "pybridge module:Class args"}, Opts)``. This module only
+re-exports the public API: the driver API (pybridge._api), the term types (pybridge._types)
+and the exceptions (pybridge._errors).
 """
-__version__ = "0.1.0"
-
-from ._driver import (
+from ._api.driver import (
     ERL_DRV_FLAG_NO_BUSY_MSGQ,
     ERL_DRV_FLAG_SOFT_BUSY,
     PORT_CONTROL_FLAG_BINARY,
@@ -28,15 +28,16 @@ from ._types import (
     ListKey,
     MapKey,
     Pid,
+    PortId,
     Reference,
 )
-from ._types import Port as ErlPort
+from ._version import __version__
 
 __all__ = [
     "Driver", "Port", "Monitor", "PORT_CONTROL_FLAG_BINARY", "PORT_CONTROL_FLAG_HEAVY",
     "SELECT_READ", "SELECT_WRITE", "SELECT_USE",
     "ERL_DRV_FLAG_SOFT_BUSY", "ERL_DRV_FLAG_NO_BUSY_MSGQ",
     "BadArg", "PybridgeError", "WorkerError",
-    "Atom", "ImproperList", "ListKey", "MapKey", "Pid", "ErlPort", "Reference", "Function",
-    "BitString", "DecodeError", "EncodeError",
+    "Atom", "ImproperList", "ListKey", "MapKey", "Pid", "PortId", "Reference", "Function",
+    "BitString", "DecodeError", "EncodeError", "__version__",
 ]

@@ -1,3 +1,4 @@
-from ._cli import main
+"""``python -m pybridge``: the pybridge command (the node starts workers this way)."""
+from ._tools.cli import main
 
 main()

@@ -1,13 +1,37 @@
-"""Exceptions, one per failure mode, each mapped to what Erlang observes."""
+"""Every exception pybridge raises, one per failure mode, each with what Erlang sees.
+
+The ETF codec's DecodeError and EncodeError live with the term types (pybridge._types) and
+SpecError with the driver term format (pybridge.spec): they are ValueError / TypeError
+subclasses of their own modules, raised in Python and seen by Erlang only through the
+callback that let them escape (below).
+"""
 
 
 class PybridgeError(Exception):
-    """Base class of every pybridge exception."""
+    """Base class of pybridge's own exceptions.
+
+    Raised out of control, call or start, any exception (this one or another) reaches
+    Erlang as error({python, 'module.Class', Message, Traceback}) from pybridge:control/call
+    or pybridge:open; raised out of any other callback it is logged, and the port goes on.
+    """
 
 
 class BadArg(PybridgeError):
-    """Raise from control/call to make Erlang see badarg (as a C driver returning -1)."""
+    """Raise from control/call to make Erlang see badarg (as a C driver returning -1).
+
+    pybridge raises it too for a port_control / port_call the driver has no callback for,
+    and for a malformed pybridge:control/call request."""
 
 
 class WorkerError(PybridgeError):
-    """The bridge itself failed (a lost connection, a missing answer from the node)."""
+    """The bridge itself failed: a lost connection, or no answer from the node in time (a
+    driver call such as monitor_process, a pid's external form, a new port's channel).
+
+    Erlang sees it as any exception of the callback that let it escape (see PybridgeError)."""
+
+
+class ProtocolError(PybridgeError):
+    """The peer sent something the protocol does not allow (docs/PROTOCOL.md).
+
+    The worker logs it and closes that port's channel: the C driver takes the channel's end
+    as its worker's, and the port exits with {pybridge, worker_down}; other ports go on."""

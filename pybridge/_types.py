@@ -1,8 +1,9 @@
 """Python types that stand for Erlang terms without a natural Python equivalent.
 
 Atoms, improper lists and the hashable stand-ins used when an Erlang map has
-a list or a map as a key.  Pids, ports, references, funs and bit strings are
-erlang-py's classes, re-exported under shorter names.
+a list or a map as a key.  Pids, port identifiers, references, funs and bit strings
+are erlang-py's classes, re-exported under shorter names (PortId: a port as a term, not
+the handle pybridge.Port).
 """
 from __future__ import annotations
 
@@ -12,12 +13,12 @@ from typing import Any, ClassVar, cast
 from erlang import OtpErlangBinary as BitString
 from erlang import OtpErlangFunction as Function
 from erlang import OtpErlangPid as Pid
-from erlang import OtpErlangPort as Port
+from erlang import OtpErlangPort as PortId
 from erlang import OtpErlangReference as Reference
 
 __all__ = [
     "Atom", "ImproperList", "ImproperListKey", "ListKey", "MapKey",
-    "Pid", "Port", "Reference", "Function", "BitString",
+    "Pid", "PortId", "Reference", "Function", "BitString",
     "DecodeError", "EncodeError",
 ]
 
@@ -164,6 +165,12 @@ class MapKey:
         return f"MapKey({dict(self.items)!r})"
 
 
+class PortHandle:
+    """Base of pybridge.Port: in a term, the port itself (ERL_DRV_PORT in a term program)."""
+
+    __slots__ = ()
+
+
 class LocalPid(Pid):  # type: ignore[misc]  # Pid is erlang-py's, untyped: Any to mypy
     """A pid the driver named by its raw value (caller, connected): an erlang-py pid
     whose external form is fetched from the node only when it is needed (encoding,
@@ -173,7 +180,8 @@ class LocalPid(Pid):  # type: ignore[misc]  # Pid is erlang-py's, untyped: Any t
 
     def __init__(self, raw: int, resolve: Callable[[int], Pid], origin: object = None) -> None:
         self.raw = raw
-        self.origin = origin        # the port that named it: only there is raw meaningful
+        self.origin = origin        # the handle of the port that named it: raw means
+        # something only there
         self._resolve = resolve
         self._pid: Pid | None = None
 

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from ._codec import decode
+from ._decode import decode
 from ._types import Atom, ImproperList, Pid
 
 __all__ = ["SpecError", "evaluate", "ERL_DRV_NIL", "ERL_DRV_ATOM", "ERL_DRV_INT", "ERL_DRV_UINT",

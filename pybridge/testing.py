@@ -1,4 +1,4 @@
-"""pytest plugin: test Python drivers against a real Erlang node.
+"""pytest plugin: test Python drivers against a real Erlang node (the ``beam`` fixture).
 
 Registered as a pytest11 entry point. The session fixture ``beam`` starts ``erl`` with the
 pybridge application (its ebin is found from ``--pybridge-ebin``, ``$PYBRIDGE_EBIN``, or a
@@ -26,7 +26,9 @@ from typing import Any
 
 import pytest
 
-from ._codec import decode, encode
+from ._decode import decode
+from ._encode import encode
+from ._tools import ebin
 from ._types import Atom
 
 __all__ = ["Beam", "BeamPort", "ErlangError"]
@@ -123,13 +125,9 @@ class Beam:
 
 
 def find_ebin(config: pytest.Config) -> str:
-    given = config.getoption("pybridge_ebin") or os.environ.get("PYBRIDGE_EBIN")
-    candidates = [Path(given)] if given else [
-        Path(config.rootpath) / "_build/default/lib/pybridge/ebin",
-        Path(__file__).resolve().parents[1] / "_build/default/lib/pybridge/ebin"]
-    for c in candidates:
-        if (c / "pybridge.app").exists():
-            return str(c)
+    found = ebin.find_ebin(config.getoption("pybridge_ebin"), Path(config.rootpath))
+    if found is not None:
+        return str(found)
     raise pytest.UsageError("pybridge.testing: no pybridge ebin found; build the Erlang app "
                             "(rebar3 compile) or pass --pybridge-ebin / set PYBRIDGE_EBIN")
 

@@ -1,5 +1,5 @@
-"""Tests for pybridge._codec: round trips, byte equality with OTP and with
-erlang-py, and rejection of malformed input."""
+"""Tests for the ETF codec (pybridge._encode, pybridge._decode): round trips, byte equality
+with OTP and with erlang-py, and rejection of malformed input."""
 import math
 import pickle
 import random
@@ -11,7 +11,8 @@ import zlib
 import erlang
 import pytest
 
-from pybridge._codec import decode, decode_from, encode
+from pybridge._decode import decode, decode_from
+from pybridge._encode import encode
 from pybridge._types import (
     Atom,
     BitString,

@@ -4,7 +4,7 @@ import struct
 import subprocess
 import sys
 
-import pybridge._protocol as P
+import pybridge._wire.protocol as P
 
 
 def handshake(proto: int):
@@ -38,6 +38,6 @@ def test_mismatched_version_is_refused_with_a_log_naming_what_to_upgrade():
     assert worker.wait(timeout=10) == 3
     ops = [f[4] for f in frames]
     assert P.CTL_HELLO not in ops and P.CTL_LOG in ops
-    from pybridge._codec import decode
+    from pybridge._decode import decode
     level, msg, meta = decode(frames[ops.index(P.CTL_LOG)][10:])
     assert level.name == "critical" and b"upgrade the pybridge Python package" in msg

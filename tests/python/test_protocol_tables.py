@@ -2,7 +2,7 @@
 import re
 from pathlib import Path
 
-import pybridge._protocol as proto
+import pybridge._wire.protocol as proto
 
 ROOT = Path(__file__).resolve().parents[2]
 NAME = r"(?:CTL|PY|DRV|FL|PB_CALL|MGR|T|FAIL|TIME|OPEN)_[A-Z_0-9]+"
@@ -39,7 +39,7 @@ def erlang_table():
 
 
 def python_table():
-    block = between_markers("pybridge/_protocol.py")
+    block = between_markers("pybridge/_wire/protocol.py")
     names = re.findall(rf"^({NAME}) = ", block, re.M)
     return {n: getattr(proto, n) for n in names}
 
@@ -74,7 +74,11 @@ def test_protocol_version_agrees():
 
 def test_each_side_names_protocol_md_at_the_top():
     for path in ["c_src/pybridge_protocol.h", "erlang/include/pybridge_protocol.hrl",
-                 "pybridge/_protocol.py", "pybridge/_worker.py", "erlang/src/pybridge_ctl.erl",
+                 "pybridge/_wire/protocol.py", "pybridge/_wire/reader.py",
+                 "pybridge/_wire/writer.py", "pybridge/_wire/rings.py",
+                 "pybridge/_wire/termprog.py", "pybridge/_runtime/channel.py",
+                 "pybridge/_runtime/conn.py", "pybridge/_runtime/handlers.py",
+                 "pybridge/_runtime/worker.py", "erlang/src/pybridge_ctl.erl",
                  "erlang/src/pybridge_manager.erl"]:
         head = (ROOT / path).read_text()[:800]
         assert "docs/PROTOCOL.md" in head, path

@@ -2,7 +2,7 @@
 import pytest
 
 from pybridge import Atom, ImproperList
-from pybridge._codec import encode
+from pybridge._encode import encode
 from pybridge.spec import *  # noqa: F403
 
 

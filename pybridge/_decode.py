@@ -1,292 +1,39 @@
-"""Erlang External Term Format (ETF) encoder and decoder.
+"""Erlang External Term Format (ETF) decoder: the bytes of term_to_binary to Python terms.
 
-A pure-Python codec for the hot path, with pybridge's mapping between Python
-and Erlang terms (see encode and decode).  Pids, ports, references and funs
-are parsed by erlang-py and come back as its objects.  encode writes exactly
-the bytes of OTP's term_to_binary(T, [{minor_version, 2}]), except that maps
-with more than 32 keys (hash-ordered in OTP) are written in dict order.
+Pure Python, for the hot path, with pybridge's mapping (see decode; _encode is its inverse).
+Pids, ports, references and funs are parsed by erlang-py and come back as its objects.
 """
 from __future__ import annotations
 
 import math
 import struct
 import zlib
-from collections.abc import Callable, Iterable, Sequence
-from typing import Any, NoReturn, Optional
+from collections.abc import Callable
+from typing import NoReturn, Optional
 
 import erlang
 
+from ._encode import CACHE_LIMIT
 from ._types import (
     Atom,
     DecodeError,
-    EncodeError,
     ImproperList,
     ImproperListKey,
     ListKey,
-    LocalPid,
     MapKey,
     Term,
 )
 
-__all__ = ["encode", "decode", "decode_from"]
+__all__ = ["decode", "decode_from"]
 
-_TAG_U8 = struct.Struct(">BB").pack
-_TAG_U16 = struct.Struct(">BH").pack
-_TAG_U32 = struct.Struct(">BI").pack
-_TAG_I32 = struct.Struct(">Bi").pack
-_TAG_F64 = struct.Struct(">Bd").pack
 _U16 = struct.Struct(">H").unpack_from
 _U32 = struct.Struct(">I").unpack_from
 _I32 = struct.Struct(">i").unpack_from
 _F64 = struct.Struct(">d").unpack_from
 
-_SMALL_INTS = [bytes((97, n)) for n in range(256)]
-_SMALL_TUPLES = [bytes((104, n)) for n in range(256)]
-_NIL = b"j"  # NIL_EXT (106)
-_ERLANG_PY = (erlang.OtpErlangAtom, erlang.OtpErlangBinary, erlang.OtpErlangList,
-              erlang.OtpErlangPid, erlang.OtpErlangPort, erlang.OtpErlangReference,
-              erlang.OtpErlangFunction)
-_CACHE_LIMIT = 4096  # bounds the atom caches, which untrusted input can grow
-
-_Append = Callable[[bytes], None]  # where the encoder puts each piece of the output
-# An atom table (see decoding below): UTF-8 atom text -> value; None -> the none_atom name.
+# An atom table (see below): UTF-8 atom text -> value; None -> the none_atom name.
 _Atoms = dict[Optional[bytes], Term]
 _Decoder = Callable[[bytes, int, _Atoms], tuple[Term, int]]
-_OrderKey = tuple[Any, ...]  # nested tuples that compare in Erlang's term order
-
-
-# ---------------------------------------------------------------- encoding
-
-_ATOM_ETF: dict[str, bytes] = {}  # atom name -> its encoding
-
-
-def _atom_etf(name: str) -> bytes:
-    etf = _ATOM_ETF.get(name)
-    if etf is None:
-        if len(name) > 255:
-            raise EncodeError(f"atom longer than 255 characters: {name[:20]!r}...")
-        raw = name.encode("utf-8")
-        etf = (_TAG_U8(119, len(raw)) if len(raw) < 256 else _TAG_U16(118, len(raw))) + raw
-        if len(_ATOM_ETF) < _CACHE_LIMIT:
-            _ATOM_ETF[name] = etf
-    return etf
-
-
-_TRUE = _atom_etf("true")
-_FALSE = _atom_etf("false")
-
-
-def encode(term: Term, none_atom: str = "undefined") -> bytes:
-    """Encode a Python term as ETF bytes (with the leading 131 version byte).
-
-    bytes-like and str -> binary, bool -> true/false, None -> none_atom,
-    int, float, Atom, tuple, list (STRING_EXT when OTP would use it),
-    ImproperList, dict -> map, ListKey -> list, MapKey -> map, and erlang-py
-    objects as erlang-py encodes them.  Anything else raises EncodeError.
-    """
-    out = [b"\x83"]
-    try:
-        # Validate none_atom even if no None occurs (cheap once cached).
-        _ATOM_ETF.get(none_atom) or _atom_etf(none_atom)
-        _enc(term, out.append, none_atom)
-    except RecursionError:
-        raise EncodeError("term is nested too deeply (or contains itself)") from None
-    except UnicodeEncodeError as e:
-        raise EncodeError(f"string is not encodable as UTF-8: {e}") from None
-    return b"".join(out)
-
-
-def _enc(t: Term, app: _Append, none: str) -> None:
-    # Exact type checks, most frequent first; subclasses go to _enc_other.
-    tt = type(t)
-    if tt is Atom:
-        app(_ATOM_ETF.get(t.name) or _atom_etf(t.name))
-    elif tt is int:
-        if 0 <= t <= 255:
-            app(_SMALL_INTS[t])
-        elif -2147483648 <= t <= 2147483647:
-            app(_TAG_I32(98, t))
-        else:
-            app(_bignum(t))
-    elif tt is bytes:
-        app(_TAG_U32(109, len(t)))
-        app(t)
-    elif tt is tuple:
-        n = len(t)
-        app(_SMALL_TUPLES[n] if n < 256 else _TAG_U32(105, n))
-        for x in t:
-            _enc(x, app, none)
-    elif tt is str:
-        raw = t.encode("utf-8")
-        app(_TAG_U32(109, len(raw)))
-        app(raw)
-    elif tt is list:
-        _enc_list(t, app, none)
-    elif t is None:
-        app(_ATOM_ETF.get(none) or _atom_etf(none))
-    elif tt is bool:
-        app(_TRUE if t else _FALSE)
-    elif tt is dict:
-        _enc_map(t.items(), len(t), app, none)
-    elif tt is float:
-        if not math.isfinite(t):
-            raise EncodeError(f"Erlang has no float {t}")
-        app(_TAG_F64(70, t))
-    else:
-        _enc_other(t, app, none)
-
-
-def _enc_other(t: Term, app: _Append, none: str) -> None:
-    if isinstance(t, ListKey):  # before tuple: ListKey is a tuple subclass
-        _enc_list(t, app, none)
-    elif isinstance(t, ImproperList):
-        if not t.items:
-            raise EncodeError("ImproperList needs at least one item")
-        if isinstance(t.tail, (list, ListKey, ImproperList, erlang.OtpErlangList)):
-            raise EncodeError("ImproperList tail must not be a list")
-        app(_TAG_U32(108, len(t.items)))
-        for x in t.items:
-            _enc(x, app, none)
-        _enc(t.tail, app, none)
-    elif isinstance(t, MapKey):
-        _enc_map(t.items, len(t.items), app, none)
-    elif isinstance(t, _ERLANG_PY):
-        app(t.binary())
-    elif isinstance(t, (bytes, bytearray, memoryview)):
-        raw = bytes(t)  # for a memoryview, len() counts items, not bytes
-        app(_TAG_U32(109, len(raw)))
-        app(raw)
-    elif isinstance(t, Atom):
-        _enc(Atom(t.name), app, none)
-    elif isinstance(t, int):
-        _enc(int(t), app, none)
-    elif isinstance(t, float):
-        _enc(float(t), app, none)
-    elif isinstance(t, str):
-        _enc(str.__str__(t), app, none)
-    elif isinstance(t, tuple):
-        _enc(tuple(t), app, none)
-    elif isinstance(t, list):
-        _enc_list(t, app, none)
-    elif isinstance(t, dict):
-        _enc_map(t.items(), len(t), app, none)
-    else:
-        raise EncodeError(f"cannot encode {type(t).__module__}.{type(t).__qualname__} "
-                          f"as an Erlang term")
-
-
-def _bignum(t: int) -> bytes:
-    mag = -t if t < 0 else t
-    n = (mag.bit_length() + 7) // 8
-    head = struct.pack(">BBB", 110, n, t < 0) if n < 256 else struct.pack(">BIB", 111, n, t < 0)
-    return head + mag.to_bytes(n, "little")
-
-
-def _enc_list(t: Sequence[Term], app: _Append, none: str) -> None:
-    n = len(t)
-    if not n:
-        app(_NIL)
-        return
-    # OTP writes a proper list of 0..255 integers (at most 65535) as STRING_EXT.
-    # bytes() checks the range in C; the type check excludes bools and
-    # non-int objects with __index__, which are not Erlang integers.
-    if n <= 65535 and isinstance(t[0], int):
-        try:
-            raw = bytes(t)
-        except (TypeError, ValueError):
-            raw = None
-        if raw is not None and all(issubclass(x, int) and x is not bool
-                                   for x in set(map(type, t))):
-            app(_TAG_U16(107, n))
-            app(raw)
-            return
-    app(_TAG_U32(108, n))
-    for x in t:
-        _enc(x, app, none)
-    app(_NIL)
-
-
-def _enc_map(items: Iterable[tuple[Term, Term]], n: int, app: _Append, none: str) -> None:
-    app(_TAG_U32(116, n))
-    if 1 < n <= 32:
-        # OTP writes small maps in Erlang term order of their keys.
-        keyed = sorted(((_order(k, none), k, v) for k, v in items), key=lambda e: e[0])
-        for a, b in zip(keyed, keyed[1:]):
-            if a[0] == b[0]:
-                raise EncodeError(f"map keys {a[1]!r} and {b[1]!r} are the same Erlang term")
-        for _, k, v in keyed:
-            _enc(k, app, none)
-            _enc(v, app, none)
-    else:
-        for k, v in items:
-            _enc(k, app, none)
-            _enc(v, app, none)
-
-
-_OPAQUE_RANKS: dict[type, int] = {erlang.OtpErlangReference: 2, erlang.OtpErlangFunction: 3,
-                 erlang.OtpErlangPort: 4, erlang.OtpErlangPid: 5, LocalPid: 5}
-
-
-def _order(t: Term, none: str) -> _OrderKey:
-    """Sort key giving Erlang's exact term order, as used for map keys.
-
-    number < atom < reference < fun < port < pid < tuple < map < [] < list <
-    bitstring; in this order every integer sorts before every float.  The
-    first element is the type's rank, so keys of different types never
-    compare their later elements.  Pids, ports, references and funs are
-    ordered by their encoding, which is only an approximation.
-    """
-    if isinstance(t, bool):
-        return (1, "true" if t else "false")
-    if isinstance(t, int):
-        return (0, 0, t)
-    if isinstance(t, float):
-        return (0, 1, t)
-    if isinstance(t, Atom):
-        return (1, t.name)
-    if t is None:
-        return (1, none)
-    if isinstance(t, (bytes, bytearray, memoryview)):
-        return (10, bytes(t), 8)
-    if isinstance(t, str):
-        return (10, t.encode("utf-8"), 8)
-    if isinstance(t, (list, ListKey)):
-        return _order_list(t, [], none)
-    if isinstance(t, tuple):
-        return (6, len(t), tuple(_order(x, none) for x in t))
-    if isinstance(t, (dict, MapKey)):
-        pairs = sorted((_order(k, none), _order(v, none))
-                       for k, v in (t.items() if isinstance(t, dict) else t.items))
-        return (7, len(pairs), tuple(k for k, _ in pairs), tuple(v for _, v in pairs))
-    if isinstance(t, ImproperList):
-        return _order_list(t.items, t.tail, none)
-    if isinstance(t, erlang.OtpErlangAtom):
-        v = t.value
-        return (1, v.decode("latin-1") if isinstance(v, bytes) else str(v))
-    if isinstance(t, erlang.OtpErlangBinary):
-        if t.bits == 8 or not t.value:
-            return (10, t.value, 8)
-        # Bit strings compare bit by bit: ignore the unused low bits.
-        last = t.value[-1] & (0xFF << (8 - t.bits)) & 0xFF
-        return (10, t.value[:-1] + bytes((last,)), t.bits)
-    if isinstance(t, erlang.OtpErlangList):
-        if t.improper:
-            return _order_list(t.value[:-1], t.value[-1], none)
-        return _order_list(t.value, [], none)
-    rank = _OPAQUE_RANKS.get(type(t))
-    if rank is None:
-        raise EncodeError(f"cannot encode {type(t).__module__}.{type(t).__qualname__} "
-                          f"as an Erlang term")
-    return (rank, t.binary())
-
-
-def _order_list(items: Sequence[Term], tail: Term, none: str) -> _OrderKey:
-    # Erlang compares lists cell by cell: a cell (rank 9 plus its head) against
-    # the other list's tail compares by type rank, so [1|<<>>] > [1,2] > [1|x].
-    tail_key = (8,) if isinstance(tail, list) and not tail else _order(tail, none)
-    if not items:
-        return tail_key
-    return (9, tuple((9, _order(x, none)) for x in items) + (tail_key,))
 
 
 # ---------------------------------------------------------------- decoding
@@ -323,7 +70,7 @@ def _new_atom(atoms: _Atoms, raw: bytes) -> Atom | bool | None:
         value = name == "true"
     else:
         value = Atom(name)
-    if len(atoms) < _CACHE_LIMIT:
+    if len(atoms) < CACHE_LIMIT:
         atoms[raw] = value
     return value
 

@@ -21,7 +21,7 @@ import tty
 from pathlib import Path
 from types import FrameType
 
-from ._codec import encode
+from .._encode import encode
 
 SETUP = r"""
 {Spec, Args, Paths} = binary_to_term(binary:decode_hex(<<"@TERM@">>)),

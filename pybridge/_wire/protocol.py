@@ -1,7 +1,8 @@
-"""Frame layout and opcodes of the pybridge wire protocol.
+"""Opcodes, flags and the frame header of the pybridge wire protocol.
 
 docs/PROTOCOL.md is normative; this module mirrors its tables (a test checks that the
-C, Erlang and Python tables agree with it).
+C, Erlang and Python tables agree with it). Frames on a port's channel are read by
+_wire.reader and written by _wire.writer; the ctl socket's few frames use frame() below.
 """
 import struct
 
@@ -97,8 +98,5 @@ MAX_FRAME = 256 << 20
 
 
 def frame(op: int, body: bytes = b"", fl: int = 0, rid: int = 0) -> bytes:
+    """One whole frame (the ctl socket's, and tests'): a port's frames go through the writer."""
     return HEADER.pack(len(body) + 6, op, fl, rid) + body
-
-
-class ProtocolError(Exception):
-    """The peer sent something the protocol does not allow."""

@@ -1,11 +1,12 @@
 """`pybridge doctor`: finds what pybridge needs and says how to get what is missing."""
 from __future__ import annotations
 
-import os
 import shutil
 import subprocess
 import sys
 from pathlib import Path
+
+from .ebin import find_driver
 
 ERL_INCLUDE = ('io:format("~ts/erts-~ts/include", '
                '[code:root_dir(), erlang:system_info(version)]), halt().')
@@ -37,23 +38,3 @@ def checks() -> list[tuple[str, bool, str]]:
         ok, detail = False, f"{sys.executable} -m pip install erlang-py"
     out.append(("Python env", ok, detail))
     return out
-
-
-def ebin_candidates() -> list[Path]:
-    """Where the pybridge app's ebin may be: $PYBRIDGE_EBIN, else a checkout's _build in the
-    current directory or around this package."""
-    ebins = [os.environ.get("PYBRIDGE_EBIN"), "_build/default/lib/pybridge/ebin",
-             str(Path(__file__).resolve().parents[1] / "_build/default/lib/pybridge/ebin")]
-    return [Path(e).resolve() for e in ebins if e]
-
-
-def find_ebin() -> Path | None:
-    return next((e for e in ebin_candidates() if (e / "pybridge.app").exists()), None)
-
-
-def find_driver() -> Path | None:
-    for e in ebin_candidates():
-        so = e.parent / "priv" / "pybridge.so"
-        if so.exists():
-            return so
-    return None

@@ -1,20 +1,21 @@
-"""The Driver base class and the port handle given to each instance as ``self.port``.
+"""The public driver API: the Driver base class, the port handle (``self.port``) and Monitor.
 
 Callbacks keep driver_entry names; port handle methods keep erl_driver names without
-the ``driver_`` / ``erl_drv_`` prefix.
+the ``driver_`` / ``erl_drv_`` prefix. Port is written against PortBackend, the runtime's
+interface below it: each method checks its arguments, makes exactly one backend call and
+decodes its answer, so the runtime may route a call from another thread as a whole.
 """
 from __future__ import annotations
 
 import errno
 import struct
 from collections.abc import Awaitable
-from typing import TYPE_CHECKING, Any
+from concurrent.futures import Future
+from typing import Any, Literal, Protocol, get_args
 
-from . import _protocol as P
-from ._types import LocalPid, Pid
-
-if TYPE_CHECKING:
-    from ._worker import Conn
+from .._types import LocalPid, Pid, PortHandle
+from .._wire import protocol as P
+from ..spec import evaluate
 
 PORT_CONTROL_FLAG_BINARY = 1
 PORT_CONTROL_FLAG_HEAVY = 2
@@ -30,6 +31,14 @@ SELECT_USE = 4
 
 
 _TWO_U32 = struct.Struct(">II").pack
+
+#: The callbacks of a Driver, by their driver_entry names: the one list of them. Every one
+#: but start is optional: a class that leaves one out behaves like a C driver_entry with a
+#: NULL field (no control or call: badarg; no output or outputv: the data is dropped).
+CallbackName = Literal["start", "stop", "output", "outputv", "control", "call", "timeout",
+                       "flush", "process_exit", "ready_async", "ready_input", "ready_output",
+                       "stop_select"]
+CALLBACKS: tuple[CallbackName, ...] = get_args(CallbackName)
 
 TIME_UNITS = {"second": 0, "millisecond": 1, "microsecond": 2, "nanosecond": 3}
 
@@ -53,28 +62,106 @@ class Monitor:
         return f"<pybridge.Monitor {self.data.hex()[:16]}>"
 
 
-class Port:
+class PortBackend(Protocol):
+    """What a Port needs of the runtime below it: one method per thing a port handle does.
+
+    The runtime's connection implements it; calls from threads other than the worker's
+    loop thread (async_ jobs, coroutines' executors) are routed in one place there."""
+
+    def send(self, op: int, body: bytes = b"", fl: int = 0, rid: int = 0) -> None:
+        """One frame to the C driver (docs/PROTOCOL.md); nothing once the port is closed."""
+
+    def send_parts(self, op: int, parts: list[bytes]) -> None:
+        """send() of a body given in parts, joined only if it goes inline."""
+
+    def ask(self, op: int, body: bytes = b"") -> tuple[int, bytes]:
+        """A driver call that needs the emulator's answer: its (status, data)."""
+
+    def output_term(self, term: Any) -> None:
+        """erl_drv_output_term of a term (a term program, see _wire.termprog)."""
+
+    def send_term(self, pid: Pid, term: Any) -> None:
+        """erl_drv_send_term of a term to pid."""
+
+    def set_control_flags(self, flags: int) -> None:
+        """set_port_control_flags."""
+
+    def set_timer(self, ms: int) -> None:
+        """driver_set_timer; replaces the timer that runs."""
+
+    def cancel_timer(self) -> None:
+        """driver_cancel_timer."""
+
+    def read_timer(self) -> int:
+        """ms left before the timer's timeout (0: none)."""
+
+    def enq(self, pieces: list[bytes], front: bool) -> None:
+        """The pieces at the back of the port's queue, or at its front (in order)."""
+
+    def deq(self, n: int) -> int:
+        """n bytes off the front of the queue; the bytes left."""
+
+    def peekq(self) -> list[bytes]:
+        """The queued pieces, front first."""
+
+    def sizeq(self) -> int:
+        """Bytes queued."""
+
+    def monitor(self, pid: LocalPid) -> Monitor | None:
+        """driver_monitor_process of a pid this port named; None if it is gone."""
+
+    def demonitor(self, monitor: Monitor) -> None:
+        """driver_demonitor_process."""
+
+    def monitored(self, monitor: Monitor) -> Pid | None:
+        """The monitor's pid while it is active."""
+
+    def create_port(self, owner: LocalPid) -> Port:
+        """driver_create_port: the new port's handle."""
+
+    def async_(self, fn: Any, args: tuple[Any, ...], key: Any) -> Future[Any]:
+        """driver_async: fn(*args) on the worker's pool, ready_async(result) after."""
+
+    def select(self, fileobj: Any, mode: int, on: bool) -> None:
+        """driver_select on a file object of the worker."""
+
+    def caller(self) -> Pid:
+        """driver_caller."""
+
+    def connected(self) -> Pid:
+        """driver_connected."""
+
+    def driver(self) -> Driver | None:
+        """The Driver instance serving the port (None once it is closed)."""
+
+    def timeout(self) -> int:
+        """ms Erlang waits for control / call / start."""
+
+    def raw(self) -> int:
+        """The port's raw ErlDrvPort value (for repr)."""
+
+
+class Port(PortHandle):
     """The port an instance serves: what a C driver reaches through its ErlDrvPort."""
 
-    __slots__ = ("_conn",)
+    __slots__ = ("_b",)
 
-    def __init__(self, conn: Conn) -> None:
-        self._conn = conn
+    def __init__(self, backend: PortBackend) -> None:
+        self._b = backend
 
     def output(self, data: bytes) -> None:
         """driver_output: ``{Port, {data, Data}}`` to the connected process."""
-        self._conn.send(P.DRV_OUTPUT, bytes(data))
+        self._b.send(P.DRV_OUTPUT, bytes(data))
 
     def set_port_control_flags(self, flags: int) -> None:
         """set_port_control_flags: PORT_CONTROL_FLAG_BINARY makes control replies binaries."""
-        self._conn.control_flags = flags & PORT_CONTROL_FLAG_BINARY
-        self._conn.send(P.DRV_SET_CONTROL_FLAGS, P.U32.pack(flags & 0xFFFFFFFF))
+        self._b.set_control_flags(flags)
 
     # -- output (driver_output2 / _binary / _v, erl_drv_output_term, erl_drv_send_term) --
     def output2(self, hdr: bytes, data: bytes) -> None:
         """driver_output2: the header bytes arrive as list elements before the data."""
         hdr = bytes(hdr)
-        self._conn.send_parts(P.DRV_OUTPUT2, [P.U32.pack(len(hdr)) + hdr, bytes(data)])
+        self._b.send_parts(P.DRV_OUTPUT2, [P.U32.pack(len(hdr)) + hdr, bytes(data)])
 
     def output_binary(self, hdr: bytes, data: bytes, offset: int = 0,
                       length: int | None = None) -> None:
@@ -84,7 +171,7 @@ class Port:
             raise ValueError("offset/length outside the data")
         end = len(data) if length is None else offset + length
         hdr = bytes(hdr)
-        self._conn.send_parts(P.DRV_OUTPUT_BINARY,
+        self._b.send_parts(P.DRV_OUTPUT_BINARY,
                               [P.U32.pack(len(hdr)) + hdr, bytes(data[offset:end])])
 
     def outputv(self, hdr: bytes, iov: list[bytes], skip: int = 0) -> None:
@@ -94,9 +181,9 @@ class Port:
             # the echo shape (one piece, no header): one pack, one concatenation
             piece = iov[0]
             if len(piece) < P.SHM_MIN:
-                self._conn.send(P.DRV_OUTPUTV, _TWO_U32(0, len(piece)) + piece)
+                self._b.send(P.DRV_OUTPUTV, _TWO_U32(0, len(piece)) + piece)
             else:
-                self._conn.send_parts(P.DRV_OUTPUTV, [_TWO_U32(0, len(piece)), piece])
+                self._b.send_parts(P.DRV_OUTPUTV, [_TWO_U32(0, len(piece)), piece])
             return
         parts, pack = [P.U32.pack(len(hdr)), bytes(hdr)], P.U32.pack
         for piece in iov:
@@ -107,31 +194,24 @@ class Port:
                 piece, skip = piece[skip:], 0
             parts.append(pack(len(piece)))
             parts.append(piece)
-        self._conn.send_parts(P.DRV_OUTPUTV, parts)
+        self._b.send_parts(P.DRV_OUTPUTV, parts)
 
     def output_term(self, term: Any) -> None:
         """erl_drv_output_term: the connected process receives the term itself."""
-        self._conn.send(P.DRV_OUTPUT_TERM, self._conn.program(term))
+        self._b.output_term(term)
 
     def send_term(self, pid: Pid, term: Any) -> None:
         """erl_drv_send_term: the process ``pid`` receives the term itself."""
         if not isinstance(pid, Pid):
             raise TypeError(f"send_term needs a pid, not {type(pid).__name__}")
-        if isinstance(pid, LocalPid) and pid.origin is self._conn:
-            to = b"\x00" + P.U64.pack(pid.raw)
-        else:
-            etf = b"\x83" + pid.binary()
-            to = b"\x01" + P.U32.pack(len(etf)) + etf
-        self._conn.send(P.DRV_SEND_TERM, to + self._conn.program(term))
+        self._b.send_term(pid, term)
 
     def output_term_spec(self, spec: list[Any]) -> None:
         """erl_drv_output_term with a driver term format spec (see pybridge.spec)."""
-        from .spec import evaluate
         self.output_term(evaluate(spec, self))
 
     def send_term_spec(self, pid: Pid, spec: list[Any]) -> None:
         """erl_drv_send_term with a driver term format spec (see pybridge.spec)."""
-        from .spec import evaluate
         self.send_term(pid, evaluate(spec, self))
 
     # -- timer (driver_set_timer, driver_cancel_timer, driver_read_timer) --
@@ -139,47 +219,47 @@ class Port:
         """driver_set_timer: ``timeout()`` is called after ms; a new timer replaces the old."""
         if not 0 <= ms <= 0xFFFFFFFF:
             raise ValueError("ms must be an integer from 0 to 2**32-1")
-        self._conn.set_timer(int(ms))
+        self._b.set_timer(int(ms))
 
     def cancel_timer(self) -> None:
         """driver_cancel_timer: once this returns, the cancelled timer never calls timeout."""
-        self._conn.cancel_timer()
+        self._b.cancel_timer()
 
     def read_timer(self) -> int:
         """driver_read_timer: ms left before the timeout (0 when no timer is set)."""
-        return self._conn.read_timer()
+        return self._b.read_timer()
 
     # -- failure (driver_failure, _atom, _posix, _eof) --
     def failure(self, code: int) -> None:
         """driver_failure: the port exits with reason ``code``."""
-        self._conn.send(P.DRV_FAILURE, bytes((P.FAIL_CODE,)) + P.U32.pack(code & 0xFFFFFFFF))
+        self._b.send(P.DRV_FAILURE, bytes((P.FAIL_CODE,)) + P.U32.pack(code & 0xFFFFFFFF))
 
     def failure_atom(self, name: str) -> None:
         """driver_failure_atom: the port exits with the atom ``name``."""
         b = name.encode("latin-1")
         if not 0 < len(b) < 256 or b"\0" in b:
             raise ValueError("an atom name of 1 to 255 latin-1 characters")
-        self._conn.send(P.DRV_FAILURE, bytes((P.FAIL_ATOM,)) + b)
+        self._b.send(P.DRV_FAILURE, bytes((P.FAIL_ATOM,)) + b)
 
     def failure_posix(self, errno: int) -> None:
         """driver_failure_posix: the port exits with the errno's atom (eagain, ...)."""
-        self._conn.send(P.DRV_FAILURE, bytes((P.FAIL_POSIX,)) + P.U32.pack(errno & 0xFFFFFFFF))
+        self._b.send(P.DRV_FAILURE, bytes((P.FAIL_POSIX,)) + P.U32.pack(errno & 0xFFFFFFFF))
 
     def failure_eof(self) -> None:
         """driver_failure_eof: {Port, eof} when opened with eof, otherwise the port closes."""
-        self._conn.send(P.DRV_FAILURE, bytes((P.FAIL_EOF,)))
+        self._b.send(P.DRV_FAILURE, bytes((P.FAIL_EOF,)))
 
     # -- busy port --
     def set_busy_port(self, on: bool) -> None:
         """set_busy_port: while on, senders of port_command are suspended."""
-        self._conn.send(P.DRV_SET_BUSY, b"\x01" if on else b"\x00")
+        self._b.send(P.DRV_SET_BUSY, b"\x01" if on else b"\x00")
 
     def busy_msgq_limits(self, low: int = 0, high: int = 0) -> tuple[int, int]:
         """erl_drv_busy_msgq_limits: the port message queue sizes that make senders wait
         (high) and release them (low); 0 leaves a limit as it is, -1 disables. Returns the
         limits in force."""
         enc = [(1 << 64) - 1 if v == -1 else v for v in (low, high)]
-        _, d = self._conn.ask(P.DRV_BUSY_MSGQ_LIMITS, P.U64.pack(enc[0]) + P.U64.pack(enc[1]))
+        _, d = self._b.ask(P.DRV_BUSY_MSGQ_LIMITS, P.U64.pack(enc[0]) + P.U64.pack(enc[1]))
         lo, hi = P.U64.unpack_from(d, 0)[0], P.U64.unpack_from(d, 8)[0]
         lo, hi = (-1 if v == (1 << 64) - 1 else v for v in (lo, hi))
         return lo, hi
@@ -187,56 +267,47 @@ class Port:
     # -- the port's ERTS driver queue (driver_enq, driver_deq, ...) --
     def enq(self, data: bytes) -> None:
         """driver_enq: append to the port's queue."""
-        self._conn.enq(bytes(data), front=False)
+        self._b.enq([bytes(data)], front=False)
 
     def enqv(self, iov: list[bytes]) -> None:
         """driver_enqv: append each piece."""
-        for piece in iov:
-            self._conn.enq(bytes(piece), front=False)
+        self._b.enq([bytes(piece) for piece in iov], front=False)
 
     def pushq(self, data: bytes) -> None:
         """driver_pushq: put in front of the port's queue."""
-        self._conn.enq(bytes(data), front=True)
+        self._b.enq([bytes(data)], front=True)
 
     def pushqv(self, iov: list[bytes]) -> None:
         """driver_pushqv: put the pieces, in order, in front of the queue."""
-        for piece in reversed(iov):
-            self._conn.enq(bytes(piece), front=True)
+        self._b.enq([bytes(piece) for piece in iov], front=True)
 
     def deq(self, n: int) -> int:
         """driver_deq: drop n bytes from the front; returns the bytes left."""
-        return self._conn.deq(n)
+        return self._b.deq(n)
 
     def peekq(self) -> list[bytes]:
         """driver_peekq / driver_peekqv: the queued pieces, front first."""
-        return list(self._conn.queue)
+        return self._b.peekq()
 
     def sizeq(self) -> int:
         """driver_sizeq: bytes queued."""
-        return self._conn.qsize
+        return self._b.sizeq()
 
     # -- monitors (driver_monitor_process, ...; the process_exit callback) --
     def monitor_process(self, pid: Pid) -> Monitor | None:
         """driver_monitor_process: a real ERTS monitor of a pid this port has seen
         (caller(), connected()); None if the process is gone (noproc)."""
-        if not (isinstance(pid, LocalPid) and pid.origin is self._conn):
+        if not (isinstance(pid, LocalPid) and pid.origin is self):
             raise ValueError("monitor_process takes a pid this port named: caller() or connected()")
-        status, data = self._conn.ask(P.DRV_MONITOR, P.U64.pack(pid.raw))
-        if status:
-            return None
-        mon = Monitor(data, pid)
-        self._conn.monitors[data] = mon
-        return mon
+        return self._b.monitor(pid)
 
     def demonitor_process(self, monitor: Monitor) -> None:
         """driver_demonitor_process: process_exit will not be called for it."""
-        if self._conn.monitors.pop(monitor.data, None) is not None:
-            self._conn.send(P.DRV_DEMONITOR, monitor.data)
-            monitor.pid = None
+        self._b.demonitor(monitor)
 
     def get_monitored_process(self, monitor: Monitor) -> Pid | None:
         """driver_get_monitored_process: the pid, or None once the monitor is gone."""
-        return monitor.pid if monitor.data in self._conn.monitors else None
+        return self._b.monitored(monitor)
 
     @staticmethod
     def compare_monitors(a: Monitor, b: Monitor) -> int:
@@ -246,7 +317,7 @@ class Port:
     # -- the emulator's view (driver_system_info, erl_drv_monotonic_time, erl_drv_getenv ...) --
     def system_info(self) -> dict[str, int | str]:
         """driver_system_info of the emulator (not of the worker)."""
-        _, d = self._conn.ask(P.DRV_SYSTEM_INFO)
+        _, d = self._b.ask(P.DRV_SYSTEM_INFO)
         v = [int.from_bytes(d[i:i + 4], "big", signed=True) for i in range(0, 36, 4)]
         n1 = d[36]
         erts, n2 = d[37:37 + n1].decode(), d[37 + n1]
@@ -259,7 +330,7 @@ class Port:
     def _time(self, which: int, unit: str) -> int:
         if unit not in TIME_UNITS:
             raise ValueError(f"unit must be one of {', '.join(TIME_UNITS)}")
-        _, d = self._conn.ask(P.DRV_TIME, bytes((which, TIME_UNITS[unit])))
+        _, d = self._b.ask(P.DRV_TIME, bytes((which, TIME_UNITS[unit])))
         return int.from_bytes(d, "big", signed=True)
 
     def monotonic_time(self, unit: str = "millisecond") -> int:
@@ -283,31 +354,33 @@ class Port:
 
     def getenv(self, key: str) -> str | None:
         """erl_drv_getenv: the emulator's environment (os:getenv/1), not the worker's."""
-        status, d = self._conn.ask(P.DRV_GETENV, key.encode())
+        status, d = self._b.ask(P.DRV_GETENV, key.encode())
         return None if status else d.decode(errors="surrogateescape")
 
     def putenv(self, key: str, value: str) -> None:
         """erl_drv_putenv: os:getenv/1 sees it."""
         if not key or "=" in key or "\0" in key + value:
             raise ValueError("bad environment variable")
-        status, _ = self._conn.ask(P.DRV_PUTENV, key.encode() + b"\0" + value.encode())
+        status, _ = self._b.ask(P.DRV_PUTENV, key.encode() + b"\0" + value.encode())
         if status:
             raise OSError(f"erl_drv_putenv({key!r}) failed")
 
     def set_os_pid(self, pid: int) -> None:
         """erl_drv_set_os_pid: what port_info(Port, os_pid) shows (the worker's by default)."""
-        self._conn.send(P.DRV_SET_OS_PID, P.U32.pack(pid & 0xFFFFFFFF))
+        self._b.send(P.DRV_SET_OS_PID, P.U32.pack(pid & 0xFFFFFFFF))
 
     def create_port(self, owner: Pid) -> Port:
         """driver_create_port: a new port of this driver owned by ``owner`` (a pid this port
         named), served by a new instance of the same class whose start is not called.
         Returns the new port's handle; its instance is ``handle.driver``."""
-        return self._conn.create_port(owner)
+        if not (isinstance(owner, LocalPid) and owner.origin is self):
+            raise ValueError("create_port takes a pid this port named: caller() or connected()")
+        return self._b.create_port(owner)
 
     @property
     def driver(self) -> Driver | None:
         """The Driver instance this port is served by."""
-        return self._conn.driver
+        return self._b.driver()
 
     # -- driver_async, driver_select --
     def async_(self, fn: Any, *args: Any, key: Any = None) -> Any:
@@ -315,29 +388,29 @@ class Port:
         called on this port. Jobs with equal keys run on one thread, in order. Returns a
         concurrent.futures.Future. The job may use the port handle: from its thread, each
         method runs on the worker's thread and returns there."""
-        return self._conn.async_(fn, args, key)
+        return self._b.async_(fn, args, key)
 
     def select(self, fileobj: Any, mode: int, on: bool) -> None:
         """driver_select on a file object of the worker (socket, pipe, anything with
         fileno()): ready_input / ready_output are called when it is ready. Turning it off
         with SELECT_USE in mode calls stop_select(fileobj) afterwards (close it there)."""
-        self._conn.select(fileobj, mode, on)
+        self._b.select(fileobj, mode, on)
 
     def caller(self) -> Pid:
         """driver_caller: the pid behind the callback running now."""
-        return self._conn.local_pid(self._conn.caller_raw)
+        return self._b.caller()
 
     def connected(self) -> Pid:
         """driver_connected: the port's connected process (its owner, or per port_connect)."""
-        return self._conn.local_pid(self._conn.connected_raw)
+        return self._b.connected()
 
     @property
     def timeout(self) -> int:
         """Milliseconds Erlang waits for control / call / start on this port."""
-        return self._conn.timeout_ms
+        return self._b.timeout()
 
     def __repr__(self) -> str:
-        return f"<pybridge.Port {self._conn.port_raw:#x}>"
+        return f"<pybridge.Port {self._b.raw():#x}>"
 
 
 class Driver:

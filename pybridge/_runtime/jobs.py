@@ -5,25 +5,18 @@ key go round the threads. A finished job is queued and the worker's event loop i
 through a pipe, so ready_async runs on the loop thread, one port callback at a time, in
 the order the jobs finished.
 
-While a port has jobs (or coroutines, see _aio) running, its handle is a SafePort: a method
-called from another thread is queued the same way and runs on the loop thread, and the
-thread waits for its result, so a job uses ``self.port`` as a callback does.
+A port handle's method called from another thread (a job, a coroutine's executor) is
+queued the same way by call() and runs on the loop thread, and the thread waits for its
+result, so a job uses ``self.port`` as a callback does (the routing is _runtime.entry's).
 """
 from __future__ import annotations
 
-import functools
-import inspect
 import itertools
 import os
 import queue
 import threading
 from concurrent.futures import Future, ThreadPoolExecutor
-from typing import TYPE_CHECKING, Any, Callable
-
-from ._driver import Port
-
-if TYPE_CHECKING:
-    from ._worker import Conn
+from typing import Any, Callable
 
 
 class JobPool:
@@ -106,31 +99,3 @@ class JobPool:
             except queue.Empty:
                 return out
 
-
-class SafePort(Port):
-    """A port handle that threads may use: see share()."""
-
-    __slots__ = ()
-
-
-def _on_loop_thread(fn: Callable[..., Any]) -> Callable[..., Any]:
-    @functools.wraps(fn)
-    def method(self: Port, *args: Any, **kw: Any) -> Any:
-        jobs = self._conn.worker.jobs
-        if threading.get_ident() == jobs.loop_thread:
-            return fn(self, *args, **kw)
-        return jobs.call(fn, self, *args, **kw)
-    return method
-
-
-for _name, _fn in vars(Port).items():
-    if not _name.startswith("_") and inspect.isfunction(_fn):
-        setattr(SafePort, _name, _on_loop_thread(_fn))
-
-
-def share(conn: Conn, n: int) -> None:
-    """Count async_ jobs and coroutines in (n=1) and out (n=-1) of a port. While any runs
-    its handle is a SafePort (the same object, so references kept to it still work); the
-    rest of the time, a plain Port whose methods cost no thread check."""
-    conn.threads += n
-    conn.port.__class__ = SafePort if conn.threads else Port

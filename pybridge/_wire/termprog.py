@@ -4,15 +4,16 @@ docs/PROTOCOL.md ("Term programs") is normative. A term without pids of this por
 T_EXT chunk (its external format). A term that holds pids this port named (LocalPid) or
 the port's own handle (``self.port``) is built around them, so the driver puts the pid in
 as ERL_DRV_PID and no one has to ask the node for the pid's external form.
+
+``origin`` is the handle of the port whose program this is (LocalPid.origin names it).
 """
 from __future__ import annotations
 
 from typing import Any
 
-from . import _protocol as P
-from ._codec import encode
-from ._driver import Port
-from ._types import Atom, ImproperList, LocalPid
+from .._encode import encode
+from .._types import Atom, ImproperList, LocalPid, PortHandle
+from . import protocol as P
 
 _EXT = bytes((P.T_EXT,))
 
@@ -38,7 +39,7 @@ def _holds_local(term: Any, origin: object) -> bool:
         return False
     if isinstance(term, LocalPid):
         return term.origin is origin
-    if isinstance(term, Port):
+    if isinstance(term, PortHandle):
         return True
     if isinstance(term, (tuple, list)):
         return any(_holds_local(t, origin) for t in term)
@@ -50,6 +51,7 @@ def _holds_local(term: Any, origin: object) -> bool:
 
 
 def program(term: Any, origin: object, none_atom: str = "undefined") -> bytes:
+    """The term program of term (one T_EXT chunk when it holds nothing of this port)."""
     if not _holds_local(term, origin):
         return _ext(term, none_atom)
     out: list[bytes] = []
@@ -60,8 +62,8 @@ def program(term: Any, origin: object, none_atom: str = "undefined") -> bytes:
 def _emit(term: Any, origin: object, none_atom: str, out: list[bytes]) -> None:
     if isinstance(term, LocalPid) and term.origin is origin:
         out.append(bytes((P.T_PID,)) + P.U64.pack(term.raw))
-    elif isinstance(term, Port):
-        if term._conn is not origin:
+    elif isinstance(term, PortHandle):
+        if term is not origin:
             raise ValueError("only the port's own handle can be put in its terms")
         out.append(bytes((P.T_PORT,)))
     elif not _holds_local(term, origin):

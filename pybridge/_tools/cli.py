@@ -1,11 +1,11 @@
-"""The ``pybridge`` command."""
+"""The ``pybridge`` command: worker, new, doctor, shell and bench, each in a module of its own."""
 import re
 import sys
 from pathlib import Path
 
 import click
 
-from . import __version__
+from .._version import __version__
 
 
 @click.group()
@@ -35,7 +35,7 @@ def main() -> None:
 def worker(fd: int, paths: tuple[str, ...], async_threads: int, max_frame: int,
            spin_us: int) -> None:
     """Serve ports for a node (started by the pybridge Erlang app, not by hand)."""
-    from ._worker import main as run
+    from .._runtime.worker import main as run
     run(fd, list(paths), async_threads, max_frame, spin_us)
 
 
@@ -45,7 +45,7 @@ def worker(fd: int, paths: tuple[str, ...], async_threads: int, max_frame: int,
               show_default=True, help="Where to create NAME/.")
 def new(name: str, where: Path) -> None:
     """Create NAME/: a driver skeleton, its Erlang usage (README.md) and a passing test."""
-    from ._scaffold import new as scaffold
+    from .scaffold import new as scaffold
     if not re.fullmatch(r"[a-z][a-z0-9_]*", name):
         raise click.BadParameter("a lowercase Python module name, like my_driver",
                                  param_hint="NAME")
@@ -60,7 +60,7 @@ def new(name: str, where: Path) -> None:
 @main.command(short_help="Say what is missing, and how to get it.")
 def doctor() -> None:
     """Check for erl, erl_driver.h, rebar3, a C compiler, the driver and the Python env."""
-    from ._doctor import checks
+    from .doctor import checks
     results = checks()
     for what, ok, detail in results:
         click.echo(f"{'ok     ' if ok else 'MISSING'} {what}: {detail}")
@@ -87,8 +87,8 @@ def shell(spec: str, args: tuple[str, ...], paths: tuple[str, ...], ebin: Path |
     """
     import shutil
 
-    from ._doctor import find_ebin
-    from ._shell import command, environment, run
+    from .ebin import find_ebin
+    from .shell import command, environment, run
     if not re.fullmatch(r"[A-Za-z_][\w.]*:[A-Za-z_]\w*", spec):
         raise click.BadParameter("module:Class, like my_driver:MyDriver", param_hint="SPEC")
     ebin = ebin or find_ebin()
@@ -114,7 +114,9 @@ def bench(only: str, checkout: Path | None) -> None:
     import os
     import subprocess
 
-    roots = [checkout] if checkout else [Path(__file__).resolve().parents[1], Path(".").resolve()]
+    from .ebin import CHECKOUT
+
+    roots = [checkout] if checkout else [CHECKOUT, Path(".").resolve()]
     root = next((r for r in roots if (r / "bench" / "pb_bench.erl").exists()), None)
     if root is None:
         raise click.ClickException("no pybridge checkout with bench/ found: pass --checkout")

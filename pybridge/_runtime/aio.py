@@ -23,13 +23,13 @@ import selectors
 import time
 from collections import deque
 from collections.abc import Coroutine
-from typing import TYPE_CHECKING, Any, Callable
+from typing import Any, Callable
 
-from . import _protocol as P
-from ._jobs import share
-
-if TYPE_CHECKING:
-    from ._worker import Conn, Watch, Worker
+from .._errors import ProtocolError
+from .._wire import protocol as P
+from .conn import Conn, Watch
+from .handlers import fail, open_failed
+from .poller import Poller
 
 log = logging.getLogger("pybridge")
 
@@ -78,7 +78,7 @@ class Hold:
         """A select()ed file object is ready: unwatch it until the coroutine ends (its
         readiness would come back at every turn of the worker's loop)."""
         if w.events:
-            self.conn.worker.sel.unregister(w.fileobj)
+            self.conn.host.sel.unregister(w.fileobj)
             self.parked[w.fileobj] = w.events
             w.events = 0
 
@@ -87,7 +87,7 @@ class Hold:
         ev = self.parked.pop(fileobj, 0)
         w = self.conn.watches.get(fileobj)
         if ev and w is not None and not w.events:
-            self.conn.worker.sel.register(fileobj, ev, w)
+            self.conn.host.sel.register(fileobj, ev, w)
             w.events = ev
 
     def close(self, call_stop: bool) -> None:
@@ -102,25 +102,20 @@ class Hold:
                         "waited for it dropped", conn.spec, self.what, len(self.held),
                         extra={"pybridge_port": conn.port_raw, "driver": conn.spec})
             self.held.clear()
-        for w in conn.watches.values():
-            if w.events:
-                conn.worker.sel.unregister(w.fileobj)
-                w.events = 0
-        conn.unwatch()
-        conn.closed = True
+        conn.quieten()
         self.task.cancel()
 
     def finish(self) -> None:
         """After the loop's pass in which the coroutine ended (or at shutdown)."""
         conn, task = self.conn, self.task
         conn.hold = None
-        share(conn, -1)
+        conn.share(-1)
         if self.closing is not None:
             exc = task.exception() if task.done() and not task.cancelled() else None
             if exc is not None:
                 conn.log_exception(exc, self.what)
-            conn.closed = False                 # it was only quiet: close it for real now
-            conn.close(self.closing and self.what != "start")   # no stop without a start
+            conn.close(self.closing and self.what != "start",  # no stop without a start
+                       quieted=True)
             return
         try:
             result = task.result()
@@ -128,9 +123,9 @@ class Hold:
                 self.answer(result)
         except (Exception, asyncio.CancelledError) as e:   # as the same callback's, if sync
             if self.what == "start":
-                conn.open_failed(self.rid, e)
+                open_failed(conn, self.rid, e)
             elif self.rid:
-                conn.fail(self.rid, e, self.what)
+                fail(conn, self.rid, e, self.what)
             else:
                 conn.log_exception(e, self.what)
         for fileobj in list(self.parked):
@@ -142,10 +137,10 @@ class Hold:
             if conn.hold is not None:           # one started another coroutine: the rest waits
                 conn.hold.held.extend(held)
             elif not conn.closed:
-                if conn.pending or conn.inpos < len(conn.inbuf):
+                if conn.has_input():
                     conn.on_readable()          # frames an ask() of the coroutine set aside
                 conn.flush()                    # and read the channel again if it was full
-        except P.ProtocolError as e:
+        except ProtocolError as e:
             log.error("pybridge port %s: %s; closing it", conn.spec, e)
             conn.close()
 
@@ -159,8 +154,8 @@ class Aio:
 
     closed = False
 
-    def __init__(self, worker: Worker) -> None:
-        self.worker = worker
+    def __init__(self, sel: Poller, conns: set[Conn]) -> None:
+        self.conns = conns                  # the worker's ports
         self.wake_at = 0.0                  # time.monotonic() of the next pass due
         self.passes_left = 0
         self.sel = _PassSelector(self)
@@ -169,7 +164,7 @@ class Aio:
         self.after: dict[Conn, deque[tuple[Coroutine[Any, Any, Any], str]]] = {}
         self.cleanup: set[asyncio.Task[None]] = set()
         asyncio.set_event_loop(self.loop)   # asyncio.get_event_loop() in sync callbacks
-        worker.sel.register(self.sel.fileno(), selectors.EVENT_READ, self)
+        sel.register(self.sel.fileno(), selectors.EVENT_READ, self)
 
     def on_readable(self) -> None:
         self.wake_at = 0.0
@@ -186,12 +181,12 @@ class Aio:
 
     def start(self, conn: Conn, coro: Coroutine[Any, Any, Any], what: str,
               answer: Callable[[Any], object] | None, rid: int) -> None:
-        if conn.driver is None:             # stop or stop_select, from close()
+        if conn.instance is None:           # stop or stop_select, from close()
             self.detach(conn, coro, what)
             return
         hold = conn.hold = Hold(conn, what, answer, rid)
         hold.task = self.loop.create_task(self.held(hold, coro), name=f"{conn.spec}.{what}")
-        share(conn, 1)                      # threads it starts may use self.port
+        conn.share(1)                       # threads it starts may use self.port
 
     async def held(self, hold: Hold, coro: Coroutine[Any, Any, Any]) -> Any:
         try:
@@ -236,7 +231,7 @@ class Aio:
                 break
             self.loop.run_until_complete(
                 asyncio.wait(tasks, timeout=left, return_when=asyncio.FIRST_COMPLETED))
-        for conn in list(self.worker.conns):
+        for conn in list(self.conns):
             if conn.hold is not None:
                 log.warning("pybridge port %s: %s did not end at shutdown; stop runs anyway",
                             conn.spec, conn.hold.what)

@@ -1,0 +1,514 @@
+"""One port in the worker: its Driver instance, the state the C side keeps for it, the
+PortBackend its handle calls, the running of its callbacks, and its close.
+
+Wire format: docs/PROTOCOL.md. The port's frames come from its Channel (read by the
+worker's loop, on_readable) and go to handlers, the table _runtime.handlers makes; what the
+port sends goes out through the channel's one writer (send). Callbacks run one at a time: a
+driver call that waits for the emulator (ask) sets the frames that arrive meanwhile aside.
+"""
+from __future__ import annotations
+
+import functools
+import logging
+import selectors
+import time
+from collections import deque
+from collections.abc import Coroutine
+from concurrent.futures import Future
+from types import CoroutineType
+from typing import Any, Callable, Protocol, cast
+
+from .._api.driver import (
+    PORT_CONTROL_FLAG_BINARY,
+    SELECT_READ,
+    SELECT_USE,
+    SELECT_WRITE,
+    CallbackName,
+    Driver,
+    Monitor,
+    Port,
+)
+from .._errors import ProtocolError, WorkerError
+from .._types import LocalPid, Pid
+from .._wire import protocol as P
+from .._wire.termprog import program
+from .channel import Channel
+from .entry import Entry
+from .jobs import JobPool
+from .poller import Poller
+
+log = logging.getLogger("pybridge")
+
+U32_FROM = P.U32.unpack_from
+# frames about the transport itself: handled at once even while a coroutine holds the port
+TRANSPORT_OPS = frozenset((P.PY_SHM_ATTACH, P.PY_SHM_RELEASE))
+
+Handler = Callable[["Conn", int, int, bytes], None]
+
+
+class Host(Protocol):
+    """What a port needs of the worker that serves it (_runtime.worker.Worker)."""
+
+    jobs: JobPool
+    sel: Poller
+    max_frame: int
+    rbuf: memoryview                # the read buffer every port's reader shares
+    pids: dict[int, Any]
+    later: list[tuple[Conn, CallbackName, Any]]   # callbacks due after this turn
+    conns: set[Conn]
+    dirty: set[Conn]                # ports whose output waits for the loop's flush
+
+    def load(self, conn: Conn, text: str) -> tuple[type[Driver], str]: ...
+
+    def resolve_pid(self, conn: Conn, raw: int) -> Any: ...
+
+    def take_shm_fd(self, serial: int) -> int: ...
+
+    def adopt(self, serial: int, deadline: float) -> Conn: ...
+
+    def start_coroutine(self, conn: Conn, coro: Coroutine[Any, Any, Any], what: str,
+                        answer: Callable[[Any], object] | None, rid: int) -> None: ...
+
+
+class Held(Protocol):
+    """A pending coroutine that holds the port (_runtime.aio.Hold)."""
+
+    what: str
+
+    @property
+    def full(self) -> bool: ...
+
+    def frame(self, op: int, fl: int, rid: int, body: bytes) -> None: ...
+
+    def output(self, pieces: list[bytes]) -> None: ...
+
+    def later(self, fn: Callable[..., object], *args: Any) -> None: ...
+
+    def park(self, w: Watch) -> None: ...
+
+    def unpark(self, fileobj: Any) -> None: ...
+
+    def close(self, call_stop: bool) -> None: ...
+
+    def finish(self) -> None: ...
+
+
+class Conn:
+    """One port: its channel, its Driver instance and what the C side told it."""
+
+    def __init__(self, host: Host, rfd: int, wfd: int, handlers: dict[int, Handler],
+                 serial: int) -> None:
+        self.host = host
+        self.channel = channel = Channel(rfd, wfd, host.max_frame, host.rbuf, host.sel,
+                                         functools.partial(host.dirty.add, self))
+        self.writer = channel.writer
+        self.send = self.writer.send                # the one writer method
+        self.send_parts = self.writer.send_parts
+        self.handlers = handlers
+        self.serial = serial            # of the CTL_NEW_PORT that brought the channel
+        self.pending: deque[Callable[[], object]] = deque()    # set aside by an ask
+        self.ask_id = 0
+        self.instance: Driver | None = None
+        self.output_fn: Callable[[bytes], object] | None = None
+        self.outputv_fn: Callable[[list[bytes]], object] | None = None
+        self.entry = Entry(self, host.jobs)
+        self.port = Port(self.entry.backend())
+        self.port_raw = self.caller_raw = self.connected_raw = 0
+        self.control_flags = 0
+        self.timeout_ms = 5000
+        self.none_atom = "undefined"
+        self.spec = ""
+        self.closed = False
+        self.quiet = False              # closed for now, until its coroutine has unwound
+        self.timer_gen = 0              # last generation handed out
+        self.active_gen = 0             # the timer that may still call timeout (0: none)
+        self.timer_deadline = 0.0
+        self.queue: deque[bytes] = deque()
+        self.qsize = 0
+        self.monitors: dict[bytes, Monitor] = {}
+        self.watches: dict[Any, Watch] = {}
+        self.hold: Held | None = None   # the coroutine this port waits for (_runtime.aio)
+        self.threads = 0                # async_ jobs and coroutines running (share)
+
+    # -- PortBackend: what the handle calls (send and send_parts are the writer's) --
+    def output_term(self, term: Any) -> None:
+        self.send(P.DRV_OUTPUT_TERM, program(term, self.port, self.none_atom))
+
+    def send_term(self, pid: Pid, term: Any) -> None:
+        if isinstance(pid, LocalPid) and pid.origin is self.port:
+            to = b"\x00" + P.U64.pack(pid.raw)
+        else:
+            etf = b"\x83" + pid.binary()
+            to = b"\x01" + P.U32.pack(len(etf)) + etf
+        self.send(P.DRV_SEND_TERM, to + program(term, self.port, self.none_atom))
+
+    def set_control_flags(self, flags: int) -> None:
+        self.control_flags = flags & PORT_CONTROL_FLAG_BINARY
+        self.send(P.DRV_SET_CONTROL_FLAGS, P.U32.pack(flags & 0xFFFFFFFF))
+
+    def set_timer(self, ms: int) -> None:
+        self.timer_gen = self.timer_gen % 0xFFFFFFFF + 1
+        self.active_gen = self.timer_gen
+        self.timer_deadline = time.monotonic() + ms / 1000
+        self.send(P.DRV_SET_TIMER, P.U64.pack(ms) + P.U32.pack(self.active_gen))
+
+    def cancel_timer(self) -> None:
+        self.active_gen = 0
+        self.send(P.DRV_CANCEL_TIMER)
+
+    def read_timer(self) -> int:
+        if not self.active_gen:
+            return 0
+        return max(0, round((self.timer_deadline - time.monotonic()) * 1000))
+
+    def enq(self, pieces: list[bytes], front: bool) -> None:
+        for data in reversed(pieces) if front else pieces:
+            if not data:
+                continue
+            if front:
+                self.queue.appendleft(data)
+            else:
+                self.queue.append(data)
+            self.qsize += len(data)
+            self.send(P.DRV_PUSHQ if front else P.DRV_ENQ, data)
+
+    def deq(self, n: int) -> int:
+        if not 0 <= n <= self.qsize:
+            raise ValueError(f"deq({n}) with {self.qsize} bytes queued")
+        left = n
+        while left:
+            head = self.queue[0]
+            if len(head) <= left:
+                self.queue.popleft()
+                left -= len(head)
+            else:
+                self.queue[0] = head[left:]
+                left = 0
+        self.qsize -= n
+        if n:
+            self.send(P.DRV_DEQ, P.U64.pack(n))
+        return self.qsize
+
+    def peekq(self) -> list[bytes]:
+        return list(self.queue)
+
+    def sizeq(self) -> int:
+        return self.qsize
+
+    def monitor(self, pid: LocalPid) -> Monitor | None:
+        status, data = self.ask(P.DRV_MONITOR, P.U64.pack(pid.raw))
+        if status:
+            return None
+        mon = Monitor(data, pid)
+        self.monitors[data] = mon
+        return mon
+
+    def demonitor(self, monitor: Monitor) -> None:
+        if self.monitors.pop(monitor.data, None) is not None:
+            self.send(P.DRV_DEMONITOR, monitor.data)
+            monitor.pid = None
+
+    def monitored(self, monitor: Monitor) -> Pid | None:
+        return monitor.pid if monitor.data in self.monitors else None
+
+    def create_port(self, owner: LocalPid) -> Port:
+        status, data = self.ask(P.DRV_CREATE_PORT, P.U64.pack(owner.raw) + self.spec.encode())
+        if status:
+            raise WorkerError("driver_create_port failed" if status == 1 else "unknown owner")
+        conn = self.host.adopt(P.U32.unpack_from(data)[0],
+                               time.monotonic() + self.timeout_ms / 1000)
+        if conn.instance is None:
+            raise WorkerError(f"the new port could not load {self.spec}")
+        conn.timeout_ms = self.timeout_ms
+        return conn.port
+
+    def async_(self, fn: Callable[..., Any], args: tuple[Any, ...], key: Any) -> Future[Any]:
+        self.share(1)                   # before the job starts: it may use self.port
+        return self.host.jobs.submit(self, fn, args, key)
+
+    def select(self, fileobj: Any, mode: int, on: bool) -> None:
+        if self.hold is not None:
+            self.hold.unpark(fileobj)
+        ev = (selectors.EVENT_READ if mode & SELECT_READ else 0) | \
+             (selectors.EVENT_WRITE if mode & SELECT_WRITE else 0)
+        w = self.watches.get(fileobj)
+        if w is None:
+            if not on:
+                return
+            w = self.watches[fileobj] = Watch(self, fileobj)
+        new = w.events | ev if on else w.events & ~ev
+        # registering raises if another port selects it: as in ERTS
+        self.host.sel.update(fileobj, w.events, new, w)
+        w.events = new
+        if not on and mode & SELECT_USE:
+            del self.watches[fileobj]
+            self.host.later.append((self, "stop_select", fileobj))
+
+    def caller(self) -> Pid:
+        return self.local_pid(self.caller_raw)
+
+    def connected(self) -> Pid:
+        return self.local_pid(self.connected_raw)
+
+    def driver(self) -> Driver | None:
+        return self.instance
+
+    def timeout(self) -> int:
+        return self.timeout_ms
+
+    def raw(self) -> int:
+        return self.port_raw
+
+    def ask(self, op: int, body: bytes = b"") -> tuple[int, bytes]:
+        """A driver API call that needs the emulator's answer (status, data). Frames that
+        arrive meanwhile wait in ``pending``: callbacks never run inside one another."""
+        if self.closed:
+            raise WorkerError("the port is closed")
+        self.ask_id = self.ask_id % 0xFFFFFFFF + 1
+        deadline = time.monotonic() + self.timeout_ms / 1000
+        self.send(op, body, rid=self.ask_id)
+        self.flush_blocking(deadline)
+        answer = _Answer(self, self.ask_id)
+        reader = self.channel.reader
+        while True:
+            reader.drain(answer)
+            if answer.body is not None:
+                return answer.body[0], answer.body[1:]
+            if not self.channel.wait_readable(deadline - time.monotonic()):
+                raise WorkerError("the node did not answer a driver call in time")
+            if reader.fill() is False:
+                raise WorkerError("the port is gone")
+
+    def local_pid(self, raw: int) -> LocalPid:
+        return LocalPid(raw, functools.partial(self.host.resolve_pid, self), self.port)
+
+    def share(self, n: int) -> None:
+        """Count async_ jobs and coroutines in (n=1) and out (n=-1). While any runs, the
+        handle's calls from other threads are routed to the loop thread (Entry.share)."""
+        was = self.threads
+        self.threads += n
+        if bool(was) != bool(self.threads):
+            self.entry.share(bool(self.threads))
+
+    # -- input: the FrameSink of the channel's reader --
+    def on_readable(self) -> None:
+        if self.channel.reader.fill() is False:
+            self.close()
+            return
+        try:
+            self.resume()
+            self.channel.reader.drain(self)
+        except ProtocolError as e:
+            log.error("pybridge port %s: %s; closing it", self.spec, e)
+            self.close()
+            return
+        self.flush()
+
+    def has_input(self) -> bool:
+        """Frames wait: set aside by an ask, or read and not handed out."""
+        return bool(self.pending) or self.channel.reader.buffered()
+
+    def resume(self) -> None:
+        while self.pending and not self.closed:
+            self.pending.popleft()()
+
+    def dispatch(self, op: int, fl: int, rid: int, body: bytes) -> None:
+        if self.hold is not None and op not in TRANSPORT_OPS:
+            self.hold.frame(op, fl, rid, body)
+            return
+        handler = self.handlers.get(op)
+        if handler is None:
+            raise ProtocolError(f"unknown opcode {op:#x}")
+        handler(self, fl, rid, body)
+
+    def on_output(self, body: bytes) -> None:
+        n = U32_FROM(body, 0)[0] if len(body) >= 4 else -1
+        if n + 4 == len(body):          # the common case: one piece
+            pieces = [body[4:]]
+        else:
+            pieces, off, end = [], 0, len(body)
+            while off < end:
+                n = U32_FROM(body, off)[0]
+                pieces.append(body[off + 4:off + 4 + n])
+                off += 4 + n
+        self.deliver(pieces)
+
+    def deliver(self, pieces: list[bytes]) -> None:
+        if self.hold is not None:
+            self.hold.output(pieces)
+            return
+        try:
+            if self.outputv_fn is not None:
+                r = self.outputv_fn(pieces)
+            elif self.output_fn is not None:
+                r = self.output_fn(pieces[0] if len(pieces) == 1 else b"".join(pieces))
+            else:
+                log.warning("%s has neither output nor outputv: %d bytes from Erlang ignored",
+                            self.spec, sum(map(len, pieces)))
+                return
+            if r is not None and r.__class__ is CoroutineType:
+                self.run_coroutine(cast(Coroutine[Any, Any, Any], r), "output")
+        except Exception as e:
+            self.log_exception(e, "output")
+
+    def attach_shm(self, half: int) -> None:
+        """PY_SHM_ATTACH: map the region CTL_SHM brought for this port."""
+        try:
+            self.channel.attach(self.host.take_shm_fd(self.serial), half)
+        except OSError as e:
+            # this port cannot go on (its large bodies would be lost); the others can
+            log.error("pybridge port %s: cannot map its shared memory (%s); closing it",
+                      self.spec, e, extra={"pybridge_port": self.port_raw, "driver": self.spec})
+            self.close()
+
+    # -- output: the loop flushes what callbacks queued --
+    def flush(self) -> None:
+        self.host.dirty.discard(self)
+        if self.writer.out and not self.closed and not self.writer.write_out():
+            self.close()
+            return
+        self.rearm()
+
+    def flush_blocking(self, deadline: float) -> None:
+        """Push everything out now (used before waiting on the node inside a callback)."""
+        while self.writer.out and not self.closed:
+            self.flush()
+            if self.writer.out:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    raise WorkerError("the node does not read this port's channel")
+                self.channel.wait_writable(left)
+
+    def rearm(self) -> None:
+        if not self.closed:
+            self.channel.rearm(self.hold is None or not self.hold.full, self)
+
+    # -- callbacks --
+    def call_back(self, name: CallbackName, *args: Any) -> None:
+        """Run an optional callback (a missing one is a NULL entry), logging what it raises."""
+        if self.hold is not None:
+            self.hold.later(self.call_back, name, *args)
+            return
+        fn = getattr(self.instance, name, None)
+        if fn is None:
+            return
+        try:
+            r = fn(*args)
+            if r.__class__ is CoroutineType:
+                self.run_coroutine(r, name)
+        except Exception as e:
+            self.log_exception(e, name)
+
+    def run_coroutine(self, coro: Coroutine[Any, Any, Any], what: str,
+                      answer: Callable[[Any], object] | None = None, rid: int = 0) -> None:
+        """A callback returned a coroutine: it runs on the worker's asyncio loop, and this
+        port's other callbacks wait for it (_runtime.aio)."""
+        self.host.start_coroutine(self, coro, what, answer, rid)
+
+    def log_exception(self, exc: BaseException, what: str) -> None:
+        log.error("%s in %s.%s: %s", type(exc).__name__, self.spec, what, exc,
+                  exc_info=exc, extra={"pybridge_port": self.port_raw, "driver": self.spec})
+
+    def on_job_done(self, fut: Future[Any]) -> None:
+        self.share(-1)
+        exc = fut.exception()
+        if exc is not None:
+            self.log_exception(exc, "an async_ job")
+            return
+        if self.instance is None:
+            # the port closed while the job ran: say so rather than drop it unseen
+            log.warning("pybridge port %s closed before its async_ job finished; "
+                        "result %.200r dropped", self.spec, fut.result(),
+                        extra={"pybridge_port": self.port_raw, "driver": self.spec})
+            return
+        self.call_back("ready_async", fut.result())
+
+    # -- close --
+    def quieten(self) -> None:
+        """Closed for its handle's methods, nothing read or watched, until close(...,
+        quieted=True): while the coroutine that holds the port unwinds."""
+        for w in self.watches.values():
+            if w.events:
+                self.host.sel.unregister(w.fileobj)
+                w.events = 0
+        self.channel.watch(False, False, self)
+        self.closed = self.quiet = True
+        self.writer.closed = True
+
+    def close(self, call_stop: bool = True, quieted: bool = False) -> None:
+        if self.closed:
+            if not (quieted and self.quiet):
+                return
+            self.closed = self.quiet = self.writer.closed = False   # quiet: now close for real
+        if self.hold is not None:       # its coroutine is cancelled first; stop runs after it
+            self.hold.close(call_stop)
+            return
+        drv, self.instance = self.instance, None
+        if drv is not None and call_stop:
+            try:
+                r = drv.stop()
+                if r.__class__ is CoroutineType:
+                    self.run_coroutine(cast(Coroutine[Any, Any, None], r), "stop")
+            except Exception as e:
+                self.log_exception(e, "stop")
+        for fileobj, w in list(self.watches.items()):
+            if w.events:
+                self.host.sel.unregister(fileobj)
+            if drv is not None:
+                try:
+                    r = getattr(drv, "stop_select", lambda f: None)(fileobj)
+                    if r.__class__ is CoroutineType:
+                        self.run_coroutine(r, "stop_select")
+                except Exception as e:
+                    self.log_exception(e, "stop_select")
+        self.watches.clear()
+        self.closed = True
+        self.channel.close(self)
+        self.host.conns.discard(self)
+
+
+class _Answer:
+    """The FrameSink of an ask: the answer it waits for, and every other frame set aside
+    (in conn.pending, in order) for after the callback."""
+
+    def __init__(self, conn: Conn, rid: int) -> None:
+        self.conn, self.rid = conn, rid
+        self.body: bytes | None = None
+        self.closed = False
+
+    def dispatch(self, op: int, fl: int, rid: int, body: bytes) -> None:
+        if op == P.PY_ANSWER and rid == self.rid:
+            self.body, self.closed = body, True
+        else:
+            self.conn.pending.append(functools.partial(self.conn.dispatch, op, fl, rid, body))
+
+    def deliver(self, pieces: list[bytes]) -> None:
+        self.conn.pending.append(functools.partial(self.conn.deliver, pieces))
+
+    def on_output(self, body: bytes) -> None:
+        self.conn.pending.append(functools.partial(self.conn.on_output, body))
+
+    def resume(self) -> None:
+        """Never called: nothing runs while an ask waits."""
+
+
+class Watch:
+    """A file object a port selects on (driver_select on the worker's own descriptors)."""
+
+    __slots__ = ("conn", "fileobj", "events")
+
+    def __init__(self, conn: Conn, fileobj: Any) -> None:
+        self.conn = conn
+        self.fileobj = fileobj
+        self.events = 0
+
+    def fire(self, ev: int) -> None:
+        conn = self.conn
+        if conn.hold is not None:
+            conn.hold.park(self)
+            return
+        if ev & selectors.EVENT_READ and self.events & selectors.EVENT_READ:
+            conn.call_back("ready_input", self.fileobj)
+        if ev & selectors.EVENT_WRITE and self.events & selectors.EVENT_WRITE and not conn.closed:
+            conn.call_back("ready_output", self.fileobj)
+        conn.flush()

@@ -1,0 +1,308 @@
+"""The worker process: one event loop serving every port the node gives it.
+
+Wire format: docs/PROTOCOL.md. fd 3 (or --fd) is the ctl socket to the manager port;
+each port arrives as two pipes in CTL_NEW_PORT (from the driver, to it), or as one
+socket when the node runs short of descriptors, and is served in order on them (a Conn).
+Callbacks run one at a time; outputs are batched per read and written without blocking,
+and reading a port pauses while too much of its output is unsent.
+"""
+from __future__ import annotations
+
+import array
+import ctypes
+import logging
+import os
+import resource
+import select
+import selectors
+import signal
+import socket
+import time
+import urllib.parse
+from collections import deque
+from collections.abc import Coroutine
+from typing import TYPE_CHECKING, Any, Callable
+
+from .._api.driver import CallbackName, Driver
+from .._decode import decode
+from .._errors import ProtocolError, WorkerError
+from .._version import __version__
+from .._wire import protocol as P
+from .conn import Conn, Watch
+from .handlers import HANDLERS
+from .jobs import JobPool
+from .loader import Loader
+from .logs import CtlLogHandler, capture_output
+from .poller import Poller
+
+if TYPE_CHECKING:
+    from .aio import Aio
+
+log = logging.getLogger("pybridge")
+
+READ_SIZE = 256 << 10
+
+
+class Worker:
+    """The loop, the ctl socket, and what every port shares (the Host of each Conn)."""
+
+    def __init__(self, ctl_fd: int, paths: list[str], async_threads: int = 4,
+                 max_frame: int = P.MAX_FRAME, spin_us: int = 50) -> None:
+        self.max_frame = max_frame
+        self.spin = spin_us / 1e6
+        # one read buffer for every port: a fresh 256 KiB bytes per recv costs an mmap
+        self.rbuf = memoryview(bytearray(READ_SIZE))
+        self.jobs = JobPool(async_threads)
+        self.aio: Aio | None = None     # the asyncio loop, from the first coroutine on
+        self.later: list[tuple[Conn, CallbackName, Any]] = []
+        self.dirty: set[Conn] = set()
+        self.ctl = socket.socket(fileno=ctl_fd)
+        self.ctl.setblocking(True)
+        self.sel = Poller()
+        self.conns: set[Conn] = set()
+        self.pids: dict[int, Any] = {}
+        self.new_fds: deque[tuple[int, int, int]] = deque()
+        self.shm_fds: dict[int, int] = {}       # port serial -> its region, until attached
+        # driver modules come from these directories only (app env python_path, open -p)
+        self.loader = Loader(paths)
+
+    # -- ctl channel --
+    def recv_ctl(self) -> bool:
+        """Handle one ctl message. False when the node is gone."""
+        fds = array.array("i")
+        try:
+            # never blocks: a ctl event the loop saw may have been read meanwhile (take_shm_fd)
+            msg, anc, _, _ = self.ctl.recvmsg(1 << 16, socket.CMSG_SPACE(16 * fds.itemsize),
+                                              socket.MSG_DONTWAIT)
+        except BlockingIOError:
+            return True
+        except OSError:
+            return False
+        for level, kind, data in anc:
+            if level == socket.SOL_SOCKET and kind == socket.SCM_RIGHTS:
+                fds.frombytes(data[:len(data) - len(data) % fds.itemsize])
+        if not msg:
+            return False
+        op = msg[4] if len(msg) >= P.HDR_LEN else -1
+        if op == P.CTL_NEW_PORT and len(fds) in (1, 2):
+            self.new_fds.append((P.HEADER.unpack_from(msg)[3], fds[0], fds[-1]))
+        elif op == P.CTL_SHM and len(fds) == 1:
+            serial = P.HEADER.unpack_from(msg)[3]
+            old = self.shm_fds.pop(serial, None)
+            if old is not None:
+                os.close(old)
+            self.shm_fds[serial] = fds[0]
+        else:
+            for fd in fds:   # descriptors we did not ask for
+                os.close(fd)
+            if op == P.CTL_PID_INFO and len(msg) > P.HDR_LEN + 8:
+                raw = P.U64.unpack_from(msg, P.HDR_LEN)[0]
+                self.pids[raw] = decode(msg[P.HDR_LEN + 8:])
+            elif op == P.CTL_CLASS_INFO:
+                self.class_info(P.HEADER.unpack_from(msg)[3],
+                                msg[P.HDR_LEN:].decode(errors="replace"))
+        return True
+
+    def wait_ctl(self, deadline: float, late: str) -> None:
+        """Handle the next ctl message, waiting for it until deadline (WorkerError: late)."""
+        left = deadline - time.monotonic()
+        if left <= 0 or not select.select([self.ctl], [], [], left)[0]:
+            raise WorkerError(late)
+        if not self.recv_ctl():
+            raise WorkerError("the node is gone")
+
+    def handshake(self) -> None:
+        msg = self.ctl.recv(1 << 16)
+        if len(msg) < P.HDR_LEN + 2 or msg[4] != P.CTL_HELLO:
+            raise SystemExit("pybridge worker: the node did not say CTL_HELLO")
+        proto = int.from_bytes(msg[P.HDR_LEN:P.HDR_LEN + 2], "big")
+        theirs = msg[P.HDR_LEN + 2:].decode(errors="replace")
+        if proto != P.PROTOCOL_VERSION:
+            upgrade = "the pybridge Erlang app / C driver" if proto < P.PROTOCOL_VERSION \
+                else "the pybridge Python package"
+            log.critical("protocol mismatch: C driver %s speaks %d, Python package %s speaks %d; "
+                         "upgrade %s", theirs, proto, __version__, P.PROTOCOL_VERSION, upgrade)
+            raise SystemExit(3)
+        self.ctl.sendall(P.frame(P.CTL_HELLO,
+                                 P.PROTOCOL_VERSION.to_bytes(2, "big") + __version__.encode()))
+
+    def class_info(self, rid: int, spec: str) -> None:
+        """CTL_CLASS_INFO: the driver flags of a class, for pybridge:load_driver."""
+        try:
+            cls = self.loader.find_class(spec)
+            body = b"\x00" + P.U32.pack(int(getattr(cls, "flags", 0)) & 0xFFFFFFFF)
+        except Exception as e:
+            body = b"\x01" + f"{type(e).__name__}: {e}".encode()[:4000]
+        self.ctl.sendall(P.frame(P.CTL_CLASS_INFO, body, rid=rid))
+
+    def resolve_pid(self, conn: Conn, raw: int) -> Any:
+        pid = self.pids.get(raw)
+        if pid is not None:
+            return pid
+        deadline = time.monotonic() + conn.timeout_ms / 1000
+        if not conn.closed:
+            conn.send(P.DRV_RESOLVE_PID, P.U64.pack(raw))
+            conn.flush_blocking(deadline)
+        while raw not in self.pids:
+            self.wait_ctl(deadline, "the node did not resolve a pid in time")
+        if len(self.pids) > 100_000:
+            self.pids.clear()
+            return self.resolve_pid(conn, raw)
+        return self.pids[raw]
+
+    def take_shm_fd(self, serial: int) -> int:
+        """The region CTL_SHM brought for this port: the driver sent it before PY_SHM_ATTACH,
+        so it is in the ctl socket already if not read yet."""
+        deadline = time.monotonic() + 5
+        while serial not in self.shm_fds:
+            left = deadline - time.monotonic()
+            if left <= 0 or not select.select([self.ctl], [], [], left)[0]:
+                raise ProtocolError("PY_SHM_ATTACH without its CTL_SHM")
+            if not self.recv_ctl():
+                raise WorkerError("the node is gone")
+        return self.shm_fds.pop(serial)
+
+    # -- ports --
+    def load(self, conn: Conn, text: str) -> tuple[type[Driver], str]:
+        """PY_OPEN's text: options (-t timeout, -o owner, -p paths), the spec, the command."""
+        words = text.split(" ")
+        i = 0
+        while i < len(words) and words[i].startswith("-"):
+            opt, arg = words[i], words[i + 1] if i + 1 < len(words) else ""
+            if opt == "-t" and arg.isdigit():
+                conn.timeout_ms = int(arg)
+            elif opt == "-o":
+                self.pids[conn.caller_raw] = decode(bytes.fromhex(arg))
+            elif opt == "-p":
+                self.loader.allow([urllib.parse.unquote(x) for x in arg.split(":") if x])
+            i += 2
+        spec = words[i] if i < len(words) else ""
+        conn.spec = spec
+        return self.loader.find_class(spec), " ".join(words[i + 1:])
+
+    def accept_ports(self) -> None:
+        while self.new_fds:
+            self.accept(*self.new_fds.popleft())
+
+    def accept(self, serial: int, rfd: int, wfd: int) -> Conn:
+        os.set_blocking(rfd, False)
+        os.set_blocking(wfd, False)     # the same descriptor for a socket: no matter
+        conn = Conn(self, rfd, wfd, HANDLERS, serial)
+        self.conns.add(conn)
+        conn.rearm()
+        return conn
+
+    def adopt(self, serial: int, deadline: float) -> Conn:
+        """The port driver_create_port just made: its channel comes in CTL_NEW_PORT `serial`,
+        with its PY_OPEN already in it; set it up now, so create_port can return it."""
+        while True:
+            for item in self.new_fds:
+                if item[0] == serial:
+                    self.new_fds.remove(item)
+                    conn = self.accept(*item)
+                    while conn.instance is None and not conn.closed:
+                        if not conn.channel.wait_readable(deadline - time.monotonic()):
+                            raise WorkerError("the new port's channel stayed silent")
+                        conn.on_readable()
+                    return conn
+            self.wait_ctl(deadline, "the new port's channel did not arrive in time")
+
+    def start_coroutine(self, conn: Conn, coro: Coroutine[Any, Any, Any], what: str,
+                        answer: Callable[[Any], object] | None, rid: int) -> None:
+        if self.aio is None:
+            from .aio import Aio  # asyncio is imported by the first coroutine
+            self.aio = Aio(self.sel, self.conns)
+        self.aio.start(conn, coro, what, answer, rid)
+
+    # -- the loop --
+    def run(self) -> None:
+        self.handshake()
+        self.sel.register(self.ctl, selectors.EVENT_READ, None)
+        self.sel.register(self.jobs.rfd, selectors.EVENT_READ, self.jobs)
+        while True:
+            if self.aio is not None:
+                self.aio.run()
+            while self.dirty:
+                self.dirty.pop().flush()
+            self.accept_ports()
+            while self.later:
+                conn, name, arg = self.later.pop(0)
+                conn.call_back(name, arg)
+                conn.flush()
+            for what, ev in self.wait():
+                if what is None:
+                    if not self.recv_ctl():
+                        return self.shutdown()
+                elif what is self.jobs:
+                    for conn, fut in self.jobs.finished():
+                        conn.on_job_done(fut)
+                        conn.flush()
+                elif isinstance(what, Watch):
+                    if not what.conn.closed:
+                        what.fire(ev)
+                elif not what.closed:
+                    if ev & selectors.EVENT_WRITE:
+                        what.flush()
+                    if ev & selectors.EVENT_READ and not what.closed:
+                        what.on_readable()
+
+    def wait(self) -> list[tuple[Any, int]]:
+        """What is ready: polled for up to spin seconds before sleeping, since a port that
+        was just served is likely to send again at once (a control's caller, a pipeline);
+        a sleeping worker's wake-up costs as much as the whole round trip."""
+        timeout = None if self.aio is None else self.aio.timeout()
+        if self.spin and timeout != 0:
+            clock, poll = time.perf_counter, self.sel.ep.poll
+            end = clock() + (self.spin if timeout is None else min(self.spin, timeout))
+            while True:
+                events = poll(0)
+                if events:
+                    return self.sel.ready(events)
+                if clock() >= end:
+                    break
+            if timeout is not None:
+                timeout = max(0.0, timeout - self.spin)
+        return self.sel.select(timeout)
+
+    def shutdown(self) -> None:
+        for conn in list(self.conns):
+            conn.close()
+        if self.aio is not None:
+            self.aio.shutdown()
+        self.jobs.close()
+
+
+def _die_with_parent() -> None:
+    """PR_SET_PDEATHSIG: the worker must not outlive the node, even if ctl EOF is missed."""
+    try:
+        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)
+    except (OSError, AttributeError):
+        pass
+
+
+def _keep_large_blocks() -> None:
+    """Bodies up to the ring's size come from malloc's heap and go back to it: glibc would
+    mmap each one over 128 KiB and unmap it on free, so every large message paid its page
+    faults again (a fresh 1 MiB costs more than copying it)."""
+    try:
+        libc = ctypes.CDLL(None)
+        libc.mallopt(-3, 16 << 20)           # M_MMAP_THRESHOLD
+        libc.mallopt(-1, 64 << 20)           # M_TRIM_THRESHOLD
+    except (OSError, AttributeError):
+        pass
+
+
+def main(fd: int, paths: list[str], async_threads: int = 4, max_frame: int = P.MAX_FRAME,
+         spin_us: int = 50) -> None:
+    _die_with_parent()
+    _keep_large_blocks()
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft < hard:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+    worker = Worker(fd, paths, async_threads, max_frame, spin_us)
+    capture_output(worker.ctl)
+    handler = CtlLogHandler(worker.ctl)
+    root = logging.getLogger()
+    root.addHandler(handler)
+    root.setLevel(logging.INFO)
+    worker.run()
