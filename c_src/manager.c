@@ -18,9 +18,6 @@
 #include "spawn.h"
 #include "workers.h"
 
-#define DEFAULT_TIMEOUT_MS 5000u
-#define SPIN_MAX_US 10000u               /* spin_us is capped: a scheduler is held */
-#define MIN_MAX_FRAME 64
 #define MAX_ARGS 64
 #define SPAWN_FIXED 12                   /* timeout_ms:u32 max_frame:u32 spin_us:u32 */
 #define CTL_MSG_MAX 65536
@@ -78,8 +75,8 @@ static ErlDrvSSizeT spawn_worker(pb_manager *m, char *buf, size_t len, char **rb
     pb_worker_conf conf;
     if (m->ctl_fd >= 0 || len < SPAWN_FIXED + 1 || buf[len - 1] != 0) return -1;
     conf.timeout_ms = get32(buf) ? get32(buf) : DEFAULT_TIMEOUT_MS;
-    conf.max_frame = get32(buf + 4) >= MIN_MAX_FRAME ? get32(buf + 4) : PB_MAX_FRAME_DEFAULT;
-    conf.spin_us = get32(buf + 8) > SPIN_MAX_US ? SPIN_MAX_US : get32(buf + 8);
+    conf.max_frame = get32(buf + 4) >= MIN_MAX_FRAME ? get32(buf + 4) : DEFAULT_MAX_FRAME;
+    conf.spin_us = get32(buf + 8) > MAX_SPIN_US ? MAX_SPIN_US : get32(buf + 8);
     conf.notify = driver_caller(m->c.port);
     for (a = buf + SPAWN_FIXED; a < end && argc < MAX_ARGS - 1; a += strlen(a) + 1)
         argv[argc++] = a;

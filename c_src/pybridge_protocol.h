@@ -113,10 +113,19 @@
 #define MGR_SPAWN 1
 /* ---- end of opcodes ---- */
 
+/* ---- limits: keep equal to docs/PROTOCOL.md ---- */
+#define DEFAULT_TIMEOUT_MS 5000u         /* control, call and open wait this long for Python */
+#define DEFAULT_MAX_FRAME (256u << 20)   /* max_frame unless the app env sets it */
+#define MIN_MAX_FRAME 64
+#define MAX_SPIN_US 10000u               /* spin_us is capped: a scheduler is held */
+#define MAX_WORKERS 64
+#define SHM_MIN (64u << 10)              /* bodies from this size travel in shared memory */
+#define SHM_HALF (8u << 20)              /* each direction's ring; bigger bodies go inline */
+/* ---- end of limits ---- */
+
 #define PB_CALL_RESERVED 0xFFFFFF00u     /* port_call commands from here up are ours */
 #define HDR_LEN 10                       /* len:u32 op:u8 fl:u8 id:u32 */
 #define HDR_AFTER_LEN 6                  /* what len counts besides the body */
-#define PB_MAX_FRAME_DEFAULT (256u << 20)  /* max_frame unless the app env sets it */
 
 static inline void put32(char *p, uint32_t v)
 {

@@ -13,8 +13,6 @@
 
 #include "workers.h"
 
-#define SHM_MIN (64u << 10)              /* bodies from this size travel in shared memory */
-#define SHM_HALF (8u << 20)              /* each direction's ring; bigger bodies go inline */
 #define LAT_BUCKETS 32
 
 enum pb_state {

@@ -15,7 +15,8 @@
 
 #include <erl_driver.h>
 
-#define MAX_WORKERS 64
+#include "pybridge_protocol.h"
+
 
 /* A worker: its slot, and the generation of the slot's occupant, so that a port's
  * reference stops matching once the slot holds a new worker. */

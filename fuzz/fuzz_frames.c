@@ -40,7 +40,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     u->open_id = 1;
     u->fd = sv[0];
     u->wfd = dup(sv[0]);                 /* the driver's answers, drained below */
-    u->max_frame = PB_MAX_FRAME_DEFAULT;
+    u->max_frame = DEFAULT_MAX_FRAME;
     u->opener = u->last_caller = 0x1233;
     u->last_connected = 0x4563;
     pb_add_known(u, 0x1233);

@@ -84,3 +84,12 @@
 
 -define(MGR_SPAWN, 1).
 %% ---- end of opcodes ----
+
+%% ---- limits: keep equal to docs/PROTOCOL.md ----
+-define(DEFAULT_TIMEOUT_MS, 5000).
+-define(DEFAULT_MAX_FRAME, 268435456).
+-define(MIN_MAX_FRAME, 64).
+-define(DEFAULT_SPIN_US, 50).
+-define(MAX_SPIN_US, 10000).
+-define(MAX_WORKERS, 64).
+%% ---- end of limits ----

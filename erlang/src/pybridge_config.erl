@@ -11,10 +11,13 @@
 %%   spin_us      50 (µs)                                   0 .. 10000
 %%
 %% An integer outside its range becomes the nearest bound; a value that is not an
-%% integer gives the default. README.md's Configuration table says what each one does.
+%% integer gives the default. README.md's Configuration table says what each one does; the
+%% defaults and bounds shared with C and Python are the limits of docs/PROTOCOL.md.
 -module(pybridge_config).
 
 -export([python/0, python_path/0, pool_size/0, timeout/0, max_frame/0, spin_us/0]).
+
+-include("pybridge_protocol.hrl").
 
 -define(U32_MAX, 16#FFFFFFFF).
 
@@ -41,24 +44,24 @@ python_path() ->
     end.
 
 %% @doc How many Python workers the pool runs.
--spec pool_size() -> 1..64.
+-spec pool_size() -> 1..?MAX_WORKERS.
 pool_size() ->
-    integer(pool_size, 1, 1, 64).
+    integer(pool_size, 1, 1, ?MAX_WORKERS).
 
 %% @doc Milliseconds that open, control and call wait for Python.
 -spec timeout() -> 0..?U32_MAX.
 timeout() ->
-    integer(timeout, 5000, 0, ?U32_MAX).
+    integer(timeout, ?DEFAULT_TIMEOUT_MS, 0, ?U32_MAX).
 
 %% @doc The largest frame in bytes, either way.
--spec max_frame() -> 64..?U32_MAX.
+-spec max_frame() -> ?MIN_MAX_FRAME..?U32_MAX.
 max_frame() ->
-    integer(max_frame, 256 bsl 20, 64, ?U32_MAX).
+    integer(max_frame, ?DEFAULT_MAX_FRAME, ?MIN_MAX_FRAME, ?U32_MAX).
 
 %% @doc Microseconds a waiting side busy-polls before it sleeps.
--spec spin_us() -> 0..10000.
+-spec spin_us() -> 0..?MAX_SPIN_US.
 spin_us() ->
-    integer(spin_us, 50, 0, 10000).
+    integer(spin_us, ?DEFAULT_SPIN_US, 0, ?MAX_SPIN_US).
 
 -spec integer(atom(), integer(), integer(), integer()) -> integer().
 integer(Key, Default, Min, Max) ->

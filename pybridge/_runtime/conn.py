@@ -11,6 +11,7 @@ from __future__ import annotations
 import functools
 import logging
 import selectors
+import struct
 import time
 from collections import deque
 from collections.abc import Coroutine
@@ -115,7 +116,7 @@ class Conn:
         self.port = Port(self.entry.backend())
         self.port_raw = self.caller_raw = self.connected_raw = 0
         self.control_flags = 0
-        self.timeout_ms = 5000
+        self.timeout_ms = P.DEFAULT_TIMEOUT_MS
         self.none_atom = "undefined"
         self.spec = ""
         self.closed = False
@@ -319,7 +320,11 @@ class Conn:
         handler = self.handlers.get(op)
         if handler is None:
             raise ProtocolError(f"unknown opcode {op:#x}")
-        handler(self, fl, rid, body)
+        try:
+            handler(self, fl, rid, body)
+        except struct.error as e:
+            # a body shorter than its opcode needs: this port's peer is broken, not the worker
+            raise ProtocolError(f"opcode {op:#x} with a {len(body)}-byte body") from e
 
     def on_output(self, body: bytes) -> None:
         n = U32_FROM(body, 0)[0] if len(body) >= 4 else -1

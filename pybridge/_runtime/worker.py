@@ -47,7 +47,7 @@ class Worker:
     """The loop, the ctl socket, and what every port shares (the Host of each Conn)."""
 
     def __init__(self, ctl_fd: int, paths: list[str], async_threads: int = 4,
-                 max_frame: int = P.MAX_FRAME, spin_us: int = 50) -> None:
+                 max_frame: int = P.DEFAULT_MAX_FRAME, spin_us: int = P.DEFAULT_SPIN_US) -> None:
         self.max_frame = max_frame
         self.spin = spin_us / 1e6
         # one read buffer for every port: a fresh 256 KiB bytes per recv costs an mmap
@@ -292,8 +292,8 @@ def _keep_large_blocks() -> None:
         pass
 
 
-def main(fd: int, paths: list[str], async_threads: int = 4, max_frame: int = P.MAX_FRAME,
-         spin_us: int = 50) -> None:
+def main(fd: int, paths: list[str], async_threads: int = 4, max_frame: int = P.DEFAULT_MAX_FRAME,
+         spin_us: int = P.DEFAULT_SPIN_US) -> None:
     _die_with_parent()
     _keep_large_blocks()
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)

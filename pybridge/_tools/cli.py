@@ -6,6 +6,7 @@ from pathlib import Path
 import click
 
 from .._version import __version__
+from .._wire import protocol as P
 
 
 @click.group()
@@ -28,9 +29,11 @@ def main() -> None:
               help="Directory to import driver modules from (repeatable).")
 @click.option("--async-threads", type=int, default=4, show_default=True,
               help="Threads running async_ jobs.")
-@click.option("--max-frame", type=click.IntRange(64), default=256 << 20, show_default=True,
+@click.option("--max-frame", type=click.IntRange(P.MIN_MAX_FRAME),
+              default=P.DEFAULT_MAX_FRAME, show_default=True,
               help="Largest frame in bytes; over it is an error, not an allocation.")
-@click.option("--spin-us", type=click.IntRange(0, 10000), default=50, show_default=True,
+@click.option("--spin-us", type=click.IntRange(0, P.MAX_SPIN_US),
+              default=P.DEFAULT_SPIN_US, show_default=True,
               help="Microseconds to busy-poll for the next frame before sleeping.")
 def worker(fd: int, paths: tuple[str, ...], async_threads: int, max_frame: int,
            spin_us: int) -> None:

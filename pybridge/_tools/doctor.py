@@ -27,10 +27,11 @@ def checks() -> list[tuple[str, bool, str]]:
     out.append(("rebar3", bool(rebar3), rebar3 or "apt-get install rebar3"))
     cc = shutil.which("cc") or shutil.which("gcc")
     out.append(("C compiler", bool(cc), cc or "apt-get install gcc make"))
-    so = find_driver()
-    out.append(("pybridge.so", so is not None,
-                str(so) if so else "build the Erlang app: rebar3 compile (or make) in pybridge's"
-                " checkout, or set PYBRIDGE_EBIN to its ebin directory"))
+    for name in ("pybridge.so", "pybridge_manager.so"):     # user ports, manager ports
+        so = find_driver(name)
+        out.append((name, so is not None,
+                    str(so) if so else "build the Erlang app: rebar3 compile (or make) in"
+                    " pybridge's checkout, or set PYBRIDGE_EBIN to its ebin directory"))
     try:
         import erlang  # noqa: F401
         ok, detail = True, f"{sys.executable} (Python {sys.version.split()[0]})"

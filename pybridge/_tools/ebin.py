@@ -24,10 +24,11 @@ def find_ebin(given: str | Path | None = None, root: Path | None = None) -> Path
     return next((e for e in candidates(given, root) if (e / "pybridge.app").exists()), None)
 
 
-def find_driver() -> Path | None:
-    """pybridge.so, in the priv directory beside a candidate ebin."""
+def find_driver(name: str = "pybridge.so") -> Path | None:
+    """A shared object of the driver (pybridge.so, pybridge_manager.so), in the priv
+    directory beside a candidate ebin."""
     for e in candidates():
-        so = e.parent / "priv" / "pybridge.so"
+        so = e.parent / "priv" / name
         if so.exists():
             return so
     return None

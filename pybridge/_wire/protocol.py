@@ -89,12 +89,19 @@ PB_CALL_INFO = 0xFFFFFF03
 MGR_SPAWN = 1
 # ---- end of opcodes ----
 
+# ---- limits: keep equal to docs/PROTOCOL.md ----
+DEFAULT_TIMEOUT_MS = 5000
+DEFAULT_MAX_FRAME = 256 << 20
+MIN_MAX_FRAME = 64
+DEFAULT_SPIN_US = 50
+MAX_SPIN_US = 10000
+SHM_MIN = 64 << 10          # bodies from this size go through the port's shared memory
+# ---- end of limits ----
+
 HEADER = struct.Struct(">IBBI")     # len, op, fl, id; len counts the bytes after itself
 HDR_LEN = HEADER.size
-SHM_MIN = 64 << 10          # bodies from this size go through the port's shared memory
 U32 = struct.Struct(">I")
 U64 = struct.Struct(">Q")
-MAX_FRAME = 256 << 20
 
 
 def frame(op: int, body: bytes = b"", fl: int = 0, rid: int = 0) -> bytes:

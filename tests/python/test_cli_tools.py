@@ -41,7 +41,8 @@ def test_new_refuses_bad_names_and_existing_dirs(tmp_path):
 def test_doctor_finds_everything_here():
     r = pybridge("doctor", cwd=ROOT)
     assert r.returncode == 0, r.stdout
-    for what in ["erl:", "erl_driver.h:", "rebar3:", "C compiler:", "pybridge.so:", "Python env:"]:
+    for what in ["erl:", "erl_driver.h:", "rebar3:", "C compiler:", "pybridge.so:",
+                 "pybridge_manager.so:", "Python env:"]:
         assert f"ok      {what}" in r.stdout
 
 

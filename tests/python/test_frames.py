@@ -92,7 +92,7 @@ def test_split_anywhere(conn, cut):
     assert feed_and_take(c, sock, data, cut) == sent
 
 
-@pytest.mark.parametrize("length", [0, 5, P.MAX_FRAME + 1, 0xFFFFFFFF])
+@pytest.mark.parametrize("length", [0, 5, P.DEFAULT_MAX_FRAME + 1, 0xFFFFFFFF])
 def test_bad_lengths_are_protocol_errors(conn, length):
     c, sock = conn
     sock.sendall(P.U32.pack(length) + b"\x12\x00\x00\x00\x00\x00")
@@ -148,3 +148,11 @@ def test_the_read_loop_splits_anywhere(conn, cut):
         sock.sendall(stream[i:i + cut])
         c.on_readable()
     assert got == want
+
+
+@pytest.mark.parametrize("op", [P.PY_CALLER, P.PY_CONNECTED, P.PY_TIMEOUT, P.PY_SHM_RELEASE])
+def test_a_short_body_closes_the_port_not_the_worker(conn, op):
+    c, mine = conn
+    mine.sendall(P.frame(op, b"\x01\x02\x03"))
+    c.on_readable()                     # raised out of the loop before: the worker died
+    assert c.closed

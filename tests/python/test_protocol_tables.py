@@ -88,3 +88,53 @@ def test_each_c_file_that_implements_the_protocol_names_it():
     """The driver is split into files; each says which part of PROTOCOL.md it implements."""
     for path in sorted((ROOT / "c_src").glob("*.[ch]")):
         assert "docs/PROTOCOL.md" in path.read_text()[:800], path.name
+
+
+def doc_worker_requests():
+    """The worker -> C opcodes whose id column says 'request', answers excluded."""
+    text = (ROOT / "docs/PROTOCOL.md").read_text()
+    section = text[text.index("## Port channel opcodes: worker → C"):]
+    section = section[:section.index("\n## ")]
+    rows = re.findall(r"^\| `(DRV_[A-Z_0-9]+)` \| 0x[0-9A-F]+ \| ([^|]+) \|", section, re.M)
+    table = {n for n, idcol in rows if idcol.strip() == "request"} - {"DRV_REPLY", "DRV_ERROR"}
+    listed = set(re.findall(r"`(DRV_[A-Z_]+)`",
+                            section[section.index("The worker's requests are exactly"):]
+                            .split(". Each carries")[0].split(":", 1)[1]))
+    return table, listed
+
+
+def c_worker_requests():
+    """DRV_* ops whose handler answers with PY_ANSWER (calls answer() in api_calls.c)."""
+    api = (ROOT / "c_src/api_calls.c").read_text()
+    bodies = re.split(r"^int (pb_op_[a-z_]+)\(", api, flags=re.M)
+    answering = {bodies[i] for i in range(1, len(bodies), 2) if "answer(" in bodies[i + 1]}
+    table = (ROOT / "c_src/frames.c").read_text()
+    return {op for op, fn in re.findall(r"\[(DRV_[A-Z_0-9]+)\] = (\w+),", table)
+            if fn in answering}
+
+
+def python_worker_requests():
+    """DRV_* ops the Python side sends with ask(), the call that waits for PY_ANSWER."""
+    found = set()
+    for path in (ROOT / "pybridge").rglob("*.py"):
+        found |= set(re.findall(r"\bask\(P\.(DRV_[A-Z_0-9]+)", path.read_text()))
+    return found
+
+
+def test_worker_requests_agree():
+    table, listed = doc_worker_requests()
+    assert len(table) >= 7
+    assert table == listed
+    assert c_worker_requests() == table
+    assert python_worker_requests() == table
+
+
+def test_each_flag_names_the_opcodes_it_applies_to():
+    text = (ROOT / "docs/PROTOCOL.md").read_text()
+    line = re.search(r"^Flags: (.*)$", text, re.M)[1]
+    flags = re.findall(r"`(FL_[A-Z]+)` = (0x[0-9A-F]+) \(on ([^)]+)\)", line)
+    assert {f for f, _, _ in flags} == {n for n in doc_table() if n.startswith("FL_")}
+    for name, _, on in flags:
+        ops = re.findall(r"`((?:PY|DRV)_[A-Z_0-9]+)`", on)
+        assert ops or on == "any frame", name
+        assert set(ops) <= doc_table().keys(), name
