@@ -5,6 +5,7 @@ The import graph is read from the source (ast), so imports inside functions and 
 TYPE_CHECKING count as much as those at the top.
 """
 import ast
+import re
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -133,3 +134,20 @@ def test_the_callbacks_are_named_once_and_documented():
     section = guide[guide.index("## The callbacks"):guide.index("### Class attributes")]
     documented = re.findall(r"`([a-z_]+)\(self", section)
     assert sorted(documented) == sorted(CALLBACKS)
+
+
+def test_architecture_md_names_every_source_file_and_only_existing_ones():
+    """docs/ARCHITECTURE.md is the newcomer's map: it must match the tree."""
+    text = (ROOT / "docs/ARCHITECTURE.md").read_text()
+    named = set()
+    for path in re.findall(r"`([\w./]+\.(?:py|erl|hrl|c|h))`", text):
+        named.add(Path(path).name)
+    sources = [p for d in ("c_src", "erlang/src", "erlang/include") for p in (ROOT / d).iterdir()
+               if p.suffix in (".c", ".h", ".erl", ".hrl")]
+    sources += [p for p in PACKAGE.rglob("*.py") if p.name != "__init__.py"
+                or p.parent == PACKAGE]
+    missing = sorted(str(p.relative_to(ROOT)) for p in sources if p.name not in named)
+    assert not missing, f"not in docs/ARCHITECTURE.md: {missing}"
+    existing = {p.name for p in sources} | {"__init__.py"}
+    existing |= {p.name for p in (ROOT / "tests/python").glob("*.py")}
+    assert not named - existing, f"named but not in the tree: {sorted(named - existing)}"
