@@ -109,15 +109,20 @@ int pb_op_time(pb_user *u, pb_frame *f)
 int pb_op_getenv(pb_user *u, pb_frame *f)
 {
     char key[4096], small[256], *val = small;
-    size_t vlen = sizeof(small);
-    int r;
+    size_t cap = sizeof(small), vlen = 0;
+    int r = 1, tries;
     if (f->len == 0 || f->len >= sizeof(key) || memchr(f->body, 0, f->len)) return OP_BAD;
     memcpy(key, f->body, f->len);
     key[f->len] = 0;
-    r = erl_drv_getenv(key, val, &vlen);
-    if (r > 0) {                        /* vlen now says how much is needed */
-        val = driver_alloc(vlen);
+    /* > 0: the buffer is too small. Grow to what ERTS asks for, and at least double: taken
+     * exactly, ERTS's answer (the value's length) leaves no room for the NUL it writes */
+    for (tries = 0; tries < 32; tries++) {
+        vlen = cap;
         r = erl_drv_getenv(key, val, &vlen);
+        if (r <= 0) break;
+        cap = vlen + 1 > 2 * cap ? vlen + 1 : 2 * cap;
+        if (val != small) driver_free(val);
+        val = driver_alloc(cap);
     }
     if (r == 0) answer(u, f->id, ANSWER_OK, val, strlen(val));
     else answer(u, f->id, ANSWER_FAILED, NULL, 0);

@@ -303,6 +303,12 @@ emulator_env() ->
     ?assertEqual("from python", os:getenv(Key)),
     os:putenv(Key, "from erlang"),
     ?assertEqual(<<"from erlang">>, pybridge:call(P, 4, list_to_binary(Key))),
+    %% any size: OTP's env test reads values far past a small first buffer
+    [begin
+         Long = lists:duplicate(N, $v),
+         os:putenv(Key, Long),
+         ?assertEqual(list_to_binary(Long), pybridge:call(P, 4, list_to_binary(Key)))
+     end || N <- [255, 256, 257, 4096, 100000]],
     os:unsetenv(Key),
     port_close(P).
 
