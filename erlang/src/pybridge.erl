@@ -69,7 +69,11 @@ command(Port, Data, Opts) ->
 control(Port, Cmd, Data) when is_integer(Cmd), Cmd >= 0, Cmd < 16#100000000 ->
     %% what port_control would refuse is refused here, before it crosses to Python
     try iolist_size(Data) catch error:badarg -> error(badarg) end,
-    unwrap(erlang:port_call(Port, ?PB_CALL_CONTROL, {Cmd, Data, self()}));
+    case erlang:port_call(Port, ?PB_CALL_CONTROL, {Cmd, Data, self()}) of
+        %% a long list-mode reply comes as a binary (docs/PROTOCOL.md): see string/1
+        {ok, {string, Bin}} -> string(Bin);
+        Answer -> unwrap(Answer)
+    end;
 control(_, _, _) ->
     error(badarg).
 
@@ -114,6 +118,16 @@ info(Port) ->
 -spec stats() -> [#{atom() => non_neg_integer()}].
 stats() ->
     [pybridge_manager:stats(Pid) || Pid <- pybridge_sup:managers()].
+
+%% Why not the list's own ETF: port_call decodes it in one go, holding a scheduler, and it
+%% is 2 bytes a byte. binary_to_list/1 yields; in a heap grown as it goes each collection
+%% copies the list built so far (64 MiB: 6.6 s), so the heap is grown to the list's size
+%% first (a cons is 2 words; 64 MiB: 1.3 s) and the caller's own minimum restored.
+-spec string(binary()) -> string().
+string(Bin) ->
+    Old = process_flag(min_heap_size, 2 * byte_size(Bin) + 1024),
+    erlang:garbage_collect(),
+    try binary_to_list(Bin) after process_flag(min_heap_size, Old) end.
 
 -spec unwrap({ok, Reply} | {error, error_reason()}) -> Reply.
 unwrap({ok, Reply}) -> Reply;
