@@ -18,7 +18,7 @@
 -export_type([spec/0, open_option/0, error_reason/0]).
 
 -type spec() :: string() | binary() | atom().
--type open_option() :: {timeout, non_neg_integer()}
+-type open_option() :: {timeout, 0..16#FFFFFFFF}
                      | {python_path, [file:filename()]}
                      | term().
 -type error_reason() :: badarg
@@ -33,16 +33,22 @@ open(Spec, Opts) ->
 
 %% @doc Open a port served by an instance of Spec ("module:Class").
 %% Args reach Driver.start(command). Opts are open_port options plus
-%% {timeout, Ms} and {python_path, Dirs}.
+%% {timeout, Ms} (0..4294967295) and {python_path, Dirs} (a list of directories, each a
+%% string, binary or atom); anything else of these, or Opts not a proper list, is badarg.
 -spec open(spec(), iodata(), [open_option()]) -> port().
-open(Spec, Args, Opts) when is_list(Opts) ->
+open(Spec, Args, Opts) ->
     whereis(pybridge_sup) =:= undefined andalso error({pybridge, not_started}),
     SpecS = spec_string(Spec),
-    ArgsS = binary_to_list(iolist_to_binary(Args)),
+    ArgsS = try binary_to_list(iolist_to_binary(Args)) catch error:_ -> error(badarg) end,
+    is_proper_list(Opts) orelse error(badarg),
     {Mine, PortOpts} = lists:partition(fun is_own_option/1, Opts),
     Timeout = proplists:get_value(timeout, Mine, pybridge_config:timeout()),
-    (is_integer(Timeout) andalso Timeout >= 0) orelse error(badarg),
+    %% the driver and the worker read it as a u32: a larger one must not wrap
+    (is_integer(Timeout) andalso Timeout >= 0 andalso Timeout =< 16#FFFFFFFF)
+        orelse error(badarg),
     Paths = proplists:get_value(python_path, Mine, []),
+    (is_proper_list(Paths) andalso lists:all(fun pybridge_config:is_dir_name/1, Paths))
+        orelse error(badarg),
     Token = erlang:unique_integer([positive]),
     %% -o: the opener's external form, so Python knows caller() in start without asking
     Me = binary:encode_hex(term_to_binary(self())),
@@ -50,9 +56,7 @@ open(Spec, Args, Opts) when is_list(Opts) ->
                          " -t ", integer_to_list(Timeout),
                          [[" -p ", encode_paths(Paths)] || Paths =/= []],
                          " ", SpecS, [[" ", ArgsS] || ArgsS =/= ""]]),
-    open_port_retrying(Cmd, PortOpts, Token, erlang:monotonic_time(millisecond) + Timeout);
-open(_, _, _) ->
-    error(badarg).
+    open_port_retrying(Cmd, PortOpts, Token, erlang:monotonic_time(millisecond) + Timeout).
 
 %% @doc erlang:port_command/2.
 -spec command(port(), iodata()) -> true.
@@ -150,6 +154,10 @@ open_port_retrying(Cmd, PortOpts, Token, Deadline) ->
             error(badarg)
         end
     end.
+
+-spec is_proper_list(term()) -> boolean().
+is_proper_list([_ | T]) -> is_proper_list(T);
+is_proper_list(L) -> L =:= [].
 
 -spec is_own_option(term()) -> boolean().
 is_own_option({timeout, _}) -> true;
