@@ -19,6 +19,7 @@ from .._errors import BadArg
 from .._types import Atom, ImproperList, Pid
 from .._wire import protocol as P
 from .conn import Conn, Handler
+from .loader import public_name
 
 # a list-mode control reply longer than STRING_EXT holds travels as {string, Binary}
 STRING_EXT_MAX = 65535
@@ -28,7 +29,8 @@ STRING = Atom("string")
 def error_term(exc: BaseException) -> tuple[Atom, Atom, bytes, bytes]:
     """{python, 'module.Class', Message, Traceback}: what Erlang's error/1 gets."""
     cls = type(exc)
-    return (Atom("python"), Atom(f"{cls.__module__}.{cls.__qualname__}"), str(exc).encode(),
+    return (Atom("python"), Atom(f"{public_name(cls.__module__)}.{cls.__qualname__}"),
+            str(exc).encode(),
             "".join(traceback.format_exception(exc)).encode())
 
 
