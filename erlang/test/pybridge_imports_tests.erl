@@ -36,6 +36,13 @@ per_open(A, B) ->
     PB = pybridge:open("b_drv:D", [binary, {python_path, [B]}]),
     ?assertEqual(<<"B helper">>, pybridge:call(PB, 0, marks)),
     ?assertEqual(MarksA, pybridge:call(PA, 0, marks)),
+    %% a port its driver creates imports from the same private directories
+    C = pybridge:open("creates:D", [binary, {python_path, [A]}]),
+    ?assertEqual("A helper", pybridge:control(C, 1, <<>>)),
+    Child = receive {created, Ch} -> Ch after 5000 -> error(no_child) end,
+    ?assertEqual("A helper", erlang:port_control(Child, 2, <<>>)),
+    port_close(Child),
+    port_close(C),
     %% an exception class of a private module keeps its module's plain name
     ?assertError({python, 'a_drv.Oops', <<"oops">>, _}, pybridge:call(PA, 1, x)),
     port_close(PB),
@@ -73,6 +80,14 @@ dirs() ->
           "        if c == 1:\n            raise Oops('oops')\n"
           "        import fractions as f\n"
           "        return [f.MARK, csv.MARK, helper.MARK, helper.sub.MARK]\n"),
+    write(A, "creates.py",
+          "import pybridge, helper\n"
+          "class D(pybridge.Driver):\n"
+          "    def control(self, c, d):\n"
+          "        if c == 1:\n"
+          "            child = self.port.create_port(self.port.caller())\n"
+          "            child.send_term(child.connected(), (pybridge.Atom('created'), child))\n"
+          "        return helper.MARK\n"),
     write(B, "helper.py", "MARK = 'B helper'\n"),
     write(B, "b_drv.py",
           "import pybridge\nfrom helper import MARK\n"
