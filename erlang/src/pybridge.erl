@@ -18,7 +18,7 @@
 -export_type([spec/0, open_option/0, error_reason/0]).
 
 -type spec() :: string() | binary() | atom().
--type open_option() :: {timeout, non_neg_integer()}
+-type open_option() :: {timeout, 0..16#FFFFFFFF}
                      | {python_path, [file:filename()]}
                      | term().
 -type error_reason() :: badarg
@@ -33,16 +33,22 @@ open(Spec, Opts) ->
 
 %% @doc Open a port served by an instance of Spec ("module:Class").
 %% Args reach Driver.start(command). Opts are open_port options plus
-%% {timeout, Ms} and {python_path, Dirs}.
+%% {timeout, Ms} (0..4294967295) and {python_path, Dirs} (a list of directories, each a
+%% string, binary or atom); anything else of these, or Opts not a proper list, is badarg.
 -spec open(spec(), iodata(), [open_option()]) -> port().
-open(Spec, Args, Opts) when is_list(Opts) ->
+open(Spec, Args, Opts) ->
     whereis(pybridge_sup) =:= undefined andalso error({pybridge, not_started}),
     SpecS = spec_string(Spec),
-    ArgsS = binary_to_list(iolist_to_binary(Args)),
+    ArgsS = try binary_to_list(iolist_to_binary(Args)) catch error:_ -> error(badarg) end,
+    is_proper_list(Opts) orelse error(badarg),
     {Mine, PortOpts} = lists:partition(fun is_own_option/1, Opts),
     Timeout = proplists:get_value(timeout, Mine, pybridge_config:timeout()),
-    (is_integer(Timeout) andalso Timeout >= 0) orelse error(badarg),
+    %% the driver and the worker read it as a u32: a larger one must not wrap
+    (is_integer(Timeout) andalso Timeout >= 0 andalso Timeout =< 16#FFFFFFFF)
+        orelse error(badarg),
     Paths = proplists:get_value(python_path, Mine, []),
+    (is_proper_list(Paths) andalso lists:all(fun pybridge_config:is_dir_name/1, Paths))
+        orelse error(badarg),
     Token = erlang:unique_integer([positive]),
     %% -o: the opener's external form, so Python knows caller() in start without asking
     Me = binary:encode_hex(term_to_binary(self())),
@@ -50,9 +56,7 @@ open(Spec, Args, Opts) when is_list(Opts) ->
                          " -t ", integer_to_list(Timeout),
                          [[" -p ", encode_paths(Paths)] || Paths =/= []],
                          " ", SpecS, [[" ", ArgsS] || ArgsS =/= ""]]),
-    open_port_retrying(Cmd, PortOpts, Token, erlang:monotonic_time(millisecond) + Timeout);
-open(_, _, _) ->
-    error(badarg).
+    open_port_retrying(Cmd, PortOpts, Token, erlang:monotonic_time(millisecond) + Timeout).
 
 %% @doc erlang:port_command/2.
 -spec command(port(), iodata()) -> true.
@@ -69,7 +73,11 @@ command(Port, Data, Opts) ->
 control(Port, Cmd, Data) when is_integer(Cmd), Cmd >= 0, Cmd < 16#100000000 ->
     %% what port_control would refuse is refused here, before it crosses to Python
     try iolist_size(Data) catch error:badarg -> error(badarg) end,
-    unwrap(erlang:port_call(Port, ?PB_CALL_CONTROL, {Cmd, Data, self()}));
+    case erlang:port_call(Port, ?PB_CALL_CONTROL, {Cmd, Data, self()}) of
+        %% a long list-mode reply comes as a binary (docs/PROTOCOL.md): see string/1
+        {ok, {string, Bin}} -> string(Bin);
+        Answer -> unwrap(Answer)
+    end;
 control(_, _, _) ->
     error(badarg).
 
@@ -115,6 +123,16 @@ info(Port) ->
 stats() ->
     [pybridge_manager:stats(Pid) || Pid <- pybridge_sup:managers()].
 
+%% Why not the list's own ETF: port_call decodes it in one go, holding a scheduler, and it
+%% is 2 bytes a byte. binary_to_list/1 yields; in a heap grown as it goes each collection
+%% copies the list built so far (64 MiB: 6.6 s), so the heap is grown to the list's size
+%% first (a cons is 2 words; 64 MiB: 1.3 s) and the caller's own minimum restored.
+-spec string(binary()) -> string().
+string(Bin) ->
+    Old = process_flag(min_heap_size, 2 * byte_size(Bin) + 1024),
+    erlang:garbage_collect(),
+    try binary_to_list(Bin) after process_flag(min_heap_size, Old) end.
+
 -spec unwrap({ok, Reply} | {error, error_reason()}) -> Reply.
 unwrap({ok, Reply}) -> Reply;
 unwrap({error, Reason}) -> error(Reason).
@@ -136,6 +154,10 @@ open_port_retrying(Cmd, PortOpts, Token, Deadline) ->
             error(badarg)
         end
     end.
+
+-spec is_proper_list(term()) -> boolean().
+is_proper_list([_ | T]) -> is_proper_list(T);
+is_proper_list(L) -> L =:= [].
 
 -spec is_own_option(term()) -> boolean().
 is_own_option({timeout, _}) -> true;

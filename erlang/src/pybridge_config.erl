@@ -9,13 +9,16 @@
 %%   timeout      5000 (ms)                                 0 .. 4294967295 (sent as u32)
 %%   max_frame    268435456 (bytes)                         64 .. 4294967295
 %%   spin_us      50 (µs)                                   0 .. 10000
+%%   worker_env   []                                        [{Name, Value | false}]
 %%
 %% An integer outside its range becomes the nearest bound; a value that is not an
-%% integer gives the default. README.md's Configuration table says what each one does; the
-%% defaults and bounds shared with C and Python are the limits of docs/PROTOCOL.md.
+%% integer gives the default; of a list, the entries of the wrong type are left out.
+%% README.md's Configuration table says what each one does; the defaults and bounds
+%% shared with C and Python are the limits of docs/PROTOCOL.md.
 -module(pybridge_config).
 
--export([python/0, python_path/0, pool_size/0, timeout/0, max_frame/0, spin_us/0]).
+-export([python/0, python_path/0, pool_size/0, timeout/0, max_frame/0, spin_us/0,
+         worker_env/0, is_dir_name/1]).
 
 -include("pybridge_protocol.hrl").
 
@@ -38,10 +41,22 @@ python() ->
 %% @doc The directories driver modules are imported from, absolute.
 -spec python_path() -> [file:filename()].
 python_path() ->
-    case application:get_env(pybridge, python_path, []) of
-        Dirs when is_list(Dirs) -> [filename:absname(D) || D <- Dirs];
-        _ -> []
-    end.
+    [filename:absname(D) || D <- list(python_path), is_dir_name(D)].
+
+%% @doc Variables to set ({Name, Value}) or to remove ({Name, false}) in the environment
+%% the workers inherit from the node; Name and Value strings or binaries, Name a C
+%% identifier, no NUL anywhere.
+-spec worker_env() -> [{string(), string() | false}].
+worker_env() ->
+    [{chars(N), case V of false -> false; _ -> chars(V) end}
+     || {N, V} <- list(worker_env),
+        is_env_name(N), V =:= false orelse is_chars(V)].
+
+%% @doc A directory as open's {python_path, _} and the app env take it: a non-empty
+%% string, binary or atom, without NUL.
+-spec is_dir_name(term()) -> boolean().
+is_dir_name(D) when is_atom(D) -> D =/= '';
+is_dir_name(D) -> is_chars(D) andalso D =/= "" andalso D =/= <<>>.
 
 %% @doc How many Python workers the pool runs.
 -spec pool_size() -> 1..?MAX_WORKERS.
@@ -69,3 +84,31 @@ integer(Key, Default, Min, Max) ->
         N when is_integer(N) -> min(max(N, Min), Max);
         _ -> Default
     end.
+
+-spec list(atom()) -> list().
+list(Key) ->
+    case application:get_env(pybridge, Key, []) of
+        L when is_list(L) -> proper(L);
+        _ -> []
+    end.
+
+%% the elements of a list, up to an improper tail
+-spec proper(maybe_improper_list()) -> list().
+proper([H | T]) -> [H | proper(T)];
+proper(_) -> [].
+
+-spec is_chars(term()) -> boolean().
+is_chars(B) when is_binary(B) ->
+    is_list(unicode:characters_to_list(B)) andalso binary:match(B, <<0>>) =:= nomatch;
+is_chars(L) when is_list(L) ->
+    io_lib:char_list(L) andalso not lists:member(0, L);
+is_chars(_) ->
+    false.
+
+-spec is_env_name(term()) -> boolean().
+is_env_name(N) ->
+    is_chars(N) andalso
+        re:run(N, "^[A-Za-z_][A-Za-z0-9_]*$", [{capture, none}, unicode]) =:= match.
+
+-spec chars(string() | binary()) -> string().
+chars(S) -> unicode:characters_to_list(S).

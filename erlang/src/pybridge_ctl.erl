@@ -26,7 +26,7 @@
 
 -include("pybridge_protocol.hrl").
 
--export([spawn_request/4, spawn_reply/1, class_info/2, pid_info/2, decode/1]).
+-export([spawn_request/4, with_env/2, spawn_reply/1, class_info/2, pid_info/2, decode/1]).
 -export_type([event/0]).
 
 %% What the manager port says, as pybridge_manager handles it.
@@ -42,6 +42,17 @@
                     [unicode:chardata()]) -> iodata().
 spawn_request(Timeout, MaxFrame, Spin, Argv) ->
     [<<Timeout:32, MaxFrame:32, Spin:32>> | [[unicode:characters_to_binary(A), 0] || A <- Argv]].
+
+%% @doc The worker's argv under `env' when worker_env asks for changes: the worker inherits
+%% the node's environment (posix_spawn with environ), env removes and sets variables and
+%% then execs the worker in its place (the same pid). Unchanged when there are none.
+-spec with_env([{string(), string() | false}], [string()]) -> [string()].
+with_env([], Argv) ->
+    Argv;
+with_env(Env, Argv) ->
+    EnvExe = case os:find_executable("env") of false -> "/usr/bin/env"; Path -> Path end,
+    Unset = lists:append([["-u", N] || {N, false} <- Env]),
+    [EnvExe | Unset] ++ [N ++ "=" ++ V || {N, V} <- Env, V =/= false] ++ Argv.
 
 %% @doc The OS pid in the MGR_SPAWN reply (port_control answers a list).
 -spec spawn_reply(string() | binary()) -> non_neg_integer().

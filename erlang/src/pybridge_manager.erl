@@ -78,9 +78,11 @@ init(N) ->
 handle_continue(spawn, S = #state{mgr = Mgr}) ->
     MaxFrame = pybridge_config:max_frame(),
     Spin = pybridge_config:spin_us(),
-    Argv = [pybridge_config:python(), "-m", "pybridge", "worker", "--fd", "3",
-            "--max-frame", integer_to_list(MaxFrame), "--spin-us", integer_to_list(Spin)
-            | lists:append([["--path", P] || P <- pybridge_config:python_path()])],
+    Argv = pybridge_ctl:with_env(
+             pybridge_config:worker_env(),
+             [pybridge_config:python(), "-m", "pybridge", "worker", "--fd", "3",
+              "--max-frame", integer_to_list(MaxFrame), "--spin-us", integer_to_list(Spin)
+              | lists:append([["--path", P] || P <- pybridge_config:python_path()])]),
     Request = pybridge_ctl:spawn_request(pybridge_config:timeout(), MaxFrame, Spin, Argv),
     try erlang:port_control(Mgr, ?MGR_SPAWN, Request) of
         Reply ->

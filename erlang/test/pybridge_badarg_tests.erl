@@ -20,6 +20,16 @@ wrong_types(P) ->
     ?assertError(badarg, pybridge:open("echo_term:EchoTerm", [{timeout, -5}])),
     ?assertError(badarg, pybridge:open("echo_term:EchoTerm", [not_an_option])),
     ?assertError(badarg, pybridge:open("echo_term:EchoTerm", {args}, [])),
+    %% open's own options: types and ranges checked, never function_clause nor truncated
+    [?assertError(badarg, pybridge:open("echo_term:EchoTerm", [Opt]))
+     || Opt <- [{python_path, "notalist"}, {python_path, [123]}, {python_path, dir},
+                {python_path, ["tests" | "drivers"]}, {python_path, [""]}, {python_path, [[$a, 0]]},
+                {timeout, 1 bsl 40}, {timeout, 16#100000000}, {timeout, -1}, {timeout, 1.5},
+                {timeout, infinity}]],
+    ?assertError(badarg, pybridge:open("echo_term:EchoTerm", [binary | improper])),
+    ?assertError(badarg, pybridge:open("echo_term:EchoTerm", "", not_a_list)),
+    [?assertError(badarg, pybridge:open("echo_term:EchoTerm", J, []))
+     || J <- [[1 | 2], [256], 1.5, foo, [-1], #{}]],
     [?assertError(badarg, pybridge:command(J, <<"x">>)) || J <- Junk],
     [?assertError(badarg, pybridge:command(P, J)) || J <- Junk, not is_binary(J), not is_list(J)],
     ?assertError(badarg, pybridge:command(P, [1 | 2])),

@@ -119,6 +119,7 @@ class Conn:
         self.timeout_ms = P.DEFAULT_TIMEOUT_MS
         self.none_atom = "undefined"
         self.spec = ""
+        self.open_paths = ""        # open's -p argument: its python_path, still encoded
         self.closed = False
         self.quiet = False              # closed for now, until its coroutine has unwound
         self.timer_gen = 0              # last generation handed out
@@ -213,7 +214,8 @@ class Conn:
         return monitor.pid if monitor.data in self.monitors else None
 
     def create_port(self, owner: LocalPid) -> Port:
-        status, data = self.ask(P.DRV_CREATE_PORT, P.U64.pack(owner.raw) + self.spec.encode())
+        text = f"-p {self.open_paths} {self.spec}" if self.open_paths else self.spec
+        status, data = self.ask(P.DRV_CREATE_PORT, P.U64.pack(owner.raw) + text.encode())
         if status:
             raise WorkerError("driver_create_port failed" if status == 1 else "unknown owner")
         conn = self.host.adopt(P.U32.unpack_from(data)[0],

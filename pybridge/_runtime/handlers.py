@@ -19,12 +19,18 @@ from .._errors import BadArg
 from .._types import Atom, ImproperList, Pid
 from .._wire import protocol as P
 from .conn import Conn, Handler
+from .loader import public_name
+
+# a list-mode control reply longer than STRING_EXT holds travels as {string, Binary}
+STRING_EXT_MAX = 65535
+STRING = Atom("string")
 
 
 def error_term(exc: BaseException) -> tuple[Atom, Atom, bytes, bytes]:
     """{python, 'module.Class', Message, Traceback}: what Erlang's error/1 gets."""
     cls = type(exc)
-    return (Atom("python"), Atom(f"{cls.__module__}.{cls.__qualname__}"), str(exc).encode(),
+    return (Atom("python"), Atom(f"{public_name(cls.__module__)}.{cls.__qualname__}"),
+            str(exc).encode(),
             "".join(traceback.format_exception(exc)).encode())
 
 
@@ -145,8 +151,13 @@ def control_reply(conn: Conn, rid: int, wrapped: int, r: Any) -> None:
         b = b"" if r is None else reply_bytes(r)
         if conn.control_flags & PORT_CONTROL_FLAG_BINARY and r is not None:
             conn.send(P.DRV_REPLY, encode(b), rid=rid)
-        else:
+        elif len(b) <= STRING_EXT_MAX:
             conn.send(P.DRV_REPLY, encode(list(b)), rid=rid)
+        else:
+            # Why not a list: its ETF is 2N bytes that port_call decodes into the caller's
+            # heap in one go, holding a scheduler; {string, Binary} costs N, and
+            # pybridge:control/3 makes the list with binary_to_list/1, which yields.
+            conn.send(P.DRV_REPLY, encode((STRING, b)), rid=rid)
     elif r is None:
         conn.send(P.DRV_REPLY, fl=P.FL_NONE, rid=rid)
     else:

@@ -1,41 +1,176 @@
-"""The module loader: driver classes come from the configured python_path only.
+"""The module loader: where a driver's modules come from, and which other drivers see them.
 
 A spec (module:Class) comes from Erlang; importing runs the module, so a spec must not
-reach modules outside the allowed directories (the app env python_path, open's -p): the
-standard library, site-packages, the worker's current directory.
+reach modules outside the python_path directories (the standard library, site-packages,
+the worker's current directory). Two kinds of directories (docs/WRITING_DRIVERS.md,
+"Imports"):
+
+ - the app env python_path (--path) is shared by every driver of the worker. It goes at
+   the end of sys.path, and a directory holding a module that the standard library or
+   the worker's path already has (csv.py, or one of another such directory) is refused:
+   opening a spec from it raises ImportError naming the module.
+ - an open's {python_path, Dirs} (-p) is private to the ports opened with that same list.
+   Its modules are submodules of a package of their own (_pybridge_path_N, whose __path__
+   is Dirs); their `import helper` finds their siblings through an __import__ of their
+   own (the __builtins__ of their globals), so no other driver imports them, and their
+   csv.py or fractions.py replaces the standard one for them alone.
 """
 from __future__ import annotations
 
+import builtins
 import importlib
 import importlib.machinery
 import os
 import re
 import sys
+import types
+from typing import Any
 
 from .._api.driver import Driver
 from .._errors import BadArg
 
 SPEC_RE = re.compile(r"^[A-Za-z_][\w]*(\.[A-Za-z_][\w]*)*:[A-Za-z_]\w*$")
+PREFIX = "_pybridge_path_"
+PathFinder = importlib.machinery.PathFinder
+_import = builtins.__import__
+
+
+def public_name(modname: str) -> str:
+    """A module's name without the private package of its open's python_path."""
+    if modname.startswith(PREFIX):
+        return modname.partition(".")[2] or modname
+    return modname
+
+
+def module_names(d: str) -> dict[str, str]:
+    """The top-level modules a directory holds: name -> its entry."""
+    suffixes = sorted(importlib.machinery.all_suffixes(), key=len, reverse=True)
+    try:
+        entries = sorted(os.listdir(d))
+    except OSError:
+        return {}
+    names: dict[str, str] = {}
+    for e in entries:
+        stem = next((e[:-len(s)] for s in suffixes if e.endswith(s)), None)
+        if stem is None and os.path.isfile(os.path.join(d, e, "__init__.py")):
+            stem = e
+        if stem is not None and stem.isidentifier():
+            names.setdefault(stem, e)
+    return names
+
+
+def shadowing(d: str, path: list[str]) -> str | None:
+    """Why directory d may not join sys.path: a module of it that path already has."""
+    # d itself may be there already: the worker's current directory (python -m) often is
+    path = [p for p in path if os.path.realpath(p) != d]
+    for name, entry in module_names(d).items():
+        if name in sys.stdlib_module_names or name in sys.builtin_module_names:
+            return (f"{os.path.join(d, entry)} would replace the standard library's module "
+                    f"{name!r} for every driver: rename it, or give its directory to the "
+                    f"open ({{python_path, [Dir]}}) of the drivers that use it")
+        spec = PathFinder.find_spec(name, path)
+        if spec is not None and spec.origin is not None:    # a namespace package never wins
+            return (f"{os.path.join(d, entry)} would replace the module {name!r} of "
+                    f"{spec.origin} for every driver: rename it, or give its directory to "
+                    f"the open ({{python_path, [Dir]}}) of the drivers that use it")
+    return None
+
+
+class Namespace:
+    """The private package of one open's python_path list, and the __import__ of its
+    modules: their plain names first, then what every module sees."""
+
+    def __init__(self, n: int, dirs: tuple[str, ...]) -> None:
+        self.name = f"{PREFIX}{n}"
+        self.dirs = list(dirs)
+        self.found: dict[str, bool] = {}        # top-level name -> one of dirs has it
+        pkg = types.ModuleType(self.name)
+        pkg.__path__ = self.dirs
+        pkg.__package__ = self.name
+        pkg.__spec__ = importlib.machinery.ModuleSpec(self.name, None, is_package=True)
+        pkg.__spec__.submodule_search_locations = self.dirs
+        sys.modules[self.name] = pkg
+        self.builtins = dict(builtins.__dict__, __import__=self.import_)
+
+    def has(self, top: str) -> bool:
+        found = self.found.get(top)
+        if found is None:   # remembered: an `import json` in a callback is a hot path too
+            found = self.found[top] = PathFinder.find_spec(top, self.dirs) is not None
+        return found
+
+    def import_(self, name: str, globals: Any = None, locals: Any = None,
+                fromlist: Any = (), level: int = 0) -> types.ModuleType:
+        if level == 0 and self.has(name.partition(".")[0]):
+            mod = _import(f"{self.name}.{name}", globals, locals, fromlist, 0)
+            # `import a.b` binds a: the private a, not the package around it
+            return mod if fromlist else sys.modules[f"{self.name}.{name.partition('.')[0]}"]
+        return _import(name, globals, locals, fromlist, level)
+
+
+class PrivateSourceLoader(importlib.machinery.SourceFileLoader):
+    """Runs a module of a Namespace with the Namespace's __import__."""
+
+    def __init__(self, fullname: str, path: str, space: Namespace) -> None:
+        super().__init__(fullname, path)
+        self.space = space
+
+    def exec_module(self, module: types.ModuleType) -> None:
+        module.__builtins__ = self.space.builtins       # type: ignore[attr-defined]
+        super().exec_module(module)
+
+
+class NamespaceFinder:
+    """On sys.meta_path: the submodules of the Namespaces, loaded by PrivateSourceLoader."""
+
+    def __init__(self, spaces: dict[str, Namespace]) -> None:
+        self.spaces = spaces
+
+    def find_spec(self, fullname: str, path: Any, target: Any = None) -> Any:
+        if not fullname.startswith(PREFIX):
+            return None
+        space = self.spaces.get(fullname.partition(".")[0])
+        if space is None or path is None:
+            return None
+        spec = PathFinder.find_spec(fullname, path)
+        if spec is not None and type(spec.loader) is importlib.machinery.SourceFileLoader:
+            spec.loader = PrivateSourceLoader(fullname, spec.loader.path, space)
+        return spec
 
 
 class Loader:
-    """The allowed directories, and the classes found in them so far."""
+    """The shared directories, the private packages, and the classes found so far."""
 
     def __init__(self, paths: list[str]) -> None:
-        self.allowed: list[str] = []
-        self.classes: dict[str, type[Driver]] = {}
-        self.allow(paths)
-
-    def allow(self, paths: list[str]) -> None:
-        for p in reversed(paths):
+        self.shared: list[str] = []
+        self.refused: dict[str, str] = {}       # shared directory -> why it is refused
+        self.spaces: dict[str, Namespace] = {}
+        self.space_of: dict[tuple[str, ...], Namespace] = {}
+        self.classes: dict[tuple[str, tuple[str, ...]], type[Driver]] = {}
+        sys.meta_path.insert(0, NamespaceFinder(self.spaces))
+        for p in paths:
             p = os.path.realpath(p)
-            if p not in self.allowed:
-                self.allowed.insert(0, p)
-            if p not in sys.path:
-                sys.path.insert(0, p)
+            if p in self.shared or p in self.refused:
+                continue
+            why = shadowing(p, sys.path)
+            if why is None:
+                self.shared.append(p)
+                sys.path.append(p)
+            else:
+                self.refused[p] = why
 
-    def find_class(self, spec: str) -> type[Driver]:
-        cls = self.classes.get(spec)
+    def space(self, dirs: tuple[str, ...]) -> Namespace:
+        space = self.space_of.get(dirs)
+        if space is None:
+            space = self.space_of[dirs] = Namespace(len(self.space_of) + 1, dirs)
+            self.spaces[space.name] = space
+        return space
+
+    def find_class(self, spec: str, paths: list[str] | None = None) -> type[Driver]:
+        """The class of spec, from the open's own directories (paths) first, then the
+        shared ones."""
+        dirs = tuple(dict.fromkeys(d for d in map(os.path.realpath, paths or ())
+                                   if d not in self.shared))
+        cls = self.classes.get((spec, dirs))
         if cls is not None:                 # checked already: opens are a hot path too
             return cls
         if not SPEC_RE.match(spec):
@@ -44,15 +179,21 @@ class Loader:
         # Why look before importing: an import runs the module, so a spec from Erlang must
         # not reach modules outside the configured python_path (the standard library, ...).
         top = modname.split(".")[0]
-        if importlib.machinery.PathFinder.find_spec(top, self.allowed) is None:
+        if dirs and PathFinder.find_spec(top, list(dirs)) is not None:
+            mod = importlib.import_module(f"{self.space(dirs).name}.{modname}")
+        elif PathFinder.find_spec(top, self.shared) is not None:
+            mod = importlib.import_module(modname)
+            where = os.path.realpath(getattr(mod, "__file__", None) or "")
+            if not any(where.startswith(d + os.sep) for d in self.shared):
+                raise ModuleNotFoundError(
+                    f"{modname!r} is not imported from the configured python_path")
+        else:
+            for d, why in self.refused.items():
+                if PathFinder.find_spec(top, [d]) is not None:
+                    raise ImportError(why)
             raise ModuleNotFoundError(f"No module named {top!r} in the configured python_path")
-        mod = importlib.import_module(modname)
-        where = os.path.realpath(getattr(mod, "__file__", None) or "")
-        if not any(where.startswith(d + os.sep) for d in self.allowed):
-            raise ModuleNotFoundError(
-                f"{modname!r} is not imported from the configured python_path")
         found = getattr(mod, clsname, None)
         if not (isinstance(found, type) and issubclass(found, Driver)):
             raise TypeError(f"{spec} is not a subclass of pybridge.Driver")
-        self.classes[spec] = found
+        self.classes[(spec, dirs)] = found
         return found

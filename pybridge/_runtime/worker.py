@@ -63,7 +63,8 @@ class Worker:
         self.pids: dict[int, Any] = {}
         self.new_fds: deque[tuple[int, int, int]] = deque()
         self.shm_fds: dict[int, int] = {}       # port serial -> its region, until attached
-        # driver modules come from these directories only (app env python_path, open -p)
+        # driver modules come from these directories only (app env python_path, open -p);
+        # an open's own directories are seen by its driver only
         self.loader = Loader(paths)
 
     # -- ctl channel --
@@ -167,6 +168,7 @@ class Worker:
         """PY_OPEN's text: options (-t timeout, -o owner, -p paths), the spec, the command."""
         words = text.split(" ")
         i = 0
+        paths: list[str] = []
         while i < len(words) and words[i].startswith("-"):
             opt, arg = words[i], words[i + 1] if i + 1 < len(words) else ""
             if opt == "-t" and arg.isdigit():
@@ -174,11 +176,12 @@ class Worker:
             elif opt == "-o":
                 self.pids[conn.caller_raw] = decode(bytes.fromhex(arg))
             elif opt == "-p":
-                self.loader.allow([urllib.parse.unquote(x) for x in arg.split(":") if x])
+                paths = [urllib.parse.unquote(x) for x in arg.split(":") if x]
+                conn.open_paths = arg       # a port it creates imports from them too
             i += 2
         spec = words[i] if i < len(words) else ""
         conn.spec = spec
-        return self.loader.find_class(spec), " ".join(words[i + 1:])
+        return self.loader.find_class(spec, paths), " ".join(words[i + 1:])
 
     def accept_ports(self) -> None:
         while self.new_fds:
