@@ -48,6 +48,8 @@
                 %% deaths in a row of workers that lived less than STABLE_MS
                 young_deaths = 0 :: non_neg_integer(),
                 last_exit = none :: exit() | none,
+                %% the worker's own argv (what the nanny execs), for the error reports
+                argv = [] :: [string()],
                 next_id = 1 :: pos_integer(),
                 asks = #{} :: #{pos_integer() => gen_server:from()}}).
 
@@ -116,16 +118,16 @@ spawn_worker(S = #state{mgr = Mgr, group = #{index := Index, memory_limit := Lim
     MaxFrame = pybridge_config:max_frame(),
     Spin = pybridge_config:spin_us(),
     Nanny = filename:join(pybridge_sup:driver_dir(), "pybridge_nanny"),
-    Argv = [Nanny, os:getpid(), integer_to_list(Limit), "--",
-            pybridge_config:python(), "-m", "pybridge", "worker", "--fd", "3",
-            "--max-frame", integer_to_list(MaxFrame), "--spin-us", integer_to_list(Spin)
-            | lists:append([["--path", P] || P <- pybridge_config:python_path()])],
+    Worker = [pybridge_config:python(), "-m", "pybridge", "worker", "--fd", "3",
+              "--max-frame", integer_to_list(MaxFrame), "--spin-us", integer_to_list(Spin)
+              | lists:append([["--path", P] || P <- pybridge_config:python_path()])],
+    Argv = [Nanny, os:getpid(), integer_to_list(Limit), "--" | Worker],
     Request = pybridge_ctl:spawn_request(pybridge_config:timeout(), MaxFrame, Spin, Index, Argv),
     try erlang:port_control(Mgr, ?MGR_SPAWN, Request) of
         Reply ->
             Timer = erlang:start_timer(?HELLO_TIMEOUT, self(), hello_timeout),
             {noreply, S#state{os_pid = pybridge_ctl:spawn_reply(Reply), phase = {handshake, Timer},
-                              spawned_at = erlang:monotonic_time(millisecond)}}
+                              spawned_at = erlang:monotonic_time(millisecond), argv = Worker}}
     catch error:badarg when S#state.started ->
         logger:error("pybridge: could not spawn a worker: ~p", [Argv]),
         restart_later(S)
@@ -234,8 +236,12 @@ handle_ctl({bad_log, {malformed, Other}}, S) ->
 handle_ctl({bad_log, undecodable}, S = #state{os_pid = OsPid}) ->
     logger:warning("pybridge: undecodable log frame from worker ~p", [OsPid]),
     {noreply, S};
-handle_ctl({worker_exit, Status, _, _}, S = #state{started = false}) ->
-    {stop, {pybridge_worker_exited, exit_of(Status)}, S};
+handle_ctl({worker_exit, Status, _, _}, S = #state{started = false, argv = Argv}) ->
+    %% 127: the nanny could not exec the interpreter, as posix_spawn once said itself
+    case exit_of(Status) of
+        {exit_status, 127} -> {stop, {pybridge_spawn_failed, Argv}, S};
+        Exit -> {stop, {pybridge_worker_exited, Exit}, S}
+    end;
 handle_ctl({worker_exit, Status, Busy, Blame}, S) ->
     worker_died(exit_of(Status), blame(Busy, Blame, S#state.ports), S);
 handle_ctl({class_info, Id, Answer}, S = #state{asks = Asks}) ->
