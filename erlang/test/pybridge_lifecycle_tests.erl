@@ -249,3 +249,25 @@ memory_limit_bounds_a_group() ->
     port_close(Other),
     ?assert(restarted(capped)),
     flush().
+
+%% pybridge_config brings worker_groups and crash_loop into range, as it does the rest.
+config_clamps_groups_test() ->
+    _ = application:load(pybridge),
+    ok = application:set_env(pybridge, worker_groups,
+                             #{b => #{size => 100, memory_limit => 1},
+                               a => #{size => 0, memory_limit => 0},
+                               "c" => #{size => 1},
+                               default => not_a_map}),
+    ok = application:set_env(pybridge, crash_loop, #{deaths => 0, period => -5}),
+    try
+        ?assertEqual([#{name => default, index => 0, size => 1, memory_limit => 0},
+                      #{name => a, index => 1, size => 1, memory_limit => 0},
+                      #{name => b, index => 2, size => 62, memory_limit => 32 * ?MIB}],
+                     pybridge_config:worker_groups()),
+        ?assertEqual({ok, 2}, pybridge_config:group_index(b)),
+        ?assertEqual(error, pybridge_config:group_index(c)),
+        ?assertEqual(#{deaths => 1, period => 0, refuse => 30000}, pybridge_config:crash_loop())
+    after
+        application:unset_env(pybridge, worker_groups),
+        application:unset_env(pybridge, crash_loop)
+    end.
