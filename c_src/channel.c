@@ -75,7 +75,7 @@ int pb_channel_open(pb_user *u, pb_worker_ref want)
     int mine_r, mine_w, theirs[2], ntheirs, i, rc;
     pb_attachment a;
     if (make_fds(&mine_r, &mine_w, theirs, &ntheirs) < 0) return -1;
-    rc = pb_worker_take_port(want, theirs, ntheirs, &a);
+    rc = pb_worker_take_port(want, u->c.group, theirs, ntheirs, &a);
     for (i = 0; i < ntheirs; i++) close(theirs[i]);
     if (rc < 0) {
         close(mine_r);

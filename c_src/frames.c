@@ -29,6 +29,7 @@ static int op_answer(pb_user *u, pb_frame *f)
             u->timer_gen = u->pending_gen;
             driver_set_timer(u->c.port, (unsigned long)u->pending_ms);
         }
+        pb_note_idle(u);
         erl_drv_init_ack(u->c.port, (ErlDrvData)u);
         return OP_OK;
     }

@@ -1,15 +1,21 @@
 /*
  * manager.c - pybridge_manager.so, the manager ports' driver: open_port({spawn_driver,
  * "pybridge_manager"}, [binary]), one per worker, owned by its pybridge_manager process.
- * It spawns the worker (MGR_SPAWN), holds its ctl socket, relays ctl frames both ways
- * and reports the worker's exit (docs/PROTOCOL.md, "ctl channel opcodes", "Handshake",
- * "Manager port controls").
+ * It spawns the worker through its nanny (MGR_SPAWN), holds its ctl socket, relays ctl
+ * frames both ways, watches the worker's end and reports its wait status (docs/PROTOCOL.md,
+ * "ctl channel opcodes", "Handshake", "Manager port controls", "The nanny").
+ *
+ * Why three descriptors are watched: ctl EOF comes late or never when a child the driver
+ * forked holds the worker's ctl socket, so the worker's end is what the nanny says on
+ * the status pipe (it waits for the worker), and the nanny's pidfd, when it is killed.
  *
  * Built from the same sources as pybridge.so, it is a driver of its own because
  * erl_ddll loads one erl_drv_entry per file; the registry of workers it adds to is
  * pybridge.so's, which pybridge_sup loads first, in the same directory.
  */
+#define _GNU_SOURCE                      /* kill with -std=c11 */
 #include <errno.h>
+#include <signal.h>
 #include <string.h>
 #include <sys/socket.h>
 #include <unistd.h>
@@ -19,37 +25,61 @@
 #include "workers.h"
 
 #define MAX_ARGS 64
-#define SPAWN_FIXED 12                   /* timeout_ms:u32 max_frame:u32 spin_us:u32 */
+#define SPAWN_FIXED 16                   /* timeout_ms max_frame spin_us group: u32 each */
 #define CTL_MSG_MAX 65536
+#define EOF_GRACE_MS 200                 /* ctl closed: the worker has this long to exit */
+#define STOP_GRACE_MS 200
 
 typedef struct {
     pb_common c;                         /* DON'T MOVE: the part every port kind has */
     int ctl_fd;                          /* -1 until MGR_SPAWN, and after the worker exits */
+    int status_fd;                       /* the nanny's status pipe, or -1 */
+    int pidfd;                           /* the nanny's pidfd, or -1 */
 } pb_manager;
 
 static ErlDrvEntry manager_entry;
 
-/* The worker is gone or going: close ctl, reap it, tell Erlang CTL_WORKER_EXIT(status). */
-static void worker_exit(pb_manager *m)
+static void unwatch(pb_manager *m, int *fd)
 {
-    int status = -1;
-    char h[HDR_LEN + 4];
+    /* stop_select closes it once ERTS no longer polls it */
+    if (*fd >= 0) driver_select(m->c.port, (ErlDrvEvent)(long)*fd, ERL_DRV_READ | ERL_DRV_USE, 0);
+    *fd = -1;
+}
+
+static void mgr_ready_input(ErlDrvData d, ErlDrvEvent e);
+
+/*
+ * The worker is gone, with this wait status: pass on the ctl frames it sent last (its
+ * traceback), forget it, and tell Erlang CTL_WORKER_EXIT: the status, how many ports
+ * waited for it, and the class of the one that waited longest.
+ */
+static void worker_gone(pb_manager *m, int status)
+{
+    char h[HDR_LEN + 8 + PB_SPEC_MAX];
+    int busy = pb_worker_blame(m->c.worker, h + HDR_LEN + 8);
+    size_t blen = strlen(h + HDR_LEN + 8);
     pb_worker_dying(m->c.worker);
-    if (m->ctl_fd >= 0) shutdown(m->ctl_fd, SHUT_RDWR);
-    if (m->c.os_pid > 0) {
-        status = pb_reap(m->c.os_pid);
-        m->c.os_pid = 0;
-    }
-    if (m->ctl_fd >= 0) {
-        /* stop_select closes it once ERTS no longer polls it */
-        driver_select(m->c.port, (ErlDrvEvent)(long)m->ctl_fd, ERL_DRV_READ | ERL_DRV_USE, 0);
-        m->ctl_fd = -1;
-    }
+    if (m->ctl_fd >= 0) mgr_ready_input((ErlDrvData)m, (ErlDrvEvent)(long)m->ctl_fd);
+    unwatch(m, &m->ctl_fd);
+    unwatch(m, &m->status_fd);
+    unwatch(m, &m->pidfd);
+    driver_cancel_timer(m->c.port);
+    m->c.os_pid = 0;
     pb_worker_remove(m->c.worker);
     m->c.worker = PB_NO_WORKER;
-    mk_hdr(h, CTL_WORKER_EXIT, 0, 0, 4);
+    mk_hdr(h, CTL_WORKER_EXIT, 0, 0, 8 + blen);
     put32(h + HDR_LEN, (uint32_t)status);
-    driver_output(m->c.port, h, sizeof(h));
+    put32(h + HDR_LEN + 4, (uint32_t)busy);
+    driver_output(m->c.port, h, HDR_LEN + 8 + blen);
+}
+
+/* ctl closed or failed: no new ports; the worker is ending, or is made to (mgr_timeout). */
+static void ctl_closed(pb_manager *m)
+{
+    pb_worker_dying(m->c.worker);
+    if (m->ctl_fd >= 0) shutdown(m->ctl_fd, SHUT_RDWR);
+    unwatch(m, &m->ctl_fd);
+    if (m->status_fd >= 0) driver_set_timer(m->c.port, EOF_GRACE_MS);
 }
 
 /* CTL_HELLO: proto:u16, then the driver's version */
@@ -64,8 +94,8 @@ static int send_hello(pb_manager *m)
 }
 
 /*
- * MGR_SPAWN: timeout_ms:u32 max_frame:u32 spin_us:u32, then the argv as NUL-terminated
- * strings. Reply os_pid:u32 worker_index:u32.
+ * MGR_SPAWN: timeout_ms:u32 max_frame:u32 spin_us:u32 group:u32, then the nanny's argv as
+ * NUL-terminated strings. Reply os_pid:u32 (the worker's) worker_index:u32.
  */
 static ErlDrvSSizeT spawn_worker(pb_manager *m, char *buf, size_t len, char **rbuf,
                                  ErlDrvSizeT rlen)
@@ -73,23 +103,29 @@ static ErlDrvSSizeT spawn_worker(pb_manager *m, char *buf, size_t len, char **rb
     char *argv[MAX_ARGS], *a, *end = buf + len, *o;
     int argc = 0;
     pb_worker_conf conf;
-    if (m->ctl_fd >= 0 || len < SPAWN_FIXED + 1 || buf[len - 1] != 0) return -1;
+    pb_spawned sp;
+    if (m->ctl_fd >= 0 || m->status_fd >= 0 || len < SPAWN_FIXED + 1 || buf[len - 1] != 0)
+        return -1;
     conf.timeout_ms = get32(buf) ? get32(buf) : DEFAULT_TIMEOUT_MS;
     conf.max_frame = get32(buf + 4) >= MIN_MAX_FRAME ? get32(buf + 4) : DEFAULT_MAX_FRAME;
     conf.spin_us = get32(buf + 8) > MAX_SPIN_US ? MAX_SPIN_US : get32(buf + 8);
+    conf.group = get32(buf + 12);
     conf.notify = driver_caller(m->c.port);
     for (a = buf + SPAWN_FIXED; a < end && argc < MAX_ARGS - 1; a += strlen(a) + 1)
         argv[argc++] = a;
     argv[argc] = NULL;
-    if (argc == 0 || pb_spawn(argv, &m->c.os_pid, &m->ctl_fd) < 0) return -1;
-    if (pb_worker_add(m->c.os_pid, m->ctl_fd, &conf, &m->c.worker) < 0) {
-        worker_exit(m);
-        return -1;
-    }
+    if (argc == 0 || pb_spawn(argv, &sp) < 0) return -1;
+    m->c.os_pid = sp.worker;
+    m->ctl_fd = sp.ctl_fd;
+    m->status_fd = sp.status_fd;
+    m->pidfd = sp.pidfd;
     driver_select(m->c.port, (ErlDrvEvent)(long)m->ctl_fd, ERL_DRV_READ | ERL_DRV_USE, 1);
-    if (send_hello(m) < 0) {
-        worker_exit(m);
-        return -1;
+    driver_select(m->c.port, (ErlDrvEvent)(long)m->status_fd, ERL_DRV_READ | ERL_DRV_USE, 1);
+    if (m->pidfd >= 0)
+        driver_select(m->c.port, (ErlDrvEvent)(long)m->pidfd, ERL_DRV_READ | ERL_DRV_USE, 1);
+    if (pb_worker_add(m->c.os_pid, m->ctl_fd, &conf, &m->c.worker) < 0 || send_hello(m) < 0) {
+        kill(m->c.os_pid, SIGKILL);
+        ctl_closed(m);                   /* CTL_WORKER_EXIT follows, from the status pipe */
     }
     o = *rbuf;
     if (rlen < 8) o = *rbuf = driver_alloc(8);
@@ -105,15 +141,29 @@ static ErlDrvData mgr_start(ErlDrvPort port, char *cmd)
     memset(m, 0, sizeof(*m));
     m->c.port = port;
     m->c.worker = PB_NO_WORKER;
-    m->ctl_fd = -1;
+    m->ctl_fd = m->status_fd = m->pidfd = -1;
     return (ErlDrvData)m;
 }
 
+/* The worker exits on ctl EOF; it is killed if it does not within STOP_GRACE_MS. */
 static void mgr_stop(ErlDrvData d)
 {
     pb_manager *m = (pb_manager *)d;
-    if (m->c.worker.slot >= 0) worker_exit(m);
+    pb_worker_dying(m->c.worker);
+    if (m->ctl_fd >= 0) shutdown(m->ctl_fd, SHUT_RDWR);
+    if (m->status_fd >= 0) pb_await_status(m->status_fd, m->c.os_pid, STOP_GRACE_MS);
+    unwatch(m, &m->ctl_fd);
+    unwatch(m, &m->status_fd);
+    unwatch(m, &m->pidfd);
+    pb_worker_remove(m->c.worker);
     driver_free(m);
+}
+
+/* ctl closed EOF_GRACE_MS ago and the worker is still there: it goes. */
+static void mgr_timeout(ErlDrvData d)
+{
+    pb_manager *m = (pb_manager *)d;
+    if (m->status_fd >= 0 && m->c.os_pid > 0) kill(m->c.os_pid, SIGKILL);
 }
 
 static ErlDrvSSizeT mgr_control(ErlDrvData d, unsigned int cmd, char *buf, ErlDrvSizeT len,
@@ -122,19 +172,28 @@ static ErlDrvSSizeT mgr_control(ErlDrvData d, unsigned int cmd, char *buf, ErlDr
     return cmd == MGR_SPAWN ? spawn_worker((pb_manager *)d, buf, len, rbuf, rlen) : -1;
 }
 
-/* Every ctl frame from the worker goes to Erlang as port data; a matching CTL_HELLO
- * also makes the worker live. */
+/*
+ * The status pipe or the nanny's pidfd: the worker's end (its status; -1 if the nanny was
+ * killed, which kills the worker). ctl: every frame from the worker goes to Erlang as port
+ * data; a matching CTL_HELLO also makes the worker live.
+ */
 static void mgr_ready_input(ErlDrvData d, ErlDrvEvent e)
 {
     pb_manager *m = (pb_manager *)d;
-    (void)e;
-    while (m->ctl_fd >= 0) {
+    int fd = (int)(long)e, status;
+    if (fd >= 0 && (fd == m->status_fd || fd == m->pidfd)) {
+        /* the nanny writes the status before it exits: a readable pidfd finds it there */
+        if (m->status_fd >= 0 && pb_read_status(m->status_fd, &status) >= 0)
+            worker_gone(m, status);
+        return;
+    }
+    while (m->ctl_fd >= 0 && fd == m->ctl_fd) {
         char buf[CTL_MSG_MAX];
         ssize_t r = recv(m->ctl_fd, buf, sizeof(buf), MSG_DONTWAIT);
         if (r < 0 && errno == EINTR) continue;
         if (r < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) return;
         if (r <= 0) {
-            worker_exit(m);
+            ctl_closed(m);
             return;
         }
         if (r < HDR_LEN || get32(buf) != (uint32_t)r - 4) continue;   /* not a frame: ignore */
@@ -186,7 +245,7 @@ static ErlDrvEntry manager_entry = {
     mgr_finish,
     NULL,                                /* handle */
     mgr_control,
-    NULL,                                /* timeout */
+    mgr_timeout,
     mgr_outputv,
     NULL,                                /* ready_async */
     NULL,                                /* flush */

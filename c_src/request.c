@@ -18,6 +18,10 @@
 
 enum pb_wait { WAIT_DONE, WAIT_TIMEOUT, WAIT_DOWN };
 
+/* A wait sleeps at most this long between looks at whether its worker still lives: a
+ * child the driver forked may hold the channel open after the worker's end. */
+#define LIVENESS_MS 50
+
 uint32_t pb_new_id(pb_user *u)
 {
     if (++u->next_id == 0) u->next_id = 1;
@@ -43,13 +47,15 @@ static enum pb_wait request(pb_user *u, struct iovec *iov, int cnt, uint32_t id)
     ErlDrvTime spin_end = erl_drv_monotonic_time(ERL_DRV_USEC) + u->spin_us;
     u->awaiting = id;
     u->got = 0;
+    pb_note_busy(u);
     if (pb_send_iov(u, iov, cnt, NULL) < 0) goto down;
     while (!u->got) {
         struct pollfd p[2];
         ErlDrvTime left = deadline - now_ms();
-        int r;
+        int r, spinning;
         if (left <= 0) {
             u->awaiting = 0;
+            pb_note_idle(u);
             return WAIT_TIMEOUT;
         }
         p[0].fd = u->fd;
@@ -57,18 +63,24 @@ static enum pb_wait request(pb_user *u, struct iovec *iov, int cnt, uint32_t id)
         p[1].fd = u->wfd;
         p[1].events = POLLOUT;
         p[0].revents = p[1].revents = 0;
+        spinning = erl_drv_monotonic_time(ERL_DRV_USEC) < spin_end;
         r = poll(p, u->qhead ? 2 : 1,
-                 erl_drv_monotonic_time(ERL_DRV_USEC) < spin_end ? 0 : (int)left);
+                 spinning ? 0 : (int)(left < LIVENESS_MS ? left : LIVENESS_MS));
         if (r < 0 && errno != EINTR) goto down;
+        if (r == 0 && !spinning && !pb_worker_alive(u->c.worker)) goto down;
         if (r <= 0) continue;
         if ((p[1].revents & POLLERR) || ((p[1].revents & POLLOUT) && pb_flush_queue(u) < 0))
             goto down;
         if (p[0].revents & (POLLIN | POLLHUP | POLLERR)) {
             r = pb_read_frames(u);
-            if (r < 0) return WAIT_DOWN;       /* port failed already */
+            if (r < 0) {                       /* port failed already */
+                pb_note_idle(u);
+                return WAIT_DOWN;
+            }
             if (r > 0 && !u->got) goto down;
         }
     }
+    pb_note_idle(u);
     return WAIT_DONE;
 down:
     u->awaiting = 0;

@@ -42,6 +42,8 @@ typedef struct pb_user {
     uint32_t max_frame;                  /* frames over it are errors, not allocations */
     unsigned spin_us;                    /* busy-poll before sleeping on an answer */
     uint32_t serial;                     /* of the CTL_NEW_PORT that took the channel over */
+    char spec[PB_SPEC_MAX];              /* its class, "module:Class" (named: the driver's) */
+    int in_python;                       /* a start/control/call counted by pb_worker_busy */
     /* channel.c: the channel to the worker */
     int fd;                              /* read end (from the worker) */
     int wfd;                             /* write end (to the worker); == fd for a socketpair */
@@ -157,6 +159,8 @@ ErlDrvSSizeT pb_user_request(pb_user *u, int op, int wrapped, unsigned cmd, char
 /* user_port.c */
 pb_user *pb_user_new(enum pb_state state, unsigned timeout_ms, int blocking);
 void pb_user_begin(pb_user *u, int fl, uint32_t id, const char *text, size_t tlen);
+void pb_note_busy(pb_user *u);
+void pb_note_idle(pb_user *u);
 ErlDrvData pb_user_start(ErlDrvPort port, char *cmd);
 void pb_user_stop(pb_user *u);
 void pb_user_free(pb_user *u);

@@ -40,17 +40,41 @@ void pb_user_free(pb_user *u)
     driver_free(u);
 }
 
+/* The spec in a PY_OPEN text: the first word after the options (each "-x ARG"). */
+static const char *text_spec(const char *text, size_t *len)
+{
+    const char *p = text, *e;
+    while (*p == '-') {
+        int words = 2;
+        while (words-- && *p) {
+            while (*p && *p != ' ') p++;
+            while (*p == ' ') p++;
+        }
+    }
+    for (e = p; *e && *e != ' '; e++)
+        ;
+    *len = (size_t)(e - p);
+    return p;
+}
+
 /*
  * A port attached to its worker (pb_channel_open) starts reading, and tells Python
  * (PY_OPEN, with id and flags: a request from open_port, FL_CREATED from
- * driver_create_port) and its pybridge_manager process ({pybridge_port_opened, Port}).
+ * driver_create_port) and its pybridge_manager process ({pybridge_port_opened, Port,
+ * Spec}: the manager blames a class for its worker's death by what its ports were doing).
  */
 void pb_user_begin(pb_user *u, int fl, uint32_t id, const char *text, size_t tlen)
 {
     char h[HDR_LEN], b[OPEN_FIXED];
     struct iovec iov[3];
-    ErlDrvTermData t[6] = { ERL_DRV_ATOM, driver_mk_atom("pybridge_port_opened"),
-                            ERL_DRV_PORT, u->port_term, ERL_DRV_TUPLE, 2 };
+    size_t slen;
+    const char *spec = text_spec(text, &slen);
+    ErlDrvTermData t[9] = { ERL_DRV_ATOM, driver_mk_atom("pybridge_port_opened"),
+                            ERL_DRV_PORT, u->port_term,
+                            ERL_DRV_BUF2BINARY, (ErlDrvTermData)spec, (ErlDrvTermData)slen,
+                            ERL_DRV_TUPLE, 3 };
+    memcpy(u->spec, spec, slen < PB_SPEC_MAX ? slen : PB_SPEC_MAX - 1);
+    if (id) pb_note_busy(u);             /* start runs: a death now is this class's */
     driver_select(u->c.port, (ErlDrvEvent)(long)u->fd, ERL_DRV_READ | ERL_DRV_USE, 1);
     erl_drv_set_os_pid(u->c.port, u->c.os_pid);
     pb_add_known(u, u->last_caller);
@@ -63,7 +87,30 @@ void pb_user_begin(pb_user *u, int fl, uint32_t id, const char *text, size_t tle
     iov[1].iov_base = b; iov[1].iov_len = OPEN_FIXED;
     iov[2].iov_base = (char *)text; iov[2].iov_len = tlen;
     pb_send_iov(u, iov, 3, NULL);
-    pb_send_to(u, u->notify, t, 6);
+    pb_send_to(u, u->notify, t, 9);
+}
+
+/* The port waits for its worker (start, control, call): see pb_worker_busy. */
+void pb_note_busy(pb_user *u)
+{
+    if (u->in_python) return;
+    u->in_python = 1;
+    pb_worker_busy(u->c.worker, u->serial, u->spec);
+}
+
+void pb_note_idle(pb_user *u)
+{
+    if (!u->in_python) return;
+    u->in_python = 0;
+    pb_worker_idle(u->c.worker, u->serial, 0);
+}
+
+/* The channel ended while the port waited: the worker's death is likely this class's. */
+static void note_lost(pb_user *u)
+{
+    if (!u->in_python) return;
+    u->in_python = 0;
+    pb_worker_idle(u->c.worker, u->serial, 1);
 }
 
 /* {pybridge_open_error, Token, Reason}, Reason given as ETF (with 131) or as an atom. */
@@ -87,7 +134,7 @@ static void report_open_error(pb_user *u, const char *etf, size_t len, const cha
     pb_send_to(u, u->opener, t, n);
 }
 
-/* -e TOKEN and -t MS are the driver's; the whole text goes to Python as well */
+/* -e TOKEN, -t MS and -g GROUP are the driver's; the whole text goes to Python as well */
 static void read_options(pb_user *u, const char *text)
 {
     const char *p = text;
@@ -100,6 +147,8 @@ static void read_options(pb_user *u, const char *text)
             u->token = strtoull(arg, &end, 10);
         } else if (opt == 't') {
             u->timeout_ms = (unsigned)strtoul(arg, &end, 10);
+        } else if (opt == 'g') {
+            u->c.group = (uint32_t)strtoul(arg, &end, 10);
         } else {
             for (end = (char *)arg; *end && *end != ' '; end++)
                 ;
@@ -161,6 +210,7 @@ void pb_user_stop(pb_user *u)
             if (pb_flush_queue(u) < 0) break;
         }
     }
+    pb_note_idle(u);
     pb_worker_drop_port(u->c.worker);
     u->c.worker = PB_NO_WORKER;
     pb_channel_close(u);
@@ -172,6 +222,7 @@ void pb_user_stop(pb_user *u)
  */
 void pb_fail_open(pb_user *u, const char *etf, size_t len, const char *tag)
 {
+    pb_note_idle(u);
     report_open_error(u, etf, len, tag);
     driver_cancel_timer(u->c.port);
     u->state = S_FAILED;
@@ -191,6 +242,8 @@ void pb_protocol_error(pb_user *u)
 /* The worker went away: Erlang (pybridge_manager) exits the port with {pybridge, worker_down}. */
 void pb_worker_down(pb_user *u)
 {
+    note_lost(u);
+    pb_worker_suspect(u->c.worker);
     if (u->state == S_OPENING) {
         pb_fail_open(u, NULL, 0, "worker_down");
         return;

@@ -7,6 +7,8 @@
  */
 #define _GNU_SOURCE                      /* RTLD_NOLOAD, dladdr */
 #include <dlfcn.h>
+#include <errno.h>
+#include <signal.h>
 #include <string.h>
 #include <sys/socket.h>
 #include <sys/uio.h>
@@ -92,6 +94,10 @@ int pb_worker_add(pid_t pid, int ctl_fd, const pb_worker_conf *conf, pb_worker_r
         w->pid = pid;
         w->gen++;
         w->nports = 0;
+        w->busy = 0;
+        w->blame_serial = 0;
+        w->lost_ms = 0;
+        w->suspect_ms = 0;
         w->conf = *conf;
         out->slot = i;
         out->gen = w->gen;
@@ -153,28 +159,55 @@ static int send_ctl_fds(int ctl_fd, int op, uint32_t id, const int *fds, int n)
     return sendmsg(ctl_fd, &m, MSG_NOSIGNAL) == (ssize_t)HDR_LEN;
 }
 
-/* Which worker takes a new port; the lock is held. */
-static int pick(pb_worker_ref want)
+/* A port's channel ended: the worker may be dying before its manager port can say so. */
+#define SUSPECT_MS 200
+
+static int process_alive(pid_t pid)
+{
+    return kill(pid, 0) == 0 || errno == EPERM;
+}
+
+/* Live and not suspected of dying; the lock is held. */
+static int takes_ports(pb_worker *k)
+{
+    if (k->state != WS_LIVE) return 0;
+    if (!k->suspect_ms) return 1;
+    return erl_drv_monotonic_time(ERL_DRV_MSEC) - k->suspect_ms >= SUSPECT_MS &&
+           process_alive(k->pid);
+}
+
+/* Which worker takes a new port: never one that is starting, dying or of another
+ * group; the lock is held. */
+static int pick(pb_worker_ref want, uint32_t group)
 {
     int i, best = -1;
     pb_worker *k;
-    if (want.slot >= 0) return (k = lookup(want)) && k->state == WS_LIVE ? want.slot : -1;
+    if (want.slot >= 0) return (k = lookup(want)) && takes_ports(k) ? want.slot : -1;
     for (i = 0; i < MAX_WORKERS; i++)
-        if (reg->workers[i].state == WS_LIVE &&
+        if (reg->workers[i].conf.group == group && takes_ports(&reg->workers[i]) &&
             (best < 0 || reg->workers[i].nports < reg->workers[best].nports))
             best = i;
     return best;
+}
+
+void pb_worker_suspect(pb_worker_ref w)
+{
+    pb_worker *k;
+    erl_drv_mutex_lock(reg->lock);
+    if ((k = lookup(w))) k->suspect_ms = erl_drv_monotonic_time(ERL_DRV_MSEC);
+    erl_drv_mutex_unlock(reg->lock);
 }
 
 /*
  * Hand a port's channel (the worker's ends, fds) to a worker with CTL_NEW_PORT. The
  * descriptors stay the caller's to close. 0 and *out filled in, or -1: no worker took it.
  */
-int pb_worker_take_port(pb_worker_ref want, const int *fds, int nfds, pb_attachment *out)
+int pb_worker_take_port(pb_worker_ref want, uint32_t group, const int *fds, int nfds,
+                        pb_attachment *out)
 {
     int slot, rc = -1;
     erl_drv_mutex_lock(reg->lock);
-    if ((slot = pick(want)) >= 0) {
+    if ((slot = pick(want, group)) >= 0) {
         pb_worker *w = &reg->workers[slot];
         uint32_t serial = ++w->next_serial;
         /* ctl is blocking with a send timeout: a worker that stopped reading fails the open */
@@ -190,6 +223,87 @@ int pb_worker_take_port(pb_worker_ref want, const int *fds, int nfds, pb_attachm
     }
     erl_drv_mutex_unlock(reg->lock);
     return rc;
+}
+
+/*
+ * Whether w is still the live worker it was: a request waiting on a channel that a
+ * forked child holds open learns of the worker's end here. The process itself is asked
+ * too (its nanny reaps it at once): the manager port that marks it dead may be queued
+ * on the very scheduler this request holds.
+ */
+int pb_worker_alive(pb_worker_ref w)
+{
+    pb_worker *k;
+    int alive;
+    pid_t pid = 0;
+    erl_drv_mutex_lock(reg->lock);
+    alive = (k = lookup(w)) && k->state == WS_LIVE;
+    if (alive) pid = k->pid;
+    erl_drv_mutex_unlock(reg->lock);
+    return alive && process_alive(pid);
+}
+
+/* A blame whose port saw its channel end this long ago was not about a death. */
+#define LOST_MS 1000
+
+static int blame_held(const pb_worker *k)
+{
+    return k->blame_serial &&
+           (!k->lost_ms || erl_drv_monotonic_time(ERL_DRV_MSEC) - k->lost_ms <= LOST_MS);
+}
+
+/* A port (serial) of class spec waits for the worker: start, control or call. */
+void pb_worker_busy(pb_worker_ref w, uint32_t serial, const char *spec)
+{
+    pb_worker *k;
+    erl_drv_mutex_lock(reg->lock);
+    if ((k = lookup(w))) {
+        k->busy++;
+        if (!blame_held(k)) {
+            k->blame_serial = serial;
+            k->lost_ms = 0;
+            strncpy(k->blame, spec, PB_SPEC_MAX - 1);
+            k->blame[PB_SPEC_MAX - 1] = 0;
+        }
+    }
+    erl_drv_mutex_unlock(reg->lock);
+}
+
+/*
+ * Its answer came, or it gave up: who waits next is not known, the blame is cleared. lost:
+ * it saw the channel end, most likely before the manager port sees the worker's: the
+ * blame is kept for LOST_MS.
+ */
+void pb_worker_idle(pb_worker_ref w, uint32_t serial, int lost)
+{
+    pb_worker *k;
+    erl_drv_mutex_lock(reg->lock);
+    if ((k = lookup(w))) {
+        if (k->busy > 0) k->busy--;
+        if (k->blame_serial == serial) {
+            if (lost) k->lost_ms = erl_drv_monotonic_time(ERL_DRV_MSEC);
+            else k->blame_serial = 0;
+        }
+    }
+    erl_drv_mutex_unlock(reg->lock);
+}
+
+/*
+ * At the worker's death: the class that waited longest for it into spec (PB_SPEC_MAX
+ * bytes; "" if not known) and how many ports were waiting.
+ */
+int pb_worker_blame(pb_worker_ref w, char *spec)
+{
+    pb_worker *k;
+    int busy = 0;
+    spec[0] = 0;
+    erl_drv_mutex_lock(reg->lock);
+    if ((k = lookup(w))) {
+        busy = k->busy;
+        if (blame_held(k)) memcpy(spec, k->blame, PB_SPEC_MAX);
+    }
+    erl_drv_mutex_unlock(reg->lock);
+    return busy;
 }
 
 void pb_worker_drop_port(pb_worker_ref w)

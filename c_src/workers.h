@@ -17,6 +17,7 @@
 
 #include "pybridge_protocol.h"
 
+#define PB_SPEC_MAX 256                  /* a class spec kept for blame; longer is cut */
 
 /* A worker: its slot, and the generation of the slot's occupant, so that a port's
  * reference stops matching once the slot holds a new worker. */
@@ -30,6 +31,7 @@ typedef struct {
     unsigned timeout_ms;
     uint32_t max_frame;
     unsigned spin_us;
+    uint32_t group;                      /* its worker group: only that group's ports */
     ErlDrvTermData notify;               /* the pybridge_manager process */
 } pb_worker_conf;
 
@@ -43,6 +45,14 @@ typedef struct {
     int nports;
     uint32_t next_serial;                /* of CTL_NEW_PORT */
     pb_worker_conf conf;
+    /* what the worker is doing, to blame a class for its death: how many ports wait for
+     * a start/control/call, and the class of the one that has waited longest (when it is
+     * still waiting: blame_serial != 0) */
+    int busy;
+    uint32_t blame_serial;
+    char blame[PB_SPEC_MAX];
+    ErlDrvTime lost_ms;                  /* that port saw the worker's end first: when */
+    ErlDrvTime suspect_ms;               /* when a port of it last saw its channel end */
 } pb_worker;
 
 typedef struct {
@@ -55,6 +65,7 @@ typedef struct {
     ErlDrvPort port;
     pb_worker_ref worker;
     pid_t os_pid;                        /* the worker's */
+    uint32_t group;                      /* the worker group (-g), 0: the default group */
 } pb_common;
 
 /* A port's hand-over to a worker (pb_worker_take_port). */
@@ -80,8 +91,15 @@ void pb_worker_live(pb_worker_ref w);
 void pb_worker_dying(pb_worker_ref w);
 void pb_worker_remove(pb_worker_ref w);
 
-/* A user port's side. want: that live worker, or PB_NO_WORKER for the one with fewest ports. */
-int pb_worker_take_port(pb_worker_ref want, const int *fds, int nfds, pb_attachment *out);
+/* A user port's side. want: that live worker, or PB_NO_WORKER for the live worker of the
+ * group with fewest ports. */
+int pb_worker_take_port(pb_worker_ref want, uint32_t group, const int *fds, int nfds,
+                        pb_attachment *out);
+int pb_worker_alive(pb_worker_ref w);
+void pb_worker_busy(pb_worker_ref w, uint32_t serial, const char *spec);
+void pb_worker_idle(pb_worker_ref w, uint32_t serial, int lost);
+void pb_worker_suspect(pb_worker_ref w);
+int pb_worker_blame(pb_worker_ref w, char *spec);
 void pb_worker_drop_port(pb_worker_ref w);
 int pb_worker_send_fd(pb_worker_ref w, int op, uint32_t id, int fd);
 

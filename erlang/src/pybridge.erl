@@ -6,7 +6,7 @@
 %% raise one of error_reason():
 %%   badarg, {python, Class, Message, Traceback}, {pybridge, timeout},
 %%   {pybridge, worker_down}, {pybridge, no_worker}, {pybridge, frame_too_large},
-%%   {pybridge, start_failure}, {pybridge, not_started}.
+%%   {pybridge, start_failure}, {pybridge, not_started}, {pybridge, crash_loop}.
 %% README.md and docs/TROUBLESHOOTING.md list the same set (pybridge_docs_tests checks it).
 -module(pybridge).
 
@@ -20,11 +20,12 @@
 -type spec() :: string() | binary() | atom().
 -type open_option() :: {timeout, 0..16#FFFFFFFF}
                      | {python_path, [file:filename()]}
+                     | {worker_group, atom()}
                      | term().
 -type error_reason() :: badarg
                       | {python, atom(), binary(), binary()}
                       | {pybridge, timeout | worker_down | no_worker | frame_too_large
-                                   | start_failure | not_started}.
+                                   | start_failure | not_started | crash_loop}.
 
 %% @equiv open(Spec, "", Opts)
 -spec open(spec(), [open_option()]) -> port().
@@ -33,8 +34,11 @@ open(Spec, Opts) ->
 
 %% @doc Open a port served by an instance of Spec ("module:Class").
 %% Args reach Driver.start(command). Opts are open_port options plus
-%% {timeout, Ms} (0..4294967295) and {python_path, Dirs} (a list of directories, each a
-%% string, binary or atom); anything else of these, or Opts not a proper list, is badarg.
+%% {timeout, Ms} (0..4294967295), {python_path, Dirs} (a list of directories, each a
+%% string, binary or atom) and {worker_group, Name} (a group of the app env worker_groups;
+%% without it, the class's `worker_group' attribute, else `default'); anything else of
+%% these, or Opts not a proper list, is badarg. A class whose workers kept dying is
+%% refused for a while: {pybridge, crash_loop}.
 -spec open(spec(), iodata(), [open_option()]) -> port().
 open(Spec, Args, Opts) ->
     whereis(pybridge_sup) =:= undefined andalso error({pybridge, not_started}),
@@ -49,11 +53,14 @@ open(Spec, Args, Opts) ->
     Paths = proplists:get_value(python_path, Mine, []),
     (is_proper_list(Paths) andalso lists:all(fun pybridge_config:is_dir_name/1, Paths))
         orelse error(badarg),
+    Group = group_index(SpecS, proplists:get_value(worker_group, Mine, undefined)),
+    pybridge_classes:refused(SpecS) andalso error({pybridge, crash_loop}),
     Token = erlang:unique_integer([positive]),
     %% -o: the opener's external form, so Python knows caller() in start without asking
     Me = binary:encode_hex(term_to_binary(self())),
     Cmd = lists:flatten(["pybridge -e ", integer_to_list(Token), " -o ", binary_to_list(Me),
                          " -t ", integer_to_list(Timeout),
+                         [[" -g ", integer_to_list(Group)] || Group > 0],
                          [[" -p ", encode_paths(Paths)] || Paths =/= []],
                          " ", SpecS, [[" ", ArgsS] || ArgsS =/= ""]]),
     open_port_retrying(Cmd, PortOpts, Token, erlang:monotonic_time(millisecond) + Timeout).
@@ -118,10 +125,11 @@ unload_driver(Name) ->
 info(Port) ->
     erlang:port_call(Port, ?PB_CALL_INFO, []).
 
-%% @doc Per worker: its pool slot, OS pid, resident memory (KiB) and open ports.
--spec stats() -> [#{atom() => non_neg_integer()}].
+%% @doc Per live worker: its group, its slot in the group, OS pid, resident memory (KiB)
+%% and open ports. A worker that is restarting is not listed.
+-spec stats() -> [#{atom() => atom() | non_neg_integer()}].
 stats() ->
-    [pybridge_manager:stats(Pid) || Pid <- pybridge_sup:managers()].
+    [Stats || Pid <- pybridge_sup:managers(), {ok, Stats} <- [pybridge_manager:stats(Pid)]].
 
 %% Why not the list's own ETF: port_call decodes it in one go, holding a scheduler, and it
 %% is 2 bytes a byte. binary_to_list/1 yields; in a heap grown as it goes each collection
@@ -158,10 +166,49 @@ open_port_retrying(Cmd, PortOpts, Token, Deadline) ->
 -spec is_proper_list(term()) -> boolean().
 is_proper_list([_ | T]) -> is_proper_list(T);
 is_proper_list(L) -> L =:= [].
+%% The wire index of the port's worker group: the option's, else the class attribute's
+%% (asked once of a worker of the default group, then remembered), else 0 (`default').
+-spec group_index(string(), term()) -> non_neg_integer().
+group_index(_Spec, Name) when is_atom(Name), Name =/= undefined ->
+    case pybridge_config:group_index(Name) of
+        {ok, I} -> I;
+        error -> error(badarg)
+    end;
+group_index(Spec, undefined) ->
+    case pybridge_classes:group(Spec) of
+        {ok, Name} -> group_index(Spec, Name);
+        error -> group_index(Spec, class_group(Spec))
+    end;
+group_index(_Spec, _) ->
+    error(badarg).
+
+-spec class_group(string()) -> atom().
+class_group(Spec) ->
+    Answer = case pybridge_sup:managers(default) of
+                 [M | _] -> pybridge_manager:class_info(M, Spec);
+                 [] -> {error, restarting}
+             end,
+    case Answer of
+        {ok, _Flags, <<>>} -> remember(Spec, default);
+        {ok, _Flags, Name} ->
+            case [G || #{name := G} <- pybridge_config:worker_groups(), atom_to_binary(G) =:= Name] of
+                [G] -> remember(Spec, G);
+                [] -> error(badarg)
+            end;
+        %% not importable here (only through the open's python_path): the option decides
+        {error, Why} when is_binary(Why) -> remember(Spec, default);
+        {error, _} -> default
+    end.
+
+-spec remember(string(), atom()) -> atom().
+remember(Spec, Group) ->
+    ok = pybridge_classes:remember_group(Spec, Group),
+    Group.
 
 -spec is_own_option(term()) -> boolean().
 is_own_option({timeout, _}) -> true;
 is_own_option({python_path, _}) -> true;
+is_own_option({worker_group, _}) -> true;
 is_own_option(_) -> false.
 
 -spec spec_string(term()) -> string().

@@ -10,6 +10,11 @@
 %%   max_frame    268435456 (bytes)                         64 .. 4294967295
 %%   spin_us      50 (µs)                                   0 .. 10000
 %%   worker_env   []                                        [{Name, Value | false}]
+%%   worker_groups  #{}: Name => #{size, memory_limit}       size 1 .. 64, memory_limit 0
+%%                (group `default' is pool_size workers)    (none) or 32 MiB .. 2^48; 64
+%%                                                          workers in all, in name order
+%%   crash_loop   #{deaths => 5, period => 10000,            deaths 1 .. 1000, period and
+%%                  refuse => 30000}                        refuse (ms) 0 .. 86400000
 %%
 %% An integer outside its range becomes the nearest bound; a value that is not an
 %% integer gives the default; of a list, the entries of the wrong type are left out.
@@ -18,11 +23,19 @@
 -module(pybridge_config).
 
 -export([python/0, python_path/0, pool_size/0, timeout/0, max_frame/0, spin_us/0,
-         worker_env/0, is_dir_name/1]).
+         worker_env/0, is_dir_name/1, worker_groups/0, group_index/1, crash_loop/0]).
+-export_type([group/0]).
 
 -include("pybridge_protocol.hrl").
 
 -define(U32_MAX, 16#FFFFFFFF).
+-define(MIN_MEMORY_LIMIT, 32 bsl 20).
+-define(DAY_MS, 86400000).
+
+%% A worker group: its name, its index on the wire (`-g', MGR_SPAWN), its size and its
+%% workers' address-space limit in bytes (0: none).
+-type group() :: #{name := atom(), index := non_neg_integer(), size := pos_integer(),
+                   memory_limit := non_neg_integer()}.
 
 %% @doc The interpreter that runs the workers, as a path when it is found on `PATH'.
 -spec python() -> file:filename().
@@ -78,12 +91,65 @@ max_frame() ->
 spin_us() ->
     integer(spin_us, ?DEFAULT_SPIN_US, 0, ?MAX_SPIN_US).
 
+%% @doc The worker groups, `default' first (index 0), then the others in name order,
+%% cut so that they hold 64 workers in all (groups past the cut are left out).
+-spec worker_groups() -> [group()].
+worker_groups() ->
+    Conf = case application:get_env(pybridge, worker_groups, #{}) of
+               M when is_map(M) -> M;
+               _ -> #{}
+           end,
+    Default = group_conf(maps:get(default, Conf, #{}), pool_size()),
+    Others = lists:sort([{Name, group_conf(G, 1)} || {Name, G} <- maps:to_list(Conf),
+                                                    is_atom(Name), Name =/= default]),
+    fit([{default, Default} | Others], 0, ?MAX_WORKERS).
+
+%% @doc The index of a configured group.
+-spec group_index(atom()) -> {ok, non_neg_integer()} | error.
+group_index(Name) ->
+    case [I || #{name := N, index := I} <- worker_groups(), N =:= Name] of
+        [I] -> {ok, I};
+        [] -> error
+    end.
+
+%% @doc When a driver class is refused: Deaths of workers blamed on it within Period ms
+%% refuse its opens for Refuse ms.
+-spec crash_loop() -> #{deaths := pos_integer(), period := non_neg_integer(),
+                        refuse := non_neg_integer()}.
+crash_loop() ->
+    C = case application:get_env(pybridge, crash_loop, #{}) of
+            M when is_map(M) -> M;
+            _ -> #{}
+        end,
+    #{deaths => clamp(maps:get(deaths, C, 5), 5, 1, 1000),
+      period => clamp(maps:get(period, C, 10000), 10000, 0, ?DAY_MS),
+      refuse => clamp(maps:get(refuse, C, 30000), 30000, 0, ?DAY_MS)}.
+
+-spec group_conf(term(), pos_integer()) -> {pos_integer(), non_neg_integer()}.
+group_conf(G, DefaultSize) when is_map(G) ->
+    Limit = case maps:get(memory_limit, G, 0) of
+                0 -> 0;
+                L -> clamp(L, 0, ?MIN_MEMORY_LIMIT, 1 bsl 48)
+            end,
+    {clamp(maps:get(size, G, DefaultSize), DefaultSize, 1, ?MAX_WORKERS), Limit};
+group_conf(_, DefaultSize) ->
+    {DefaultSize, 0}.
+
+-spec fit([{atom(), {pos_integer(), non_neg_integer()}}], non_neg_integer(),
+          non_neg_integer()) -> [group()].
+fit([{Name, {Size, Limit}} | Rest], Index, Left) when Left > 0 ->
+    [#{name => Name, index => Index, size => min(Size, Left), memory_limit => Limit}
+     | fit(Rest, Index + 1, Left - min(Size, Left))];
+fit(_, _, _) ->
+    [].
+
+-spec clamp(term(), integer(), integer(), integer()) -> integer().
+clamp(N, _Default, Min, Max) when is_integer(N) -> min(max(N, Min), Max);
+clamp(_, Default, _Min, _Max) -> Default.
+
 -spec integer(atom(), integer(), integer(), integer()) -> integer().
 integer(Key, Default, Min, Max) ->
-    case application:get_env(pybridge, Key, Default) of
-        N when is_integer(N) -> min(max(N, Min), Max);
-        _ -> Default
-    end.
+    clamp(application:get_env(pybridge, Key, Default), Default, Min, Max).
 
 -spec list(atom()) -> list().
 list(Key) ->

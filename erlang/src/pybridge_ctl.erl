@@ -13,35 +13,42 @@
 %%
 %%   CTL_HELLO        worker -> Erlang   proto:u16, then the worker's package version
 %%   CTL_LOG          worker -> Erlang   ETF of {Level, Message, Meta}
-%%   CTL_WORKER_EXIT  C -> Erlang        status:i32, the waitpid status (-1 if unknown)
+%%   CTL_WORKER_EXIT  C -> Erlang        status:i32, the wait status the nanny reported
+%%                                       (-1: the nanny was killed, no status), busy:u32
+%%                                       ports waiting for the worker, then the class
+%%                                       of the one that waited longest (may be empty)
 %%   CTL_CLASS_INFO   Erlang -> worker   the spec "module:Class" (id: the request)
-%%                    worker -> Erlang   0:u8, flags:u32 | 1:u8, error message
+%%                    worker -> Erlang   0:u8, flags:u32, worker_group (UTF-8, may be
+%%                                       empty) | 1:u8, error message
 %%   CTL_PID_INFO     Erlang -> worker   raw:u64, then the pid's external form
 %%
 %% and the MGR_SPAWN control (erlang:port_control/3 on the manager port):
 %%
-%%   data   timeout_ms:u32, max_frame:u32, spin_us:u32, argv as NUL-terminated strings
+%%   data   timeout_ms:u32, max_frame:u32, spin_us:u32, group:u32, the nanny's argv as
+%%          NUL-terminated strings
 %%   reply  os_pid:u32, worker_index:u32
 -module(pybridge_ctl).
 
 -include("pybridge_protocol.hrl").
 
--export([spawn_request/4, with_env/2, spawn_reply/1, class_info/2, pid_info/2, decode/1]).
+-export([spawn_request/5, with_env/2, spawn_reply/1, class_info/2, pid_info/2, decode/1]).
 -export_type([event/0]).
 
 %% What the manager port says, as pybridge_manager handles it.
 -type event() :: {hello, Proto :: non_neg_integer(), Version :: binary()}
                | {log, logger:level(), binary(), logger:metadata()}
                | {bad_log, {malformed, term()} | undecodable}
-               | {worker_exit, Status :: integer()}
-               | {class_info, Id :: non_neg_integer(), {ok, non_neg_integer()} | {error, binary()}}
+               | {worker_exit, Status :: integer(), Busy :: non_neg_integer(), Blame :: binary()}
+               | {class_info, Id :: non_neg_integer(),
+                  {ok, non_neg_integer(), binary()} | {error, binary()}}
                | {unknown, Op :: byte()}.
 
-%% @doc The MGR_SPAWN control data: the worker's limits, then its argv.
+%% @doc The MGR_SPAWN control data: the worker's limits and group, then the nanny's argv.
 -spec spawn_request(non_neg_integer(), non_neg_integer(), non_neg_integer(),
-                    [unicode:chardata()]) -> iodata().
-spawn_request(Timeout, MaxFrame, Spin, Argv) ->
-    [<<Timeout:32, MaxFrame:32, Spin:32>> | [[unicode:characters_to_binary(A), 0] || A <- Argv]].
+                    non_neg_integer(), [unicode:chardata()]) -> iodata().
+spawn_request(Timeout, MaxFrame, Spin, Group, Argv) ->
+    [<<Timeout:32, MaxFrame:32, Spin:32, Group:32>>
+     | [[unicode:characters_to_binary(A), 0] || A <- Argv]].
 
 %% @doc The worker's argv under `env' when worker_env asks for changes: the worker inherits
 %% the node's environment (posix_spawn with environ), env removes and sets variables and
@@ -83,10 +90,10 @@ decode(<<_:32, ?CTL_LOG, _:8, _:32, Body/binary>>) ->
     catch error:badarg ->
         {bad_log, undecodable}
     end;
-decode(<<_:32, ?CTL_WORKER_EXIT, _:8, _:32, Status:32/signed>>) ->
-    {worker_exit, Status};
-decode(<<_:32, ?CTL_CLASS_INFO, _:8, Id:32, 0, Flags:32>>) ->
-    {class_info, Id, {ok, Flags}};
+decode(<<_:32, ?CTL_WORKER_EXIT, _:8, _:32, Status:32/signed, Busy:32, Blame/binary>>) ->
+    {worker_exit, Status, Busy, Blame};
+decode(<<_:32, ?CTL_CLASS_INFO, _:8, Id:32, 0, Flags:32, Group/binary>>) ->
+    {class_info, Id, {ok, Flags, Group}};
 decode(<<_:32, ?CTL_CLASS_INFO, _:8, Id:32, _Status, Message/binary>>) ->
     {class_info, Id, {error, Message}};
 decode(<<_:32, Op, _/binary>>) ->

@@ -69,8 +69,8 @@ do_load(Name, Spec) ->
     case any_manager() of
         undefined -> {error, no_worker};
         Manager ->
-            case pybridge_manager:class_flags(Manager, Spec) of
-                {ok, Flags} -> install(Name, Spec, Flags);
+            case pybridge_manager:class_info(Manager, Spec) of
+                {ok, Flags, _Group} -> install(Name, Spec, Flags);
                 {error, Why} -> {error, {python, Why}}
             end
     end.
@@ -94,7 +94,7 @@ install(Name, Spec, Flags) ->
 
 -spec any_manager() -> pid() | undefined.
 any_manager() ->
-    case pybridge_sup:managers() of
+    case pybridge_sup:managers(default) of
         [P | _] -> P;
         [] -> undefined
     end.

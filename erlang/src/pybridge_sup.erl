@@ -1,9 +1,12 @@
 %% @doc The application's supervisor: it loads the C driver, then supervises one
-%% pybridge_manager per pool slot and pybridge_drivers.
+%% pybridge_manager per worker of each worker group and pybridge_drivers.
+%%
+%% A worker's death is not a child's death: its pybridge_manager restarts it in place,
+%% with backoff (pybridge_manager), so no driver can use up the restart intensity.
 -module(pybridge_sup).
 -behaviour(supervisor).
 
--export([start_link/0, init/1, driver_dir/0, managers/0]).
+-export([start_link/0, init/1, driver_dir/0, managers/0, managers/1]).
 
 -spec start_link() -> supervisor:startlink_ret().
 start_link() ->
@@ -16,17 +19,19 @@ init([]) ->
     ok = load_driver("pybridge"),
     %% Why second: pybridge_manager.so finds the registry of workers in pybridge.so.
     ok = load_driver("pybridge_manager"),
+    ok = pybridge_classes:new_table(),
     Drivers = #{id => pybridge_drivers, start => {pybridge_drivers, start_link, []},
                 restart => permanent, shutdown => 5000},
     %% Each manager's start returns once its worker has answered the handshake, or fails
-    %% with the handshake's reason (see pybridge_manager:start_link/1).
-    Managers = [#{id => {pybridge_manager, N},
-                  start => {pybridge_manager, start_link, [N]},
+    %% with the handshake's reason (see pybridge_manager:start_link/2).
+    Managers = [#{id => {pybridge_manager, Name, N},
+                  start => {pybridge_manager, start_link, [N, Group]},
                   restart => permanent,
                   shutdown => 5000}
-                || N <- lists:seq(1, pybridge_config:pool_size())],
-    %% Why so lenient: a killed worker is restarted at once and that is normal operation;
-    %% a Python that cannot start at all still stops the application quickly.
+                || Group = #{name := Name, size := Size} <- pybridge_config:worker_groups(),
+                   N <- lists:seq(1, Size)],
+    %% Only a manager's own crash counts here (not its worker's death); a Python that
+    %% cannot start at all fails the first start, and so the application's.
     {ok, {#{strategy => one_for_one, intensity => 50, period => 10}, Managers ++ [Drivers]}}.
 
 %% @doc The directory of pybridge.so and pybridge_manager.so.
@@ -40,7 +45,14 @@ driver_dir() ->
 %% @doc The running pybridge_manager processes.
 -spec managers() -> [pid()].
 managers() ->
-    [Pid || {{pybridge_manager, _}, Pid, _, _} <- supervisor:which_children(?MODULE), is_pid(Pid)].
+    [Pid || {{pybridge_manager, _, _}, Pid, _, _} <- supervisor:which_children(?MODULE),
+            is_pid(Pid)].
+
+%% @doc The pybridge_manager processes of one worker group.
+-spec managers(atom()) -> [pid()].
+managers(Group) ->
+    [Pid || {{pybridge_manager, G, _}, Pid, _, _} <- supervisor:which_children(?MODULE),
+            G =:= Group, is_pid(Pid)].
 
 -spec load_driver(string()) -> ok.
 load_driver(Name) ->

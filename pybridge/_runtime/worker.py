@@ -57,6 +57,8 @@ class Worker:
         self.later: list[tuple[Conn, CallbackName, Any]] = []
         self.dirty: set[Conn] = set()
         self.ctl = socket.socket(fileno=ctl_fd)
+        # inherited at fd 3 without close-on-exec; programs a driver runs must not get it
+        self.ctl.set_inheritable(False)
         self.ctl.setblocking(True)
         self.sel = Poller()
         self.conns: set[Conn] = set()
@@ -73,8 +75,9 @@ class Worker:
         fds = array.array("i")
         try:
             # never blocks: a ctl event the loop saw may have been read meanwhile (take_shm_fd)
+            # MSG_CMSG_CLOEXEC: a port's channel and shared memory stay the worker's own
             msg, anc, _, _ = self.ctl.recvmsg(1 << 16, socket.CMSG_SPACE(16 * fds.itemsize),
-                                              socket.MSG_DONTWAIT)
+                                              socket.MSG_DONTWAIT | socket.MSG_CMSG_CLOEXEC)
         except BlockingIOError:
             return True
         except OSError:
@@ -128,10 +131,12 @@ class Worker:
                                  P.PROTOCOL_VERSION.to_bytes(2, "big") + __version__.encode()))
 
     def class_info(self, rid: int, spec: str) -> None:
-        """CTL_CLASS_INFO: the driver flags of a class, for pybridge:load_driver."""
+        """CTL_CLASS_INFO: the driver flags and worker group of a class, for
+        pybridge:load_driver and pybridge:open."""
         try:
             cls = self.loader.find_class(spec)
-            body = b"\x00" + P.U32.pack(int(getattr(cls, "flags", 0)) & 0xFFFFFFFF)
+            body = (b"\x00" + P.U32.pack(int(getattr(cls, "flags", 0)) & 0xFFFFFFFF)
+                    + str(getattr(cls, "worker_group", "") or "").encode())
         except Exception as e:
             body = b"\x01" + f"{type(e).__name__}: {e}".encode()[:4000]
         self.ctl.sendall(P.frame(P.CTL_CLASS_INFO, body, rid=rid))
