@@ -6,7 +6,8 @@
 %% raise one of error_reason():
 %%   badarg, {python, Class, Message, Traceback}, {pybridge, timeout},
 %%   {pybridge, worker_down}, {pybridge, no_worker}, {pybridge, frame_too_large},
-%%   {pybridge, start_failure}, {pybridge, not_started}.
+%%   {pybridge, start_failure}, {pybridge, not_started}, {pybridge, hung},
+%%   {pybridge, worker_hung}, {pybridge, protocol_error}.
 %% README.md and docs/TROUBLESHOOTING.md list the same set (pybridge_docs_tests checks it).
 -module(pybridge).
 
@@ -24,7 +25,8 @@
 -type error_reason() :: badarg
                       | {python, atom(), binary(), binary()}
                       | {pybridge, timeout | worker_down | no_worker | frame_too_large
-                                   | start_failure | not_started}.
+                                   | start_failure | not_started | hung | worker_hung
+                                   | protocol_error}.
 
 %% @equiv open(Spec, "", Opts)
 -spec open(spec(), [open_option()]) -> port().

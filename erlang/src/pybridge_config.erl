@@ -9,12 +9,14 @@
 %%   timeout      5000 (ms)                                 0 .. 4294967295 (sent as u32)
 %%   max_frame    268435456 (bytes)                         64 .. 4294967295
 %%   spin_us      50 (µs)                                   0 .. 10000
+%%   callback_limit 60000 (ms)                              100 .. 4294967295, or infinity
 %%
 %% An integer outside its range becomes the nearest bound; a value that is not an
 %% integer gives the default. README.md's Configuration table says what each one does.
 -module(pybridge_config).
 
--export([python/0, python_path/0, pool_size/0, timeout/0, max_frame/0, spin_us/0]).
+-export([python/0, python_path/0, pool_size/0, timeout/0, max_frame/0, spin_us/0,
+         callback_limit/0]).
 
 -define(U32_MAX, 16#FFFFFFFF).
 
@@ -59,6 +61,15 @@ max_frame() ->
 -spec spin_us() -> 0..10000.
 spin_us() ->
     integer(spin_us, 50, 0, 10000).
+
+%% @doc Milliseconds a Python callback may run before it is hung (a class's own
+%% callback_limit attribute wins).
+-spec callback_limit() -> 100..?U32_MAX | infinity.
+callback_limit() ->
+    case application:get_env(pybridge, callback_limit, 60000) of
+        infinity -> infinity;
+        _ -> integer(callback_limit, 60000, 100, ?U32_MAX)
+    end.
 
 -spec integer(atom(), integer(), integer(), integer()) -> integer().
 integer(Key, Default, Min, Max) ->

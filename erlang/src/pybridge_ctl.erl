@@ -17,6 +17,7 @@
 %%   CTL_CLASS_INFO   Erlang -> worker   the spec "module:Class" (id: the request)
 %%                    worker -> Erlang   0:u8, flags:u32 | 1:u8, error message
 %%   CTL_PID_INFO     Erlang -> worker   raw:u64, then the pid's external form
+%%   CTL_HUNG         worker -> Erlang   the spec whose callback hung the worker
 %%
 %% and the MGR_SPAWN control (erlang:port_control/3 on the manager port):
 %%
@@ -34,6 +35,7 @@
                | {log, logger:level(), binary(), logger:metadata()}
                | {bad_log, {malformed, term()} | undecodable}
                | {worker_exit, Status :: integer()}
+               | {hung, Spec :: binary()}
                | {class_info, Id :: non_neg_integer(), {ok, non_neg_integer()} | {error, binary()}}
                | {unknown, Op :: byte()}.
 
@@ -74,6 +76,8 @@ decode(<<_:32, ?CTL_LOG, _:8, _:32, Body/binary>>) ->
     end;
 decode(<<_:32, ?CTL_WORKER_EXIT, _:8, _:32, Status:32/signed>>) ->
     {worker_exit, Status};
+decode(<<_:32, ?CTL_HUNG, _:8, _:32, Spec/binary>>) ->
+    {hung, Spec};
 decode(<<_:32, ?CTL_CLASS_INFO, _:8, Id:32, 0, Flags:32>>) ->
     {class_info, Id, {ok, Flags}};
 decode(<<_:32, ?CTL_CLASS_INFO, _:8, Id:32, _Status, Message/binary>>) ->

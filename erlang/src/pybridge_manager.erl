@@ -25,7 +25,10 @@
                 waiting = [] :: [gen_server:from()],
                 ports = #{} :: #{port() => reference()},
                 next_id = 1 :: pos_integer(),
-                asks = #{} :: #{pos_integer() => gen_server:from()}}).
+                asks = #{} :: #{pos_integer() => gen_server:from()},
+                %% what the worker's ports exit with when it ends: worker_hung once its
+                %% watchdog (CTL_HUNG) or a port's wait (pybridge_worker_hung) said it hung
+                down = worker_down :: worker_down | worker_hung}).
 
 %% @doc Start the manager of pool slot N and wait for its worker's handshake.
 %%
@@ -79,7 +82,11 @@ handle_continue(spawn, S = #state{mgr = Mgr}) ->
     MaxFrame = pybridge_config:max_frame(),
     Spin = pybridge_config:spin_us(),
     Argv = [pybridge_config:python(), "-m", "pybridge", "worker", "--fd", "3",
-            "--max-frame", integer_to_list(MaxFrame), "--spin-us", integer_to_list(Spin)
+            "--max-frame", integer_to_list(MaxFrame), "--spin-us", integer_to_list(Spin),
+            "--callback-limit", case pybridge_config:callback_limit() of
+                                    infinity -> "0";
+                                    Limit -> integer_to_list(Limit)
+                                end
             | lists:append([["--path", P] || P <- pybridge_config:python_path()])],
     Request = pybridge_ctl:spawn_request(pybridge_config:timeout(), MaxFrame, Spin, Argv),
     try erlang:port_control(Mgr, ?MGR_SPAWN, Request) of
@@ -119,6 +126,13 @@ handle_info({pybridge_port_opened, Port}, S = #state{ports = Ports}) ->
     {noreply, S#state{ports = Ports#{Port => erlang:monitor(port, Port)}}};
 handle_info({'DOWN', _Ref, port, Port, _}, S = #state{ports = Ports}) ->
     {noreply, S#state{ports = maps:remove(Port, Ports)}};
+handle_info({pybridge_port_hung, Port}, S) ->
+    %% port-level locking: one port's callback hung; the worker and its other ports go on
+    exit(Port, {pybridge, hung}),
+    {noreply, S};
+handle_info({pybridge_worker_hung, _Port}, S) ->
+    %% the driver has killed the frozen worker: its end follows
+    {noreply, S#state{down = worker_hung}};
 handle_info({pybridge_resolve, Raw, Pid}, S = #state{mgr = Mgr}) ->
     %% The worker waits for this inside a callback: answer straight to its ctl socket.
     erlang:port_command(Mgr, pybridge_ctl:pid_info(Raw, Pid)),
@@ -133,11 +147,11 @@ handle_info(_Other, S) ->
     {noreply, S}.
 
 -spec terminate(term(), #state{}) -> ok.
-terminate(_Reason, #state{mgr = Mgr, ports = Ports}) ->
+terminate(_Reason, #state{mgr = Mgr, ports = Ports, down = Down}) ->
     %% Why before closing the manager: a port must exit with a reason that names the
     %% cause, not linger until its own grace timer fails it.
     catch erlang:port_close(Mgr),
-    [exit(P, {pybridge, worker_down}) || P <- maps:keys(Ports)],
+    [exit(P, {pybridge, Down}) || P <- maps:keys(Ports)],
     ok.
 
 %% One frame from the manager port. Before the handshake ends, the worker's end stops the
@@ -173,6 +187,10 @@ handle_ctl({worker_exit, Status}, S = #state{phase = ready}) ->
     {stop, {shutdown, {pybridge_worker_exited, Status}}, S};
 handle_ctl({worker_exit, Status}, S) ->
     {stop, {pybridge_worker_exited, Status}, S};
+handle_ctl({hung, Spec}, S) ->
+    logger:error("pybridge: a callback of ~ts hung worker ~p (driver-level locking): it is "
+                 "replaced, its ports exit {pybridge, worker_hung}", [Spec, S#state.os_pid]),
+    {noreply, S#state{down = worker_hung}};
 handle_ctl({class_info, Id, Answer}, S = #state{asks = Asks}) ->
     case maps:take(Id, Asks) of
         {From, Asks1} ->

@@ -11,6 +11,11 @@ that port (frames, ready_async, select events) waits, in order, until the corout
 ended and its answer (control, call, start, a strict-mode reply) is sent. Other ports are
 served meanwhile. A port that closes while its coroutine is pending has it cancelled, and
 ``stop`` runs once the coroutine has unwound: stop stays the last callback.
+
+Under port-level locking the coroutine still runs here, on the loop thread, and uses
+``self.port`` from there (Conn.owns); what waited for it goes back to the port's thread, in
+order (Hold.hand_over). A BaseException out of a coroutine (SystemExit, KeyboardInterrupt)
+is its callback's, as in a synchronous one: asyncio would let it end the loop.
 """
 from __future__ import annotations
 
@@ -20,6 +25,7 @@ import functools
 import logging
 import math
 import selectors
+import threading
 import time
 from collections import deque
 from collections.abc import Coroutine
@@ -53,6 +59,27 @@ class Hold:
         self.held_bytes = 0
         self.parked: dict[Any, int] = {}    # select()ed file objects not watched meanwhile
         self.closing: bool | None = None    # close() came: its call_stop, for the end
+        self.error: BaseException | None = None     # what asyncio must not see (Aio.held)
+        self.lock = threading.Lock()        # port-level: the port's thread adds to held
+        self.done = False                   # port-level: held went back to the port's thread
+
+    def answer_or_fail(self) -> None:
+        """The coroutine's result to whoever waits for it; its exception as the same
+        callback's, had it been synchronous."""
+        conn = self.conn
+        try:
+            if self.error is not None:
+                raise self.error
+            result = self.task.result()
+            if self.answer is not None:
+                self.answer(result)
+        except BaseException as e:  # noqa: BLE001 - CancelledError and SystemExit too
+            if self.what == "start":
+                open_failed(conn, self.rid, e)
+            elif self.rid:
+                fail(conn, self.rid, e, self.what)
+            else:
+                conn.log_exception(e, self.what)
 
     @property
     def full(self) -> bool:
@@ -72,7 +99,22 @@ class Hold:
         self.later(self.conn.deliver, pieces)
 
     def later(self, fn: Callable[..., object], *args: Any) -> None:
-        self.held.append(functools.partial(fn, *args))
+        with self.lock:
+            if self.done and self.conn.runner is not None:   # handed over meanwhile
+                self.conn.runner.submit(fn, *args)
+            else:
+                self.held.append(functools.partial(fn, *args))
+
+    def hand_over(self) -> None:
+        """Port-level: what waited goes to the port's thread, in order, before anything that
+        comes after (conn.hold is still this Hold meanwhile: later() sees done)."""
+        runner = self.conn.runner
+        assert runner is not None
+        with self.lock:
+            self.done = True
+            for fn in self.held:
+                runner.submit(fn)
+            self.held.clear()
 
     def park(self, w: Watch) -> None:
         """A select()ed file object is ready: unwatch it until the coroutine ends (its
@@ -108,8 +150,16 @@ class Hold:
     def finish(self) -> None:
         """After the loop's pass in which the coroutine ended (or at shutdown)."""
         conn, task = self.conn, self.task
+        if conn.runner is not None and self.closing is None:
+            self.answer_or_fail()
+            self.hand_over()
+            conn.hold = None
+            for fileobj in list(self.parked):
+                self.unpark(fileobj)
+            if not conn.closed:
+                conn.flush()
+            return
         conn.hold = None
-        conn.share(-1)
         if self.closing is not None:
             exc = task.exception() if task.done() and not task.cancelled() else None
             if exc is not None:
@@ -117,17 +167,7 @@ class Hold:
             conn.close(self.closing and self.what != "start",  # no stop without a start
                        quieted=True)
             return
-        try:
-            result = task.result()
-            if self.answer is not None:
-                self.answer(result)
-        except (Exception, asyncio.CancelledError) as e:   # as the same callback's, if sync
-            if self.what == "start":
-                open_failed(conn, self.rid, e)
-            elif self.rid:
-                fail(conn, self.rid, e, self.what)
-            else:
-                conn.log_exception(e, self.what)
+        self.answer_or_fail()
         for fileobj in list(self.parked):
             self.unpark(fileobj)
         held = self.held
@@ -186,11 +226,15 @@ class Aio:
             return
         hold = conn.hold = Hold(conn, what, answer, rid)
         hold.task = self.loop.create_task(self.held(hold, coro), name=f"{conn.spec}.{what}")
-        conn.share(1)                       # threads it starts may use self.port
 
     async def held(self, hold: Hold, coro: Coroutine[Any, Any, Any]) -> Any:
         try:
             return await coro
+        except BaseException as e:
+            if isinstance(e, (Exception, asyncio.CancelledError)):
+                raise
+            hold.error = e              # SystemExit, say: asyncio would re-raise it out of the loop
+            return None
         finally:        # the task is done when the pass ends; a done callback costs a pass
             self.finished.append(hold)
 
@@ -210,7 +254,9 @@ class Aio:
             coro, what = queued.popleft()
             try:
                 await coro
-            except Exception as e:
+            except asyncio.CancelledError:
+                raise
+            except BaseException as e:  # noqa: BLE001 - SystemExit too: logged
                 conn.log_exception(e, what)
         del self.after[conn]
 

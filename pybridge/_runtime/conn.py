@@ -3,8 +3,11 @@ PortBackend its handle calls, the running of its callbacks, and its close.
 
 Wire format: docs/PROTOCOL.md. The port's frames come from its Channel (read by the
 worker's loop, on_readable) and go to handlers, the table _runtime.handlers makes; what the
-port sends goes out through the channel's one writer (send). Callbacks run one at a time: a
-driver call that waits for the emulator (ask) sets the frames that arrive meanwhile aside.
+port sends goes out through the channel's one writer (send). Callbacks run one at a time:
+on the loop thread (driver-level locking, the default), or, for a class with
+ERL_DRV_FLAG_USE_PORT_LOCKING, on the port's own thread (_runtime.runner), the loop thread
+relaying what it reads. A driver call that waits for the emulator (ask) sets the frames that
+arrive meanwhile aside, or, on a port's thread, waits for the loop thread to bring its answer.
 """
 from __future__ import annotations
 
@@ -34,8 +37,9 @@ from .._wire import protocol as P
 from .._wire.termprog import program
 from .channel import Channel
 from .entry import Entry
-from .jobs import JobPool
 from .poller import Poller
+from .runner import Busy, Runner
+from .threads import Loop, PortThreads, Waiter
 
 log = logging.getLogger("pybridge")
 
@@ -46,17 +50,16 @@ TRANSPORT_OPS = frozenset((P.PY_SHM_ATTACH, P.PY_SHM_RELEASE))
 Handler = Callable[["Conn", int, int, bytes], None]
 
 
-class Host(Protocol):
+class Host(Loop, Protocol):
     """What a port needs of the worker that serves it (_runtime.worker.Worker)."""
 
-    jobs: JobPool
     sel: Poller
     max_frame: int
     rbuf: memoryview                # the read buffer every port's reader shares
     pids: dict[int, Any]
     later: list[tuple[Conn, CallbackName, Any]]   # callbacks due after this turn
     conns: set[Conn]
-    dirty: set[Conn]                # ports whose output waits for the loop's flush
+    busy: Busy                      # what the loop thread runs, for the watchdog
 
     def load(self, conn: Conn, text: str) -> tuple[type[Driver], str]: ...
 
@@ -93,14 +96,17 @@ class Held(Protocol):
     def finish(self) -> None: ...
 
 
-class Conn:
+class Conn(PortThreads):
     """One port: its channel, its Driver instance and what the C side told it."""
+
+    host: Host
 
     def __init__(self, host: Host, rfd: int, wfd: int, handlers: dict[int, Handler],
                  serial: int) -> None:
         self.host = host
         self.channel = channel = Channel(rfd, wfd, host.max_frame, host.rbuf, host.sel,
-                                         functools.partial(host.dirty.add, self))
+                                         self.queued)
+        self.runner: Runner | None = None   # port-level locking: the port's thread
         self.writer = channel.writer
         self.send = self.writer.send                # the one writer method
         self.send_parts = self.writer.send_parts
@@ -111,8 +117,7 @@ class Conn:
         self.instance: Driver | None = None
         self.output_fn: Callable[[bytes], object] | None = None
         self.outputv_fn: Callable[[list[bytes]], object] | None = None
-        self.entry = Entry(self, host.jobs)
-        self.port = Port(self.entry.backend())
+        self.port = Port(Entry(self).backend())
         self.port_raw = self.caller_raw = self.connected_raw = 0
         self.control_flags = 0
         self.timeout_ms = 5000
@@ -128,7 +133,9 @@ class Conn:
         self.monitors: dict[bytes, Monitor] = {}
         self.watches: dict[Any, Watch] = {}
         self.hold: Held | None = None   # the coroutine this port waits for (_runtime.aio)
-        self.threads = 0                # async_ jobs and coroutines running (share)
+        self.limit = host.limit         # seconds a callback may run (callback_limit)
+        self.closing = False            # port-level: its close is under way
+        self.waiting: Waiter | None = None      # port-level: the ask the port's thread waits on
 
     # -- PortBackend: what the handle calls (send and send_parts are the writer's) --
     def output_term(self, term: Any) -> None:
@@ -223,10 +230,12 @@ class Conn:
         return conn.port
 
     def async_(self, fn: Callable[..., Any], args: tuple[Any, ...], key: Any) -> Future[Any]:
-        self.share(1)                   # before the job starts: it may use self.port
         return self.host.jobs.submit(self, fn, args, key)
 
     def select(self, fileobj: Any, mode: int, on: bool) -> None:
+        if not self.host.on_loop():     # the Poller is the loop thread's
+            self.host.jobs.call(self.select, fileobj, mode, on)
+            return
         if self.hold is not None:
             self.hold.unpark(fileobj)
         ev = (selectors.EVENT_READ if mode & SELECT_READ else 0) | \
@@ -262,10 +271,12 @@ class Conn:
     def ask(self, op: int, body: bytes = b"") -> tuple[int, bytes]:
         """A driver API call that needs the emulator's answer (status, data). Frames that
         arrive meanwhile wait in ``pending``: callbacks never run inside one another."""
-        if self.closed:
+        if self.closed or self.closing:
             raise WorkerError("the port is closed")
         self.ask_id = self.ask_id % 0xFFFFFFFF + 1
         deadline = time.monotonic() + self.timeout_ms / 1000
+        if self.runner is not None and self.runner.on_thread():
+            return self.ask_from_thread(op, body, deadline)
         self.send(op, body, rid=self.ask_id)
         self.flush_blocking(deadline)
         answer = _Answer(self, self.ask_id)
@@ -281,14 +292,6 @@ class Conn:
 
     def local_pid(self, raw: int) -> LocalPid:
         return LocalPid(raw, functools.partial(self.host.resolve_pid, self), self.port)
-
-    def share(self, n: int) -> None:
-        """Count async_ jobs and coroutines in (n=1) and out (n=-1). While any runs, the
-        handle's calls from other threads are routed to the loop thread (Entry.share)."""
-        was = self.threads
-        self.threads += n
-        if bool(was) != bool(self.threads):
-            self.entry.share(bool(self.threads))
 
     # -- input: the FrameSink of the channel's reader --
     def on_readable(self) -> None:
@@ -313,6 +316,10 @@ class Conn:
             self.pending.popleft()()
 
     def dispatch(self, op: int, fl: int, rid: int, body: bytes) -> None:
+        runner = self.runner
+        if runner is not None and not runner.on_thread():
+            self.relay(op, fl, rid, body)
+            return
         if self.hold is not None and op not in TRANSPORT_OPS:
             self.hold.frame(op, fl, rid, body)
             return
@@ -321,7 +328,24 @@ class Conn:
             raise ProtocolError(f"unknown opcode {op:#x}")
         handler(self, fl, rid, body)
 
+    def relay(self, op: int, fl: int, rid: int, body: bytes) -> None:
+        """Port-level locking, on the loop thread: a frame for the port's thread, but the
+        answer its ask waits for and the transport's own frames, handled here."""
+        if op == P.PY_ANSWER:
+            waiter = self.waiting
+            if waiter is not None and waiter.rid == rid:
+                waiter.body = body
+                waiter.done.set()
+        elif op in TRANSPORT_OPS:
+            with self.writer.lock:
+                self.handlers[op](self, fl, rid, body)
+        elif not self.closing and self.runner is not None:
+            self.runner.submit(self.dispatch, op, fl, rid, body)
+
     def on_output(self, body: bytes) -> None:
+        if self.runner is not None and not self.runner.on_thread():
+            self.runner.submit(self.on_output, body)
+            return
         n = U32_FROM(body, 0)[0] if len(body) >= 4 else -1
         if n + 4 == len(body):          # the common case: one piece
             pieces = [body[4:]]
@@ -334,6 +358,10 @@ class Conn:
         self.deliver(pieces)
 
     def deliver(self, pieces: list[bytes]) -> None:
+        runner = self.runner
+        if runner is not None and not runner.on_thread():
+            runner.submit(self.deliver, pieces)
+            return
         if self.hold is not None:
             self.hold.output(pieces)
             return
@@ -348,7 +376,7 @@ class Conn:
                 return
             if r is not None and r.__class__ is CoroutineType:
                 self.run_coroutine(cast(Coroutine[Any, Any, Any], r), "output")
-        except Exception as e:
+        except BaseException as e:  # noqa: BLE001 - SystemExit too: the callback's, logged
             self.log_exception(e, "output")
 
     def attach_shm(self, half: int) -> None:
@@ -363,6 +391,9 @@ class Conn:
 
     # -- output: the loop flushes what callbacks queued --
     def flush(self) -> None:
+        if not self.host.on_loop():     # rearm is the loop thread's
+            self.push()
+            return
         self.host.dirty.discard(self)
         if self.writer.out and not self.closed and not self.writer.write_out():
             self.close()
@@ -386,6 +417,10 @@ class Conn:
     # -- callbacks --
     def call_back(self, name: CallbackName, *args: Any) -> None:
         """Run an optional callback (a missing one is a NULL entry), logging what it raises."""
+        runner = self.runner
+        if runner is not None and not runner.on_thread():
+            runner.submit(self.call_back, name, *args)
+            return
         if self.hold is not None:
             self.hold.later(self.call_back, name, *args)
             return
@@ -396,7 +431,7 @@ class Conn:
             r = fn(*args)
             if r.__class__ is CoroutineType:
                 self.run_coroutine(r, name)
-        except Exception as e:
+        except BaseException as e:  # noqa: BLE001 - SystemExit too: the callback's, logged
             self.log_exception(e, name)
 
     def run_coroutine(self, coro: Coroutine[Any, Any, Any], what: str,
@@ -410,7 +445,6 @@ class Conn:
                   exc_info=exc, extra={"pybridge_port": self.port_raw, "driver": self.spec})
 
     def on_job_done(self, fut: Future[Any]) -> None:
-        self.share(-1)
         exc = fut.exception()
         if exc is not None:
             self.log_exception(exc, "an async_ job")
@@ -440,29 +474,64 @@ class Conn:
             if not (quieted and self.quiet):
                 return
             self.closed = self.quiet = self.writer.closed = False   # quiet: now close for real
-        if self.hold is not None:       # its coroutine is cancelled first; stop runs after it
-            self.hold.close(call_stop)
-            return
+        runner = self.runner
+        if self.hold is not None or (runner is not None and not runner.on_thread()):
+            if not self.host.on_loop():     # the coroutine and the Poller are the loop's
+                self.host.post(functools.partial(self.close, call_stop, quieted))
+                return
+            if self.hold is not None:       # its coroutine is cancelled first; stop after it
+                self.hold.close(call_stop)
+                return
+        if runner is None:
+            self.stop_instance(call_stop, True)
+            self.release()
+        elif not runner.on_thread() and not runner.stopped:
+            runner.submit(self.close, call_stop)    # stop runs on the port's thread
+        elif not self.closing:
+            self.closing = True
+            if runner.stopped:              # hung: its thread may never come back
+                self.instance = None
+                self.release()
+            else:
+                self.stop_instance(call_stop, False)
+                self.host.post(self.release)
+
+    def stop_instance(self, call_stop: bool, unwatch: bool) -> None:
+        """stop, then stop_select of each file object still selected (unwatched first on the
+        loop thread: stop_select may close it; a port's thread leaves that to release)."""
         drv, self.instance = self.instance, None
         if drv is not None and call_stop:
             try:
                 r = drv.stop()
                 if r.__class__ is CoroutineType:
                     self.run_coroutine(cast(Coroutine[Any, Any, None], r), "stop")
-            except Exception as e:
+            except BaseException as e:  # noqa: BLE001 - SystemExit too: logged
                 self.log_exception(e, "stop")
         for fileobj, w in list(self.watches.items()):
-            if w.events:
+            if unwatch and w.events:
                 self.host.sel.unregister(fileobj)
+                w.events = 0
             if drv is not None:
                 try:
                     r = getattr(drv, "stop_select", lambda f: None)(fileobj)
                     if r.__class__ is CoroutineType:
                         self.run_coroutine(r, "stop_select")
-                except Exception as e:
+                except BaseException as e:  # noqa: BLE001 - SystemExit too: logged
                     self.log_exception(e, "stop_select")
+
+    def release(self) -> None:
+        """On the loop thread: nothing more is watched, read or sent."""
+        for w in self.watches.values():
+            if w.events:
+                try:
+                    self.host.sel.unregister(w.fileobj)
+                except (OSError, KeyError):     # stop_select closed it: epoll forgot it
+                    self.host.sel.data.pop(self.host.sel.fd(w.fileobj), None)
         self.watches.clear()
         self.closed = True
+        waiter = self.waiting
+        if waiter is not None:                  # an ask of the port's thread: the port is gone
+            waiter.done.set()
         self.channel.close(self)
         self.host.conns.discard(self)
 

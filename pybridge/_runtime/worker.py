@@ -3,20 +3,25 @@
 Wire format: docs/PROTOCOL.md. fd 3 (or --fd) is the ctl socket to the manager port;
 each port arrives as two pipes in CTL_NEW_PORT (from the driver, to it), or as one
 socket when the node runs short of descriptors, and is served in order on them (a Conn).
-Callbacks run one at a time; outputs are batched per read and written without blocking,
-and reading a port pauses while too much of its output is unsent.
+Callbacks run one at a time on the loop's thread (driver-level locking), but those of a
+class with ERL_DRV_FLAG_USE_PORT_LOCKING, which run on a thread of their port's
+(_runtime.runner); the loop thread alone reads channels, changes the Poller and reads the
+ctl socket. Outputs are batched per read and written without blocking, and reading a port
+pauses while too much of its output is unsent. The watchdog bounds callbacks.
 """
 from __future__ import annotations
 
 import array
 import ctypes
 import logging
+import math
 import os
 import resource
 import select
 import selectors
 import signal
 import socket
+import threading
 import time
 import urllib.parse
 from collections import deque
@@ -34,6 +39,8 @@ from .jobs import JobPool
 from .loader import Loader
 from .logs import CtlLogHandler, capture_output
 from .poller import Poller
+from .runner import Busy
+from .watchdog import Watchdog, exit_hung
 
 if TYPE_CHECKING:
     from .aio import Aio
@@ -47,8 +54,13 @@ class Worker:
     """The loop, the ctl socket, and what every port shares (the Host of each Conn)."""
 
     def __init__(self, ctl_fd: int, paths: list[str], async_threads: int = 4,
-                 max_frame: int = P.MAX_FRAME, spin_us: int = 50) -> None:
+                 max_frame: int = P.MAX_FRAME, spin_us: int = 50,
+                 callback_limit: int = 60000) -> None:
         self.max_frame = max_frame
+        self.limit = callback_limit / 1000 if callback_limit else math.inf
+        self.loop_ident = threading.get_ident()
+        self.busy = Busy(_AnyPort(self.limit))
+        self.busy.ident = self.loop_ident
         self.spin = spin_us / 1e6
         # one read buffer for every port: a fresh 256 KiB bytes per recv costs an mmap
         self.rbuf = memoryview(bytearray(READ_SIZE))
@@ -65,6 +77,27 @@ class Worker:
         self.shm_fds: dict[int, int] = {}       # port serial -> its region, until attached
         # driver modules come from these directories only (app env python_path, open -p)
         self.loader = Loader(paths)
+
+    # -- threads --
+    def on_loop(self) -> bool:
+        return threading.get_ident() == self.loop_ident
+
+    def post(self, fn: Callable[[], object]) -> None:
+        self.jobs.post(fn)
+
+    def wake(self) -> None:
+        self.jobs.wake()
+
+    def worker_hung(self, conn: Any, stack: str) -> None:
+        """From the watchdog: a callback on the loop thread ran past its callback_limit.
+        Every port of this worker waits for it: tell the node, and end."""
+        log.error("pybridge: %s ran past its callback_limit (%s ms) with driver-level locking; "
+                  "the worker exits and its ports exit {pybridge, worker_hung}. It was at:\n%s",
+                  conn.spec, round(conn.limit * 1000), stack, extra={"driver": conn.spec})
+        try:
+            self.ctl.sendall(P.frame(P.CTL_HUNG, conn.spec.encode()))
+        finally:
+            exit_hung()
 
     # -- ctl channel --
     def recv_ctl(self) -> bool:
@@ -139,6 +172,8 @@ class Worker:
         pid = self.pids.get(raw)
         if pid is not None:
             return pid
+        if not self.on_loop():          # the ctl socket is the loop thread's
+            return self.jobs.call(self.resolve_pid, conn, raw)
         deadline = time.monotonic() + conn.timeout_ms / 1000
         if not conn.closed:
             conn.send(P.DRV_RESOLVE_PID, P.U64.pack(raw))
@@ -195,6 +230,9 @@ class Worker:
     def adopt(self, serial: int, deadline: float) -> Conn:
         """The port driver_create_port just made: its channel comes in CTL_NEW_PORT `serial`,
         with its PY_OPEN already in it; set it up now, so create_port can return it."""
+        if not self.on_loop():
+            conn: Conn = self.jobs.call(self.adopt, serial, deadline)
+            return conn
         while True:
             for item in self.new_fds:
                 if item[0] == serial:
@@ -209,6 +247,9 @@ class Worker:
 
     def start_coroutine(self, conn: Conn, coro: Coroutine[Any, Any, Any], what: str,
                         answer: Callable[[Any], object] | None, rid: int) -> None:
+        if not self.on_loop():          # the asyncio loop runs on the loop thread
+            self.jobs.call(self.start_coroutine, conn, coro, what, answer, rid)
+            return
         if self.aio is None:
             from .aio import Aio  # asyncio is imported by the first coroutine
             self.aio = Aio(self.sel, self.conns)
@@ -219,6 +260,8 @@ class Worker:
         self.handshake()
         self.sel.register(self.ctl, selectors.EVENT_READ, None)
         self.sel.register(self.jobs.rfd, selectors.EVENT_READ, self.jobs)
+        Watchdog(self).start()
+        busy, anyone = self.busy, self.busy.conn
         while True:
             if self.aio is not None:
                 self.aio.run()
@@ -227,20 +270,27 @@ class Worker:
             self.accept_ports()
             while self.later:
                 conn, name, arg = self.later.pop(0)
+                busy.conn = conn
                 conn.call_back(name, arg)
                 conn.flush()
-            for what, ev in self.wait():
+            busy.since, busy.conn = 0.0, anyone
+            ready = self.wait()
+            busy.since = time.monotonic()
+            for what, ev in ready:
                 if what is None:
                     if not self.recv_ctl():
                         return self.shutdown()
                 elif what is self.jobs:
                     for conn, fut in self.jobs.finished():
+                        busy.conn = conn
                         conn.on_job_done(fut)
                         conn.flush()
                 elif isinstance(what, Watch):
                     if not what.conn.closed:
+                        busy.conn = what.conn
                         what.fire(ev)
                 elif not what.closed:
+                    busy.conn = what
                     if ev & selectors.EVENT_WRITE:
                         what.flush()
                     if ev & selectors.EVENT_READ and not what.closed:
@@ -292,14 +342,24 @@ def _keep_large_blocks() -> None:
         pass
 
 
+class _AnyPort:
+    """Whom the loop thread serves when it is no port in particular (coroutines' passes)."""
+
+    spec = "the worker's asyncio loop"
+    timeout_ms = 0
+
+    def __init__(self, limit: float) -> None:
+        self.limit = limit
+
+
 def main(fd: int, paths: list[str], async_threads: int = 4, max_frame: int = P.MAX_FRAME,
-         spin_us: int = 50) -> None:
+         spin_us: int = 50, callback_limit: int = 60000) -> None:
     _die_with_parent()
     _keep_large_blocks()
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     if soft < hard:
         resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
-    worker = Worker(fd, paths, async_threads, max_frame, spin_us)
+    worker = Worker(fd, paths, async_threads, max_frame, spin_us, callback_limit)
     capture_output(worker.ctl)
     handler = CtlLogHandler(worker.ctl)
     root = logging.getLogger()

@@ -32,11 +32,13 @@ def main() -> None:
               help="Largest frame in bytes; over it is an error, not an allocation.")
 @click.option("--spin-us", type=click.IntRange(0, 10000), default=50, show_default=True,
               help="Microseconds to busy-poll for the next frame before sleeping.")
+@click.option("--callback-limit", type=click.IntRange(0), default=60000, show_default=True,
+              help="Milliseconds a callback may run before it is hung (0: no limit).")
 def worker(fd: int, paths: tuple[str, ...], async_threads: int, max_frame: int,
-           spin_us: int) -> None:
+           spin_us: int, callback_limit: int) -> None:
     """Serve ports for a node (started by the pybridge Erlang app, not by hand)."""
     from .._runtime.worker import main as run
-    run(fd, list(paths), async_threads, max_frame, spin_us)
+    run(fd, list(paths), async_threads, max_frame, spin_us, callback_limit)
 
 
 @main.command(short_help="Create a driver skeleton with its test.")
