@@ -25,7 +25,6 @@ import functools
 import logging
 import math
 import selectors
-import threading
 import time
 from collections import deque
 from collections.abc import Coroutine
@@ -60,8 +59,6 @@ class Hold:
         self.parked: dict[Any, int] = {}    # select()ed file objects not watched meanwhile
         self.closing: bool | None = None    # close() came: its call_stop, for the end
         self.error: BaseException | None = None     # what asyncio must not see (Aio.held)
-        self.lock = threading.Lock()        # port-level: the port's thread adds to held
-        self.done = False                   # port-level: held went back to the port's thread
 
     def answer_or_fail(self) -> None:
         """The coroutine's result to whoever waits for it; its exception as the same
@@ -99,22 +96,34 @@ class Hold:
         self.later(self.conn.deliver, pieces)
 
     def later(self, fn: Callable[..., object], *args: Any) -> None:
-        with self.lock:
-            if self.done and self.conn.runner is not None:   # handed over meanwhile
-                self.conn.runner.submit(fn, *args)
-            else:
-                self.held.append(functools.partial(fn, *args))
+        self.held.append(functools.partial(fn, *args))
 
     def hand_over(self) -> None:
-        """Port-level: what waited goes to the port's thread, in order, before anything that
-        comes after (conn.hold is still this Hold meanwhile: later() sees done)."""
-        runner = self.conn.runner
-        assert runner is not None
-        with self.lock:
-            self.done = True
-            for fn in self.held:
-                runner.submit(fn)
-            self.held.clear()
+        """Port-level, on the port's thread, ahead of its queued tasks (they came later than
+        what waited here): the port is free again; what waited runs, in order."""
+        self.conn.hold = None
+        self.run_held()
+        self.conn.host.post(self.watch_again)
+
+    def run_held(self) -> bool:
+        """What waited runs, in order, until one starts another coroutine (the rest waits
+        for that one: False) or the port closes."""
+        conn, held = self.conn, self.held
+        while held and conn.hold is None and not conn.closed:
+            held.popleft()()
+        if conn.hold is not None:
+            for fn in held:
+                conn.hold.later(fn)
+            return False
+        return True
+
+    def watch_again(self) -> None:
+        """On the loop thread: the file objects parked meanwhile, and the port's channel if
+        reading it had paused."""
+        for fileobj in list(self.parked):
+            self.unpark(fileobj)
+        if not self.conn.closed:
+            self.conn.flush()
 
     def park(self, w: Watch) -> None:
         """A select()ed file object is ready: unwatch it until the coroutine ends (its
@@ -152,12 +161,7 @@ class Hold:
         conn, task = self.conn, self.task
         if conn.runner is not None and self.closing is None:
             self.answer_or_fail()
-            self.hand_over()
-            conn.hold = None
-            for fileobj in list(self.parked):
-                self.unpark(fileobj)
-            if not conn.closed:
-                conn.flush()
+            conn.runner.submit_first(self.hand_over)
             return
         conn.hold = None
         if self.closing is not None:
@@ -170,13 +174,8 @@ class Hold:
         self.answer_or_fail()
         for fileobj in list(self.parked):
             self.unpark(fileobj)
-        held = self.held
         try:
-            while held and conn.hold is None and not conn.closed:
-                held.popleft()()
-            if conn.hold is not None:           # one started another coroutine: the rest waits
-                conn.hold.held.extend(held)
-            elif not conn.closed:
+            if self.run_held() and not conn.closed:
                 if conn.has_input():
                     conn.on_readable()          # frames an ask() of the coroutine set aside
                 conn.flush()                    # and read the channel again if it was full

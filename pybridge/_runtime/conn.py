@@ -39,7 +39,7 @@ from .channel import Channel
 from .entry import Entry
 from .poller import Poller
 from .runner import Busy, Runner
-from .threads import Loop, PortThreads, Waiter
+from .threads import Answer, Loop, PortThreads, Waiter
 
 log = logging.getLogger("pybridge")
 
@@ -245,10 +245,13 @@ class Conn(PortThreads):
             if not on:
                 return
             w = self.watches[fileobj] = Watch(self, fileobj)
-        new = w.events | ev if on else w.events & ~ev
-        # registering raises if another port selects it: as in ERTS
-        self.host.sel.update(fileobj, w.events, new, w)
-        w.events = new
+        if w.parked is not None:        # its ready callback runs: watched again after it
+            w.parked = w.parked | ev if on else w.parked & ~ev
+        else:
+            new = w.events | ev if on else w.events & ~ev
+            # registering raises if another port selects it: as in ERTS
+            self.host.sel.update(fileobj, w.events, new, w)
+            w.events = new
         if not on and mode & SELECT_USE:
             del self.watches[fileobj]
             self.host.later.append((self, "stop_select", fileobj))
@@ -279,7 +282,7 @@ class Conn(PortThreads):
             return self.ask_from_thread(op, body, deadline)
         self.send(op, body, rid=self.ask_id)
         self.flush_blocking(deadline)
-        answer = _Answer(self, self.ask_id)
+        answer = Answer(self, self.ask_id)
         reader = self.channel.reader
         while True:
             reader.drain(answer)
@@ -296,6 +299,8 @@ class Conn(PortThreads):
     # -- input: the FrameSink of the channel's reader --
     def on_readable(self) -> None:
         if self.channel.reader.fill() is False:
+            if self.runner is not None:     # EOF until its thread has closed it: not watched
+                self.channel.watch(False, False, self)
             self.close()
             return
         try:
@@ -483,7 +488,8 @@ class Conn(PortThreads):
                 self.hold.close(call_stop)
                 return
         if runner is None:
-            self.stop_instance(call_stop, True)
+            self.unwatch()
+            self.stop_instance(call_stop)
             self.release()
         elif not runner.on_thread() and not runner.stopped:
             runner.submit(self.close, call_stop)    # stop runs on the port's thread
@@ -493,12 +499,20 @@ class Conn(PortThreads):
                 self.instance = None
                 self.release()
             else:
-                self.stop_instance(call_stop, False)
+                self.host.jobs.call(self.unwatch)   # before stop_select may close them
+                self.stop_instance(call_stop)
                 self.host.post(self.release)
 
-    def stop_instance(self, call_stop: bool, unwatch: bool) -> None:
-        """stop, then stop_select of each file object still selected (unwatched first on the
-        loop thread: stop_select may close it; a port's thread leaves that to release)."""
+    def unwatch(self) -> None:
+        """On the loop thread: the file objects the port selects are watched no more."""
+        for w in self.watches.values():
+            if w.events:
+                self.host.sel.unregister(w.fileobj)
+                w.events = 0
+            w.parked = None
+
+    def stop_instance(self, call_stop: bool) -> None:
+        """stop, then stop_select of each file object still selected."""
         drv, self.instance = self.instance, None
         if drv is not None and call_stop:
             try:
@@ -507,26 +521,17 @@ class Conn(PortThreads):
                     self.run_coroutine(cast(Coroutine[Any, Any, None], r), "stop")
             except BaseException as e:  # noqa: BLE001 - SystemExit too: logged
                 self.log_exception(e, "stop")
-        for fileobj, w in list(self.watches.items()):
-            if unwatch and w.events:
-                self.host.sel.unregister(fileobj)
-                w.events = 0
-            if drv is not None:
-                try:
-                    r = getattr(drv, "stop_select", lambda f: None)(fileobj)
-                    if r.__class__ is CoroutineType:
-                        self.run_coroutine(r, "stop_select")
-                except BaseException as e:  # noqa: BLE001 - SystemExit too: logged
-                    self.log_exception(e, "stop_select")
+        for fileobj in list(self.watches) if drv is not None else ():
+            try:
+                r = getattr(drv, "stop_select", lambda f: None)(fileobj)
+                if r.__class__ is CoroutineType:
+                    self.run_coroutine(r, "stop_select")
+            except BaseException as e:  # noqa: BLE001 - SystemExit too: logged
+                self.log_exception(e, "stop_select")
 
     def release(self) -> None:
         """On the loop thread: nothing more is watched, read or sent."""
-        for w in self.watches.values():
-            if w.events:
-                try:
-                    self.host.sel.unregister(w.fileobj)
-                except (OSError, KeyError):     # stop_select closed it: epoll forgot it
-                    self.host.sel.data.pop(self.host.sel.fd(w.fileobj), None)
+        self.unwatch()                          # what stop selected again
         self.watches.clear()
         self.closed = True
         waiter = self.waiting
@@ -536,48 +541,48 @@ class Conn(PortThreads):
         self.host.conns.discard(self)
 
 
-class _Answer:
-    """The FrameSink of an ask: the answer it waits for, and every other frame set aside
-    (in conn.pending, in order) for after the callback."""
-
-    def __init__(self, conn: Conn, rid: int) -> None:
-        self.conn, self.rid = conn, rid
-        self.body: bytes | None = None
-        self.closed = False
-
-    def dispatch(self, op: int, fl: int, rid: int, body: bytes) -> None:
-        if op == P.PY_ANSWER and rid == self.rid:
-            self.body, self.closed = body, True
-        else:
-            self.conn.pending.append(functools.partial(self.conn.dispatch, op, fl, rid, body))
-
-    def deliver(self, pieces: list[bytes]) -> None:
-        self.conn.pending.append(functools.partial(self.conn.deliver, pieces))
-
-    def on_output(self, body: bytes) -> None:
-        self.conn.pending.append(functools.partial(self.conn.on_output, body))
-
-    def resume(self) -> None:
-        """Never called: nothing runs while an ask waits."""
-
-
 class Watch:
     """A file object a port selects on (driver_select on the worker's own descriptors)."""
 
-    __slots__ = ("conn", "fileobj", "events")
+    __slots__ = ("conn", "fileobj", "events", "parked")
 
     def __init__(self, conn: Conn, fileobj: Any) -> None:
         self.conn = conn
         self.fileobj = fileobj
         self.events = 0
+        self.parked: int | None = None  # port-level: unwatched while its callbacks run
 
     def fire(self, ev: int) -> None:
         conn = self.conn
         if conn.hold is not None:
             conn.hold.park(self)
             return
-        if ev & selectors.EVENT_READ and self.events & selectors.EVENT_READ:
+        if conn.runner is not None:
+            # its readiness would fire again at every turn until the port's thread has
+            # served it: unwatched meanwhile, watched again after (rewatch)
+            conn.host.sel.unregister(self.fileobj)
+            self.parked, self.events = self.events, 0
+            conn.runner.submit(self.ready, ev)
+            return
+        self.ready(ev)
+
+    def ready(self, ev: int) -> None:
+        conn = self.conn
+        events = self.events if self.parked is None else self.parked
+        if ev & selectors.EVENT_READ and events & selectors.EVENT_READ:
             conn.call_back("ready_input", self.fileobj)
-        if ev & selectors.EVENT_WRITE and self.events & selectors.EVENT_WRITE and not conn.closed:
+        events = self.events if self.parked is None else self.parked
+        if ev & selectors.EVENT_WRITE and events & selectors.EVENT_WRITE and not conn.closed:
             conn.call_back("ready_output", self.fileobj)
-        conn.flush()
+        if self.parked is None:
+            conn.flush()
+        else:
+            conn.host.post(self.rewatch)
+
+    def rewatch(self) -> None:
+        """On the loop thread, after the port's thread served the readiness."""
+        events, self.parked = self.parked, None
+        conn = self.conn
+        if events and not (conn.closed or conn.closing) and conn.watches.get(self.fileobj) is self:
+            conn.host.sel.register(self.fileobj, events, self)
+            self.events = events

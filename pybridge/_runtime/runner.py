@@ -73,10 +73,20 @@ class Runner:
         return threading.get_ident() == self.busy.ident
 
     def submit(self, fn: Callable[..., object], *args: Any) -> None:
+        self.add(functools.partial(fn, *args) if args else fn, False)
+
+    def submit_first(self, fn: Callable[[], object]) -> None:
+        """fn before every task queued (what a coroutine held back is older than they are)."""
+        self.add(fn, True)
+
+    def add(self, task: Callable[[], object], first: bool) -> None:
         with self.cond:
             if self.stopped:
                 return
-            self.tasks.append(functools.partial(fn, *args) if args else fn)
+            if first:
+                self.tasks.appendleft(task)
+            else:
+                self.tasks.append(task)
             if self.thread is None:
                 self.thread = threading.Thread(target=self.run, name=self.name, daemon=True)
                 self.thread.start()

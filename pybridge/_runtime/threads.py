@@ -1,16 +1,19 @@
 """The thread side of a port (a mixin of _runtime.conn.Conn): which thread may use it, the
-way other threads' calls reach it, and what port-level locking adds (the port's Runner,
-its asks answered through the loop thread, its end when a callback hangs).
+way other threads' calls reach it, what port-level locking adds (the port's Runner, its
+asks answered through the loop thread, its end when a callback hangs), and the sinks that
+an ask's answer comes to.
 
 The loop thread alone reads channels and changes the Poller; the port's thread (port-level
 locking) runs its callbacks and writes; any thread may send (the writer's lock).
 """
 from __future__ import annotations
 
+import functools
 import logging
 import math
 import threading
 import time
+from collections import deque
 from typing import Any, Callable, Protocol
 
 from .._api.driver import ERL_DRV_FLAG_USE_PORT_LOCKING
@@ -36,6 +39,43 @@ class Loop(Protocol):
     def post(self, fn: Callable[[], object]) -> None: ...
 
     def wake(self) -> None: ...
+
+
+class Asker(Protocol):
+    """The port an ask on the loop thread waits for (_runtime.conn.Conn)."""
+
+    pending: deque[Callable[[], object]]
+
+    def dispatch(self, op: int, fl: int, rid: int, body: bytes) -> None: ...
+
+    def deliver(self, pieces: list[bytes]) -> None: ...
+
+    def on_output(self, body: bytes) -> None: ...
+
+
+class Answer:
+    """The FrameSink of an ask on the loop thread: the answer it waits for, and every other
+    frame set aside (in conn.pending, in order) for after the callback."""
+
+    def __init__(self, conn: Asker, rid: int) -> None:
+        self.conn, self.rid = conn, rid
+        self.body: bytes | None = None
+        self.closed = False
+
+    def dispatch(self, op: int, fl: int, rid: int, body: bytes) -> None:
+        if op == P.PY_ANSWER and rid == self.rid:
+            self.body, self.closed = body, True
+        else:
+            self.conn.pending.append(functools.partial(self.conn.dispatch, op, fl, rid, body))
+
+    def deliver(self, pieces: list[bytes]) -> None:
+        self.conn.pending.append(functools.partial(self.conn.deliver, pieces))
+
+    def on_output(self, body: bytes) -> None:
+        self.conn.pending.append(functools.partial(self.conn.on_output, body))
+
+    def resume(self) -> None:
+        """Never called: nothing runs while an ask waits."""
 
 
 class Waiter:

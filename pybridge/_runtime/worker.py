@@ -231,18 +231,21 @@ class Worker:
         """The port driver_create_port just made: its channel comes in CTL_NEW_PORT `serial`,
         with its PY_OPEN already in it; set it up now, so create_port can return it."""
         if not self.on_loop():
-            conn: Conn = self.jobs.call(self.adopt, serial, deadline)
-            return conn
+            adopted: Conn = self.jobs.call(self.adopt, serial, deadline)
+            return adopted
         while True:
-            for item in self.new_fds:
-                if item[0] == serial:
-                    self.new_fds.remove(item)
-                    conn = self.accept(*item)
-                    while conn.instance is None and not conn.closed:
-                        if not conn.channel.wait_readable(deadline - time.monotonic()):
-                            raise WorkerError("the new port's channel stayed silent")
-                        conn.on_readable()
-                    return conn
+            # a port's thread asks after the loop may have taken the channel in already
+            conn = next((c for c in self.conns if c.serial == serial), None)
+            item = next((i for i in self.new_fds if i[0] == serial), None)
+            if conn is None and item is not None:
+                self.new_fds.remove(item)
+                conn = self.accept(*item)
+            if conn is not None:
+                while conn.instance is None and not conn.closed:
+                    if not conn.channel.wait_readable(deadline - time.monotonic()):
+                        raise WorkerError("the new port's channel stayed silent")
+                    conn.on_readable()
+                return conn
             self.wait_ctl(deadline, "the new port's channel did not arrive in time")
 
     def start_coroutine(self, conn: Conn, coro: Coroutine[Any, Any, Any], what: str,
