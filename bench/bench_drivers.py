@@ -23,6 +23,12 @@ class Echo(pybridge.Driver):
         return term
 
 
+class EchoPortLocked(Echo):
+    """Echo with port-level locking: its own cost on S1 and S3 (pybridge_port_locked)."""
+
+    flags = pybridge.ERL_DRV_FLAG_USE_PORT_LOCKING
+
+
 class Terms(pybridge.Driver):
     """S5: control N sends N 5-tuples with output_term."""
 

@@ -22,8 +22,11 @@ static int op_answer(pb_user *u, pb_frame *f)
             pb_fail_open(u, f->body, f->len, NULL);
             return OP_DONE;
         }
+        if (f->len != 0 && f->len != 4 && f->len != 8) return OP_BAD;
         u->state = S_OPEN;
-        u->blocking = f->len == 4 && (get32(f->body) & OPEN_BLOCKING);
+        u->blocking = f->len >= 4 && (get32(f->body) & OPEN_BLOCKING);
+        u->port_locking = f->len >= 4 && (get32(f->body) & OPEN_PORT_LOCKING);
+        u->limit_ms = f->len == 8 ? get32(f->body + 4) : 0;
         driver_cancel_timer(u->c.port);
         if (u->pending_gen) {
             u->timer_gen = u->pending_gen;
@@ -309,6 +312,14 @@ static int op_shm_want(pb_user *u, pb_frame *f)
     return OP_OK;
 }
 
+/* DRV_HUNG: a callback of this port (port-level locking) passed its callback_limit */
+static int op_hung(pb_user *u, pb_frame *f)
+{
+    if (f->len) return OP_BAD;
+    pb_port_hung(u);
+    return OP_DONE;
+}
+
 static int op_shm_return(pb_user *u, pb_frame *f)
 {
     if (f->len != 8 || pb_shm_returned(u, get64(f->body)) < 0) return OP_BAD;
@@ -344,6 +355,7 @@ static const pb_op ops[256] = {
     [DRV_CREATE_PORT] = pb_op_create_port,
     [DRV_SHM_WANT] = op_shm_want,
     [DRV_SHM_RETURN] = op_shm_return,
+    [DRV_HUNG] = op_hung,
 };
 
 /* Returns 0 to go on, -1 when the port can take no more frames (failed or gone). */

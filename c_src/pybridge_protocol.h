@@ -40,6 +40,7 @@
 #define CTL_WORKER_EXIT 0x05
 #define CTL_CLASS_INFO 0x06
 #define CTL_SHM 0x07
+#define CTL_HUNG 0x08
 
 #define PY_OPEN 0x10
 #define PY_STOP 0x11
@@ -83,6 +84,7 @@
 #define DRV_CREATE_PORT 0x99
 #define DRV_SHM_WANT 0x9A
 #define DRV_SHM_RETURN 0x9B
+#define DRV_HUNG 0x9C
 
 #define TIME_MONOTONIC 0
 #define TIME_OFFSET 1
@@ -103,6 +105,7 @@
 #define FL_WRAPPED 0x01
 #define FL_NONE 0x01
 #define OPEN_BLOCKING 0x01
+#define OPEN_PORT_LOCKING 0x02
 #define FL_CREATED 0x01
 #define FL_SHM 0x80
 

@@ -16,7 +16,9 @@
 #include "pybridge_protocol.h"
 #include "user.h"
 
-enum pb_wait { WAIT_DONE, WAIT_TIMEOUT, WAIT_DOWN };
+#define HUNG_GRACE_MS 500                /* the worker's watchdog reports within this */
+
+enum pb_wait { WAIT_DONE, WAIT_TIMEOUT, WAIT_ENDED };
 
 /* A wait sleeps at most this long between looks at whether its worker still lives: a
  * child the driver forked may hold the channel open after the worker's end. */
@@ -35,11 +37,15 @@ static ErlDrvTime now_ms(void)
 
 /*
  * Send one request frame and wait, bounded by the port's timeout, for its answer (then
- * in u->got_op, u->got_body). Frames that arrive meanwhile are handled in order.
+ * in u->got_op, u->got_body). Frames that arrive meanwhile are handled in order. Past the
+ * class's callback_limit and a grace the worker's watchdog would have used (DRV_HUNG, or
+ * the worker's exit), the worker is taken as frozen (pb_worker_hung): a scheduler is
+ * never held longer on a hung callback, whatever holds the worker's GIL.
  */
 static enum pb_wait request(pb_user *u, struct iovec *iov, int cnt, uint32_t id)
 {
-    ErlDrvTime deadline = now_ms() + u->timeout_ms;
+    ErlDrvTime start = now_ms(), deadline = start + u->timeout_ms;
+    ErlDrvTime frozen = u->limit_ms ? start + (ErlDrvTime)u->limit_ms + HUNG_GRACE_MS : deadline;
     /* Busy-poll for up to spin_us before sleeping in poll: a round trip to Python is a few
      * microseconds when neither side sleeps, and a sleeping thread's wake-up costs as much
      * again. The scheduler is held by the request either way; this spends its CPU instead
@@ -51,13 +57,19 @@ static enum pb_wait request(pb_user *u, struct iovec *iov, int cnt, uint32_t id)
     if (pb_send_iov(u, iov, cnt, NULL) < 0) goto down;
     while (!u->got) {
         struct pollfd p[2];
-        ErlDrvTime left = deadline - now_ms();
+        ErlDrvTime t = now_ms(), left = deadline - t;
         int r, spinning;
+        if (frozen < deadline && t >= frozen) {
+            u->awaiting = 0;
+            pb_worker_hung(u);             /* still marked busy: the blame is this class's */
+            return WAIT_ENDED;
+        }
         if (left <= 0) {
             u->awaiting = 0;
             pb_note_idle(u);
             return WAIT_TIMEOUT;
         }
+        if (frozen - t < left) left = frozen - t;
         p[0].fd = u->fd;
         p[0].events = POLLIN;
         p[1].fd = u->wfd;
@@ -73,9 +85,10 @@ static enum pb_wait request(pb_user *u, struct iovec *iov, int cnt, uint32_t id)
             goto down;
         if (p[0].revents & (POLLIN | POLLHUP | POLLERR)) {
             r = pb_read_frames(u);
-            if (r < 0) {                       /* port failed already */
+            if (r < 0) {                       /* the port failed or ended already */
+                u->awaiting = 0;
                 pb_note_idle(u);
-                return WAIT_DOWN;
+                return WAIT_ENDED;
             }
             if (r > 0 && !u->got) goto down;
         }
@@ -85,7 +98,7 @@ static enum pb_wait request(pb_user *u, struct iovec *iov, int cnt, uint32_t id)
 down:
     u->awaiting = 0;
     pb_worker_down(u);
-    return WAIT_DOWN;
+    return WAIT_ENDED;
 }
 
 /*
@@ -161,7 +174,7 @@ ErlDrvSSizeT pb_user_request(pb_user *u, int op, int wrapped, unsigned cmd, char
     enum pb_wait w;
     ErlDrvSSizeT n;
     if (u->state != S_OPEN)
-        return wrapped ? pb_etf_pb_error("worker_down", rbuf, rlen) : -1;
+        return wrapped ? pb_etf_pb_error(pb_end_name(u->end), rbuf, rlen) : -1;
     if (4 + len + HDR_AFTER_LEN > u->max_frame)
         return wrapped ? pb_etf_pb_error("frame_too_large", rbuf, rlen) : -1;
     pb_note_caller(u);
@@ -174,7 +187,8 @@ ErlDrvSSizeT pb_user_request(pb_user *u, int op, int wrapped, unsigned cmd, char
     if (op == PY_CONTROL) u->n_control++; else u->n_call++;
     w = timed_request(u, iov, 3, id);
     if (w != WAIT_DONE)
-        return wrapped ? pb_etf_pb_error(w == WAIT_TIMEOUT ? "timeout" : "worker_down", rbuf, rlen)
+        return wrapped ? pb_etf_pb_error(w == WAIT_TIMEOUT ? "timeout" : pb_end_name(u->end),
+                                         rbuf, rlen)
                        : -1;
     body = u->got_body;
     blen = u->got_len;

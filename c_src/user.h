@@ -22,6 +22,14 @@ enum pb_state {
     S_FAILED                             /* failed: ERTS closes the port */
 };
 
+/* Why a port ended, as {pybridge, Why} from pybridge:control/call and as the exit reason. */
+enum pb_end {
+    END_WORKER_DOWN,                     /* its worker died (or failed the port) */
+    END_PROTOCOL_ERROR,                  /* the worker sent what the protocol forbids */
+    END_HUNG,                            /* port-level locking: a callback passed its limit */
+    END_WORKER_HUNG                      /* driver-level: the worker passed it (or froze) */
+};
+
 /* A piece of the output queue: a referenced ERTS binary, or (bin NULL) an owned copy. */
 typedef struct pb_seg {
     struct pb_seg *next;
@@ -68,6 +76,9 @@ typedef struct pb_user {
     char *got_body;
     size_t got_len;
     int blocking;                        /* strict mode: output and timeout wait for Python */
+    int port_locking;                    /* OPEN_PORT_LOCKING: a callback hangs its port only */
+    unsigned limit_ms;                   /* the class's callback_limit (0: none) */
+    enum pb_end end;                     /* once S_DEAD or S_FAILED: why */
     /* user_port.c: open in progress */
     uint32_t open_id;
     ErlDrvTermData opener;
@@ -171,6 +182,9 @@ void pb_user_process_exit(pb_user *u, ErlDrvMonitor *m);
 void pb_fail_open(pb_user *u, const char *etf, size_t len, const char *tag);
 void pb_protocol_error(pb_user *u);
 void pb_worker_down(pb_user *u);
+void pb_port_hung(pb_user *u);
+void pb_worker_hung(pb_user *u);
+const char *pb_end_name(enum pb_end e);
 
 
 #endif

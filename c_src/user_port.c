@@ -4,7 +4,9 @@
  * forward to Python without waiting (but in strict mode), and the ways it ends: stop,
  * failure, a protocol error, its worker's death.
  */
+#define _POSIX_C_SOURCE 200809L       /* kill */
 #include <poll.h>
+#include <signal.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -40,6 +42,12 @@ void pb_user_free(pb_user *u)
     driver_free(u);
 }
 
+/* {Tag, Port} to the port's pybridge_manager process */
+static void tell_manager(pb_user *u, const char *tag)
+{
+    ErlDrvTermData t[6] = { ERL_DRV_ATOM, driver_mk_atom((char *)tag),
+                            ERL_DRV_PORT, u->port_term, ERL_DRV_TUPLE, 2 };
+    pb_send_to(u, u->notify, t, 6);
 /* The spec in a PY_OPEN text: the first word after the options (each "-x ARG"). */
 static const char *text_spec(const char *text, size_t *len)
 {
@@ -236,24 +244,65 @@ void pb_protocol_error(pb_user *u)
         return;
     }
     u->state = S_FAILED;
+    u->end = END_PROTOCOL_ERROR;
     driver_failure_atom(u->c.port, "pybridge_protocol_error");
 }
 
-/* The worker went away: Erlang (pybridge_manager) exits the port with {pybridge, worker_down}. */
-void pb_worker_down(pb_user *u)
+const char *pb_end_name(enum pb_end e)
+{
+    switch (e) {
+    case END_PROTOCOL_ERROR: return "protocol_error";
+    case END_HUNG: return "hung";
+    case END_WORKER_HUNG: return "worker_hung";
+    default: return "worker_down";
+    }
+}
+
+/* The port ends for why: Erlang (pybridge_manager) exits it with {pybridge, Why}; if it
+ * does not, the grace timer fails it with pybridge_Why. */
+static void port_ends(pb_user *u, enum pb_end why)
 {
     note_lost(u);
     pb_worker_suspect(u->c.worker);
     if (u->state == S_OPENING) {
-        pb_fail_open(u, NULL, 0, "worker_down");
+        pb_fail_open(u, NULL, 0, pb_end_name(why));
         return;
     }
     if (u->state != S_OPEN) return;
     u->state = S_DEAD;
+    u->end = why;
     pb_clear_queue(u);
     pb_update_busy(u);
     pb_channel_close(u);
     driver_set_timer(u->c.port, DEAD_GRACE_MS);
+}
+
+/* The worker went away: its pybridge_manager exits its ports with {pybridge, worker_down}. */
+void pb_worker_down(pb_user *u)
+{
+    port_ends(u, END_WORKER_DOWN);
+}
+
+/* DRV_HUNG (port-level locking): this port's callback passed its callback_limit; the worker
+ * and its other ports go on. */
+void pb_port_hung(pb_user *u)
+{
+    if (u->state == S_OPEN) tell_manager(u, "pybridge_port_hung");
+    port_ends(u, END_HUNG);
+}
+
+/*
+ * The node's own bound: a control/call waited past the class's callback_limit and the
+ * worker's watchdog said nothing (C code holding the GIL stops it too). The worker is
+ * frozen for every port it serves: kill it; its pybridge_manager exits its ports with
+ * {pybridge, worker_hung} and starts another.
+ */
+void pb_worker_hung(pb_user *u)
+{
+    if (u->state != S_OPEN) return;
+    tell_manager(u, "pybridge_worker_hung");
+    if (u->c.os_pid > 0) kill(u->c.os_pid, SIGKILL);
+    port_ends(u, END_WORKER_HUNG);
 }
 
 /* PY_OUTPUT: the outputv pieces, each len:u32 then bytes; inline, in the ring, or strict */
@@ -306,7 +355,9 @@ void pb_user_timeout(pb_user *u)
     if (u->state == S_OPENING) {
         pb_fail_open(u, NULL, 0, "timeout");
     } else if (u->state == S_DEAD) {
-        driver_failure_atom(u->c.port, "pybridge_worker_down");
+        char reason[32] = "pybridge_";
+        strcat(reason, pb_end_name(u->end));
+        driver_failure_atom(u->c.port, reason);
     } else if (u->state == S_OPEN && u->timer_gen) {
         /* the generation lets Python drop a timeout that crossed a cancel or a new timer */
         put32(g, u->timer_gen);

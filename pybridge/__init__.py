@@ -8,6 +8,7 @@ and the exceptions (pybridge._errors).
 from ._api.driver import (
     ERL_DRV_FLAG_NO_BUSY_MSGQ,
     ERL_DRV_FLAG_SOFT_BUSY,
+    ERL_DRV_FLAG_USE_PORT_LOCKING,
     PORT_CONTROL_FLAG_BINARY,
     PORT_CONTROL_FLAG_HEAVY,
     SELECT_READ,
@@ -17,7 +18,7 @@ from ._api.driver import (
     Monitor,
     Port,
 )
-from ._errors import BadArg, PybridgeError, WorkerError
+from ._errors import BadArg, PybridgeError, Timeout, WorkerError
 from ._types import (
     Atom,
     BitString,
@@ -36,8 +37,8 @@ from ._version import __version__
 __all__ = [
     "Driver", "Port", "Monitor", "PORT_CONTROL_FLAG_BINARY", "PORT_CONTROL_FLAG_HEAVY",
     "SELECT_READ", "SELECT_WRITE", "SELECT_USE",
-    "ERL_DRV_FLAG_SOFT_BUSY", "ERL_DRV_FLAG_NO_BUSY_MSGQ",
-    "BadArg", "PybridgeError", "WorkerError",
+    "ERL_DRV_FLAG_USE_PORT_LOCKING", "ERL_DRV_FLAG_SOFT_BUSY", "ERL_DRV_FLAG_NO_BUSY_MSGQ",
+    "BadArg", "PybridgeError", "Timeout", "WorkerError",
     "Atom", "ImproperList", "ListKey", "MapKey", "Pid", "PortId", "Reference", "Function",
     "BitString", "DecodeError", "EncodeError", "__version__",
 ]

@@ -35,3 +35,14 @@ class ProtocolError(PybridgeError):
 
     The worker logs it and closes that port's channel: the C driver takes the channel's end
     as its worker's, and the port exits with {pybridge, worker_down}; other ports go on."""
+
+
+class Timeout(BaseException):
+    """Raised inside a callback that ran too long: past its port's timeout (the control or
+    call that waited for it has answered {pybridge, timeout} already), or past its class's
+    callback_limit (the port exits {pybridge, hung}).
+
+    pybridge raises it in the callback's thread where Python allows (between bytecodes; not
+    inside C code that does not return). A BaseException, as KeyboardInterrupt is, so that
+    ``except Exception`` in the callback does not swallow it; pybridge logs it as the
+    callback's exception."""

@@ -12,6 +12,7 @@
 -define(CTL_WORKER_EXIT, 16#05).
 -define(CTL_CLASS_INFO, 16#06).
 -define(CTL_SHM, 16#07).
+-define(CTL_HUNG, 16#08).
 
 -define(PY_OPEN, 16#10).
 -define(PY_STOP, 16#11).
@@ -55,6 +56,7 @@
 -define(DRV_CREATE_PORT, 16#99).
 -define(DRV_SHM_WANT, 16#9A).
 -define(DRV_SHM_RETURN, 16#9B).
+-define(DRV_HUNG, 16#9C).
 
 -define(TIME_MONOTONIC, 0).
 -define(TIME_OFFSET, 1).
@@ -75,6 +77,7 @@
 -define(FL_WRAPPED, 16#01).
 -define(FL_NONE, 16#01).
 -define(OPEN_BLOCKING, 16#01).
+-define(OPEN_PORT_LOCKING, 16#02).
 -define(FL_CREATED, 16#01).
 -define(FL_SHM, 16#80).
 

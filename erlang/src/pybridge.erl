@@ -6,7 +6,8 @@
 %% raise one of error_reason():
 %%   badarg, {python, Class, Message, Traceback}, {pybridge, timeout},
 %%   {pybridge, worker_down}, {pybridge, no_worker}, {pybridge, frame_too_large},
-%%   {pybridge, start_failure}, {pybridge, not_started}, {pybridge, crash_loop}.
+%%   {pybridge, start_failure}, {pybridge, not_started}, {pybridge, crash_loop},
+%%   {pybridge, hung}, {pybridge, worker_hung}, {pybridge, protocol_error}.
 %% README.md and docs/TROUBLESHOOTING.md list the same set (pybridge_docs_tests checks it).
 -module(pybridge).
 
@@ -25,7 +26,8 @@
 -type error_reason() :: badarg
                       | {python, atom(), binary(), binary()}
                       | {pybridge, timeout | worker_down | no_worker | frame_too_large
-                                   | start_failure | not_started | crash_loop}.
+                                   | start_failure | not_started | crash_loop | hung
+                                   | worker_hung | protocol_error}.
 
 %% @equiv open(Spec, "", Opts)
 -spec open(spec(), [open_option()]) -> port().

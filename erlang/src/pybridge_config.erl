@@ -15,6 +15,7 @@
 %%                                                          workers in all, in name order
 %%   crash_loop   #{deaths => 5, period => 10000,            deaths 1 .. 1000, period and
 %%                  refuse => 30000}                        refuse (ms) 0 .. 86400000
+%%   callback_limit 60000 (ms)                              100 .. 4294967295, or infinity
 %%
 %% An integer outside its range becomes the nearest bound; a value that is not an
 %% integer gives the default; of a list, the entries of the wrong type are left out.
@@ -23,7 +24,8 @@
 -module(pybridge_config).
 
 -export([python/0, python_path/0, pool_size/0, timeout/0, max_frame/0, spin_us/0,
-         worker_env/0, is_dir_name/1, worker_groups/0, group_index/1, crash_loop/0]).
+         worker_env/0, is_dir_name/1, worker_groups/0, group_index/1, crash_loop/0,
+         callback_limit/0]).
 -export_type([group/0]).
 
 -include("pybridge_protocol.hrl").
@@ -146,6 +148,15 @@ fit(_, _, _) ->
 -spec clamp(term(), integer(), integer(), integer()) -> integer().
 clamp(N, _Default, Min, Max) when is_integer(N) -> min(max(N, Min), Max);
 clamp(_, Default, _Min, _Max) -> Default.
+
+%% @doc Milliseconds a Python callback may run before it is hung (a class's own
+%% callback_limit attribute wins).
+-spec callback_limit() -> 100..?U32_MAX | infinity.
+callback_limit() ->
+    case application:get_env(pybridge, callback_limit, 60000) of
+        infinity -> infinity;
+        _ -> integer(callback_limit, 60000, 100, ?U32_MAX)
+    end.
 
 -spec integer(atom(), integer(), integer(), integer()) -> integer().
 integer(Key, Default, Min, Max) ->

@@ -21,6 +21,7 @@
 %%                    worker -> Erlang   0:u8, flags:u32, worker_group (UTF-8, may be
 %%                                       empty) | 1:u8, error message
 %%   CTL_PID_INFO     Erlang -> worker   raw:u64, then the pid's external form
+%%   CTL_HUNG         worker -> Erlang   the spec whose callback hung the worker
 %%
 %% and the MGR_SPAWN control (erlang:port_control/3 on the manager port):
 %%
@@ -39,6 +40,7 @@
                | {log, logger:level(), binary(), logger:metadata()}
                | {bad_log, {malformed, term()} | undecodable}
                | {worker_exit, Status :: integer(), Busy :: non_neg_integer(), Blame :: binary()}
+               | {hung, Spec :: binary()}
                | {class_info, Id :: non_neg_integer(),
                   {ok, non_neg_integer(), binary()} | {error, binary()}}
                | {unknown, Op :: byte()}.
@@ -92,6 +94,8 @@ decode(<<_:32, ?CTL_LOG, _:8, _:32, Body/binary>>) ->
     end;
 decode(<<_:32, ?CTL_WORKER_EXIT, _:8, _:32, Status:32/signed, Busy:32, Blame/binary>>) ->
     {worker_exit, Status, Busy, Blame};
+decode(<<_:32, ?CTL_HUNG, _:8, _:32, Spec/binary>>) ->
+    {hung, Spec};
 decode(<<_:32, ?CTL_CLASS_INFO, _:8, Id:32, 0, Flags:32, Group/binary>>) ->
     {class_info, Id, {ok, Flags, Group}};
 decode(<<_:32, ?CTL_CLASS_INFO, _:8, Id:32, _Status, Message/binary>>) ->

@@ -51,7 +51,10 @@
                 %% the worker's own argv (what the nanny execs), for the error reports
                 argv = [] :: [string()],
                 next_id = 1 :: pos_integer(),
-                asks = #{} :: #{pos_integer() => gen_server:from()}}).
+                asks = #{} :: #{pos_integer() => gen_server:from()},
+                %% what the worker's ports exit with when it ends: worker_hung once its
+                %% watchdog (CTL_HUNG) or a port's wait (pybridge_worker_hung) said it hung
+                down = worker_down :: worker_down | worker_hung}).
 
 %% @doc Start the manager of worker N of a group and wait for its worker's handshake.
 %%
@@ -121,7 +124,11 @@ spawn_worker(S = #state{mgr = Mgr, group = #{index := Index, memory_limit := Lim
     Worker = pybridge_ctl:with_env(
                pybridge_config:worker_env(),
                [pybridge_config:python(), "-m", "pybridge", "worker", "--fd", "3",
-                "--max-frame", integer_to_list(MaxFrame), "--spin-us", integer_to_list(Spin)
+                "--max-frame", integer_to_list(MaxFrame), "--spin-us", integer_to_list(Spin),
+                "--callback-limit", case pybridge_config:callback_limit() of
+                                        infinity -> "0";
+                                        CallbackLimit -> integer_to_list(CallbackLimit)
+                                    end
                 | lists:append([["--path", P] || P <- pybridge_config:python_path()])]),
     Argv = [Nanny, os:getpid(), integer_to_list(Limit), "--" | Worker],
     Request = pybridge_ctl:spawn_request(pybridge_config:timeout(), MaxFrame, Spin, Index, Argv),
@@ -184,6 +191,13 @@ handle_info({pybridge_port_opened, Port, Spec}, S = #state{ports = Ports}) ->
     {noreply, S#state{ports = Ports#{Port => {erlang:monitor(port, Port), Spec}}}};
 handle_info({'DOWN', _Ref, port, Port, _}, S = #state{ports = Ports}) ->
     {noreply, S#state{ports = maps:remove(Port, Ports)}};
+handle_info({pybridge_port_hung, Port}, S) ->
+    %% port-level locking: one port's callback hung; the worker and its other ports go on
+    exit(Port, {pybridge, hung}),
+    {noreply, S};
+handle_info({pybridge_worker_hung, _Port}, S) ->
+    %% the driver has killed the frozen worker: its end follows
+    {noreply, S#state{down = worker_hung}};
 handle_info({pybridge_resolve, Raw, Pid}, S = #state{mgr = Mgr}) ->
     %% The worker waits for this inside a callback: answer straight to its ctl socket.
     erlang:port_command(Mgr, pybridge_ctl:pid_info(Raw, Pid)),
@@ -198,15 +212,15 @@ handle_info(_Other, S) ->
     {noreply, S}.
 
 -spec terminate(term(), #state{}) -> ok.
-terminate(_Reason, #state{mgr = Mgr, ports = Ports}) ->
+terminate(_Reason, #state{mgr = Mgr, ports = Ports, down = Down}) ->
     catch erlang:port_close(Mgr),
-    ports_down(Ports).
+    ports_down(Ports, Down).
 
 %% Why by Erlang: a port must exit with a reason that names the cause, not linger until
 %% its own grace timer fails it (a child the driver forked may hold its channel open).
--spec ports_down(#{port() => port_info()}) -> ok.
-ports_down(Ports) ->
-    _ = [exit(P, {pybridge, worker_down}) || P <- maps:keys(Ports)],
+-spec ports_down(#{port() => port_info()}, worker_down | worker_hung) -> ok.
+ports_down(Ports, Down) ->
+    _ = [exit(P, {pybridge, Down}) || P <- maps:keys(Ports)],
     ok.
 
 %% One frame from the manager port. Before the first handshake ends, the worker's end
@@ -246,6 +260,10 @@ handle_ctl({worker_exit, Status, _, _}, S = #state{started = false, argv = Argv}
     end;
 handle_ctl({worker_exit, Status, Busy, Blame}, S) ->
     worker_died(exit_of(Status), blame(Busy, Blame, S#state.ports), S);
+handle_ctl({hung, Spec}, S) ->
+    logger:error("pybridge: a callback of ~ts hung worker ~p (driver-level locking): it is "
+                 "replaced, its ports exit {pybridge, worker_hung}", [Spec, S#state.os_pid]),
+    {noreply, S#state{down = worker_hung}};
 handle_ctl({class_info, Id, Answer}, S = #state{asks = Asks}) ->
     %% an answer that comes after its worker died finds no asker: dropped
     case maps:take(Id, Asks) of
@@ -261,14 +279,14 @@ handle_ctl(_Other, S) ->
 %% The worker is gone: say how and whom it blames, end its ports, answer who waited on
 %% it, and restart it after the backoff.
 -spec worker_died(exit(), binary() | none, #state{}) -> {noreply, #state{}}.
-worker_died(Exit, Blamed, S = #state{ports = Ports, asks = Asks, os_pid = OsPid}) ->
+worker_died(Exit, Blamed, S = #state{ports = Ports, asks = Asks, os_pid = OsPid, down = Down}) ->
     logger:error("pybridge: worker ~p of group ~p ~ts~ts; its ~p port(s) exit with "
-                 "{pybridge, worker_down}",
+                 "{pybridge, ~p}",
                  [OsPid, group_name(S), describe(Exit),
                   case Blamed of none -> ""; _ -> [", blamed on ", Blamed] end,
-                  map_size(Ports)],
+                  map_size(Ports), Down],
                  #{pybridge_worker => OsPid}),
-    ok = ports_down(Ports),
+    ok = ports_down(Ports, Down),
     _ = [gen_server:reply(From, {error, worker_down}) || From <- maps:values(Asks)],
     case Blamed of
         none -> ok;
@@ -278,7 +296,7 @@ worker_died(Exit, Blamed, S = #state{ports = Ports, asks = Asks, os_pid = OsPid}
     Lived = erlang:monotonic_time(millisecond) - S#state.spawned_at,
     Young = case Lived < ?STABLE_MS of true -> S#state.young_deaths + 1; false -> 0 end,
     restart_later(S#state{ports = #{}, asks = #{}, os_pid = 0, last_exit = Exit,
-                          young_deaths = Young}).
+                          young_deaths = Young, down = worker_down}).
 
 -spec crash_loop(string(), ok | {crash_loop, pos_integer(), non_neg_integer()},
                  non_neg_integer()) -> ok.

@@ -8,7 +8,10 @@ api_test_() ->
     {setup,
      fun pybridge_test_lib:start/0,
      fun pybridge_test_lib:stop/1,
-     [{timeout, 60, {atom_to_list(T), fun ?MODULE:T/0}} || T <- tests()]}.
+     [{timeout, 60, {atom_to_list(T), fun ?MODULE:T/0}} || T <- tests()] ++
+     %% the same again under port-level locking (issue 12): see open/1
+     [{timeout, 60, {atom_to_list(T) ++ " (port-level locking)",
+                     fun() -> put(port_level, true), ?MODULE:T() end}} || T <- tests()]}.
 
 tests() ->
     [output_forms_binary, output_forms_list, output_term_examples, output_term_specs,
@@ -23,8 +26,16 @@ tests() ->
      relaxed_output_does_not_wait, strict_output_is_bounded,
      busy_msgq_limits, create_port, asks_inside_output_keep_order, info_and_stats].
 
-open(Spec) -> pybridge:open(Spec, [binary]).
-open(Spec, Opts) -> pybridge:open(Spec, [binary | Opts]).
+open(Spec) -> open(Spec, []).
+open(Spec, Opts) -> pybridge:open(locking(Spec), [binary | Opts]).
+
+%% "mod:Class", or under port-level locking the same class with the flag added
+%% (tests/drivers/port_level.py)
+locking(Spec) ->
+    case get(port_level) of
+        true -> [Mod, Class] = string:split(Spec, ":"), "port_level:" ++ Mod ++ "__" ++ Class;
+        _ -> Spec
+    end.
 
 msg(Port) -> receive {Port, M} -> M after 2000 -> timeout end.
 

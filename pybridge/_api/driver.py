@@ -21,6 +21,7 @@ PORT_CONTROL_FLAG_BINARY = 1
 PORT_CONTROL_FLAG_HEAVY = 2
 
 # driver flags a class may carry (named drivers, pybridge:load_driver)
+ERL_DRV_FLAG_USE_PORT_LOCKING = 1   # port-level locking: each port's callbacks on its own thread
 ERL_DRV_FLAG_SOFT_BUSY = 2
 ERL_DRV_FLAG_NO_BUSY_MSGQ = 4
 
@@ -429,10 +430,18 @@ class Driver:
     #: control and call ever waits for Python.
     blocking = False
 
-    #: driver flags of a named driver made from this class (pybridge:load_driver):
-    #: ERL_DRV_FLAG_SOFT_BUSY lets port_command(P, D, [force]) through a busy port,
+    #: driver flags, as a C driver_entry's: ERL_DRV_FLAG_USE_PORT_LOCKING gives each port
+    #: its own thread (port-level locking: a port's callbacks run one at a time and in
+    #: order, ports concurrently); without it the worker's callbacks run one at a time
+    #: (driver-level locking). For a named driver (pybridge:load_driver),
+    #: ERL_DRV_FLAG_SOFT_BUSY lets port_command(P, D, [force]) through a busy port and
     #: ERL_DRV_FLAG_NO_BUSY_MSGQ turns off the busy port message queue
     flags = 0
+
+    #: ms a callback may run before it is hung (None: no limit; 0: the app env
+    #: callback_limit, default 60000): port-level locking, the port exits
+    #: {pybridge, hung}; driver-level, the worker is replaced ({pybridge, worker_hung})
+    callback_limit: int | float | None = 0
 
     port: Port
 

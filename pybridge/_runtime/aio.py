@@ -11,6 +11,11 @@ that port (frames, ready_async, select events) waits, in order, until the corout
 ended and its answer (control, call, start, a strict-mode reply) is sent. Other ports are
 served meanwhile. A port that closes while its coroutine is pending has it cancelled, and
 ``stop`` runs once the coroutine has unwound: stop stays the last callback.
+
+Under port-level locking the coroutine still runs here, on the loop thread, and uses
+``self.port`` from there (Conn.owns); what waited for it goes back to the port's thread, in
+order (Hold.hand_over). A BaseException out of a coroutine (SystemExit, KeyboardInterrupt)
+is its callback's, as in a synchronous one: asyncio would let it end the loop.
 """
 from __future__ import annotations
 
@@ -53,6 +58,25 @@ class Hold:
         self.held_bytes = 0
         self.parked: dict[Any, int] = {}    # select()ed file objects not watched meanwhile
         self.closing: bool | None = None    # close() came: its call_stop, for the end
+        self.error: BaseException | None = None     # what asyncio must not see (Aio.held)
+
+    def answer_or_fail(self) -> None:
+        """The coroutine's result to whoever waits for it; its exception as the same
+        callback's, had it been synchronous."""
+        conn = self.conn
+        try:
+            if self.error is not None:
+                raise self.error
+            result = self.task.result()
+            if self.answer is not None:
+                self.answer(result)
+        except BaseException as e:  # noqa: BLE001 - CancelledError and SystemExit too
+            if self.what == "start":
+                open_failed(conn, self.rid, e)
+            elif self.rid:
+                fail(conn, self.rid, e, self.what)
+            else:
+                conn.log_exception(e, self.what)
 
     @property
     def full(self) -> bool:
@@ -73,6 +97,33 @@ class Hold:
 
     def later(self, fn: Callable[..., object], *args: Any) -> None:
         self.held.append(functools.partial(fn, *args))
+
+    def hand_over(self) -> None:
+        """Port-level, on the port's thread, ahead of its queued tasks (they came later than
+        what waited here): the port is free again; what waited runs, in order."""
+        self.conn.hold = None
+        self.run_held()
+        self.conn.host.post(self.watch_again)
+
+    def run_held(self) -> bool:
+        """What waited runs, in order, until one starts another coroutine (the rest waits
+        for that one: False) or the port closes."""
+        conn, held = self.conn, self.held
+        while held and conn.hold is None and not conn.closed:
+            held.popleft()()
+        if conn.hold is not None:
+            for fn in held:
+                conn.hold.later(fn)
+            return False
+        return True
+
+    def watch_again(self) -> None:
+        """On the loop thread: the file objects parked meanwhile, and the port's channel if
+        reading it had paused."""
+        for fileobj in list(self.parked):
+            self.unpark(fileobj)
+        if not self.conn.closed:
+            self.conn.flush()
 
     def park(self, w: Watch) -> None:
         """A select()ed file object is ready: unwatch it until the coroutine ends (its
@@ -108,8 +159,11 @@ class Hold:
     def finish(self) -> None:
         """After the loop's pass in which the coroutine ended (or at shutdown)."""
         conn, task = self.conn, self.task
+        if conn.runner is not None and self.closing is None:
+            self.answer_or_fail()
+            conn.runner.submit_first(self.hand_over)
+            return
         conn.hold = None
-        conn.share(-1)
         if self.closing is not None:
             exc = task.exception() if task.done() and not task.cancelled() else None
             if exc is not None:
@@ -117,26 +171,11 @@ class Hold:
             conn.close(self.closing and self.what != "start",  # no stop without a start
                        quieted=True)
             return
-        try:
-            result = task.result()
-            if self.answer is not None:
-                self.answer(result)
-        except (Exception, asyncio.CancelledError) as e:   # as the same callback's, if sync
-            if self.what == "start":
-                open_failed(conn, self.rid, e)
-            elif self.rid:
-                fail(conn, self.rid, e, self.what)
-            else:
-                conn.log_exception(e, self.what)
+        self.answer_or_fail()
         for fileobj in list(self.parked):
             self.unpark(fileobj)
-        held = self.held
         try:
-            while held and conn.hold is None and not conn.closed:
-                held.popleft()()
-            if conn.hold is not None:           # one started another coroutine: the rest waits
-                conn.hold.held.extend(held)
-            elif not conn.closed:
+            if self.run_held() and not conn.closed:
                 if conn.has_input():
                     conn.on_readable()          # frames an ask() of the coroutine set aside
                 conn.flush()                    # and read the channel again if it was full
@@ -186,11 +225,15 @@ class Aio:
             return
         hold = conn.hold = Hold(conn, what, answer, rid)
         hold.task = self.loop.create_task(self.held(hold, coro), name=f"{conn.spec}.{what}")
-        conn.share(1)                       # threads it starts may use self.port
 
     async def held(self, hold: Hold, coro: Coroutine[Any, Any, Any]) -> Any:
         try:
             return await coro
+        except BaseException as e:
+            if isinstance(e, (Exception, asyncio.CancelledError)):
+                raise
+            hold.error = e              # SystemExit, say: asyncio would re-raise it out of the loop
+            return None
         finally:        # the task is done when the pass ends; a done callback costs a pass
             self.finished.append(hold)
 
@@ -210,7 +253,9 @@ class Aio:
             coro, what = queued.popleft()
             try:
                 await coro
-            except Exception as e:
+            except asyncio.CancelledError:
+                raise
+            except BaseException as e:  # noqa: BLE001 - SystemExit too: logged
                 conn.log_exception(e, what)
         del self.after[conn]
 

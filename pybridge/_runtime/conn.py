@@ -3,8 +3,11 @@ PortBackend its handle calls, the running of its callbacks, and its close.
 
 Wire format: docs/PROTOCOL.md. The port's frames come from its Channel (read by the
 worker's loop, on_readable) and go to handlers, the table _runtime.handlers makes; what the
-port sends goes out through the channel's one writer (send). Callbacks run one at a time: a
-driver call that waits for the emulator (ask) sets the frames that arrive meanwhile aside.
+port sends goes out through the channel's one writer (send). Callbacks run one at a time:
+on the loop thread (driver-level locking, the default), or, for a class with
+ERL_DRV_FLAG_USE_PORT_LOCKING, on the port's own thread (_runtime.runner), the loop thread
+relaying what it reads. A driver call that waits for the emulator (ask) sets the frames that
+arrive meanwhile aside, or, on a port's thread, waits for the loop thread to bring its answer.
 """
 from __future__ import annotations
 
@@ -35,8 +38,9 @@ from .._wire import protocol as P
 from .._wire.termprog import program
 from .channel import Channel
 from .entry import Entry
-from .jobs import JobPool
 from .poller import Poller
+from .runner import Busy, Runner
+from .threads import Answer, Loop, PortThreads, Waiter
 
 log = logging.getLogger("pybridge")
 
@@ -47,17 +51,16 @@ TRANSPORT_OPS = frozenset((P.PY_SHM_ATTACH, P.PY_SHM_RELEASE))
 Handler = Callable[["Conn", int, int, bytes], None]
 
 
-class Host(Protocol):
+class Host(Loop, Protocol):
     """What a port needs of the worker that serves it (_runtime.worker.Worker)."""
 
-    jobs: JobPool
     sel: Poller
     max_frame: int
     rbuf: memoryview                # the read buffer every port's reader shares
     pids: dict[int, Any]
     later: list[tuple[Conn, CallbackName, Any]]   # callbacks due after this turn
     conns: set[Conn]
-    dirty: set[Conn]                # ports whose output waits for the loop's flush
+    busy: Busy                      # what the loop thread runs, for the watchdog
 
     def load(self, conn: Conn, text: str) -> tuple[type[Driver], str]: ...
 
@@ -94,14 +97,17 @@ class Held(Protocol):
     def finish(self) -> None: ...
 
 
-class Conn:
+class Conn(PortThreads):
     """One port: its channel, its Driver instance and what the C side told it."""
+
+    host: Host
 
     def __init__(self, host: Host, rfd: int, wfd: int, handlers: dict[int, Handler],
                  serial: int) -> None:
         self.host = host
         self.channel = channel = Channel(rfd, wfd, host.max_frame, host.rbuf, host.sel,
-                                         functools.partial(host.dirty.add, self))
+                                         self.queued)
+        self.runner: Runner | None = None   # port-level locking: the port's thread
         self.writer = channel.writer
         self.send = self.writer.send                # the one writer method
         self.send_parts = self.writer.send_parts
@@ -112,8 +118,7 @@ class Conn:
         self.instance: Driver | None = None
         self.output_fn: Callable[[bytes], object] | None = None
         self.outputv_fn: Callable[[list[bytes]], object] | None = None
-        self.entry = Entry(self, host.jobs)
-        self.port = Port(self.entry.backend())
+        self.port = Port(Entry(self).backend())
         self.port_raw = self.caller_raw = self.connected_raw = 0
         self.control_flags = 0
         self.timeout_ms = P.DEFAULT_TIMEOUT_MS
@@ -130,7 +135,9 @@ class Conn:
         self.monitors: dict[bytes, Monitor] = {}
         self.watches: dict[Any, Watch] = {}
         self.hold: Held | None = None   # the coroutine this port waits for (_runtime.aio)
-        self.threads = 0                # async_ jobs and coroutines running (share)
+        self.limit = host.limit         # seconds a callback may run (callback_limit)
+        self.closing = False            # port-level: its close is under way
+        self.waiting: Waiter | None = None      # port-level: the ask the port's thread waits on
 
     # -- PortBackend: what the handle calls (send and send_parts are the writer's) --
     def output_term(self, term: Any) -> None:
@@ -226,10 +233,12 @@ class Conn:
         return conn.port
 
     def async_(self, fn: Callable[..., Any], args: tuple[Any, ...], key: Any) -> Future[Any]:
-        self.share(1)                   # before the job starts: it may use self.port
         return self.host.jobs.submit(self, fn, args, key)
 
     def select(self, fileobj: Any, mode: int, on: bool) -> None:
+        if not self.host.on_loop():     # the Poller is the loop thread's
+            self.host.jobs.call(self.select, fileobj, mode, on)
+            return
         if self.hold is not None:
             self.hold.unpark(fileobj)
         ev = (selectors.EVENT_READ if mode & SELECT_READ else 0) | \
@@ -239,10 +248,13 @@ class Conn:
             if not on:
                 return
             w = self.watches[fileobj] = Watch(self, fileobj)
-        new = w.events | ev if on else w.events & ~ev
-        # registering raises if another port selects it: as in ERTS
-        self.host.sel.update(fileobj, w.events, new, w)
-        w.events = new
+        if w.parked is not None:        # its ready callback runs: watched again after it
+            w.parked = w.parked | ev if on else w.parked & ~ev
+        else:
+            new = w.events | ev if on else w.events & ~ev
+            # registering raises if another port selects it: as in ERTS
+            self.host.sel.update(fileobj, w.events, new, w)
+            w.events = new
         if not on and mode & SELECT_USE:
             del self.watches[fileobj]
             self.host.later.append((self, "stop_select", fileobj))
@@ -265,13 +277,15 @@ class Conn:
     def ask(self, op: int, body: bytes = b"") -> tuple[int, bytes]:
         """A driver API call that needs the emulator's answer (status, data). Frames that
         arrive meanwhile wait in ``pending``: callbacks never run inside one another."""
-        if self.closed:
+        if self.closed or self.closing:
             raise WorkerError("the port is closed")
         self.ask_id = self.ask_id % 0xFFFFFFFF + 1
         deadline = time.monotonic() + self.timeout_ms / 1000
+        if self.runner is not None and self.runner.on_thread():
+            return self.ask_from_thread(op, body, deadline)
         self.send(op, body, rid=self.ask_id)
         self.flush_blocking(deadline)
-        answer = _Answer(self, self.ask_id)
+        answer = Answer(self, self.ask_id)
         reader = self.channel.reader
         while True:
             reader.drain(answer)
@@ -285,17 +299,11 @@ class Conn:
     def local_pid(self, raw: int) -> LocalPid:
         return LocalPid(raw, functools.partial(self.host.resolve_pid, self), self.port)
 
-    def share(self, n: int) -> None:
-        """Count async_ jobs and coroutines in (n=1) and out (n=-1). While any runs, the
-        handle's calls from other threads are routed to the loop thread (Entry.share)."""
-        was = self.threads
-        self.threads += n
-        if bool(was) != bool(self.threads):
-            self.entry.share(bool(self.threads))
-
     # -- input: the FrameSink of the channel's reader --
     def on_readable(self) -> None:
         if self.channel.reader.fill() is False:
+            if self.runner is not None:     # EOF until its thread has closed it: not watched
+                self.channel.watch(False, False, self)
             self.close()
             return
         try:
@@ -316,6 +324,10 @@ class Conn:
             self.pending.popleft()()
 
     def dispatch(self, op: int, fl: int, rid: int, body: bytes) -> None:
+        runner = self.runner
+        if runner is not None and not runner.on_thread():
+            self.relay(op, fl, rid, body)
+            return
         if self.hold is not None and op not in TRANSPORT_OPS:
             self.hold.frame(op, fl, rid, body)
             return
@@ -328,7 +340,24 @@ class Conn:
             # a body shorter than its opcode needs: this port's peer is broken, not the worker
             raise ProtocolError(f"opcode {op:#x} with a {len(body)}-byte body") from e
 
+    def relay(self, op: int, fl: int, rid: int, body: bytes) -> None:
+        """Port-level locking, on the loop thread: a frame for the port's thread, but the
+        answer its ask waits for and the transport's own frames, handled here."""
+        if op == P.PY_ANSWER:
+            waiter = self.waiting
+            if waiter is not None and waiter.rid == rid:
+                waiter.body = body
+                waiter.done.set()
+        elif op in TRANSPORT_OPS:
+            with self.writer.lock:
+                self.handlers[op](self, fl, rid, body)
+        elif not self.closing and self.runner is not None:
+            self.runner.submit(self.dispatch, op, fl, rid, body)
+
     def on_output(self, body: bytes) -> None:
+        if self.runner is not None and not self.runner.on_thread():
+            self.runner.submit(self.on_output, body)
+            return
         n = U32_FROM(body, 0)[0] if len(body) >= 4 else -1
         if n + 4 == len(body):          # the common case: one piece
             pieces = [body[4:]]
@@ -341,6 +370,10 @@ class Conn:
         self.deliver(pieces)
 
     def deliver(self, pieces: list[bytes]) -> None:
+        runner = self.runner
+        if runner is not None and not runner.on_thread():
+            runner.submit(self.deliver, pieces)
+            return
         if self.hold is not None:
             self.hold.output(pieces)
             return
@@ -355,7 +388,7 @@ class Conn:
                 return
             if r is not None and r.__class__ is CoroutineType:
                 self.run_coroutine(cast(Coroutine[Any, Any, Any], r), "output")
-        except Exception as e:
+        except BaseException as e:  # noqa: BLE001 - SystemExit too: the callback's, logged
             self.log_exception(e, "output")
 
     def attach_shm(self, half: int) -> None:
@@ -370,6 +403,9 @@ class Conn:
 
     # -- output: the loop flushes what callbacks queued --
     def flush(self) -> None:
+        if not self.host.on_loop():     # rearm is the loop thread's
+            self.push()
+            return
         self.host.dirty.discard(self)
         if self.writer.out and not self.closed and not self.writer.write_out():
             self.close()
@@ -393,6 +429,10 @@ class Conn:
     # -- callbacks --
     def call_back(self, name: CallbackName, *args: Any) -> None:
         """Run an optional callback (a missing one is a NULL entry), logging what it raises."""
+        runner = self.runner
+        if runner is not None and not runner.on_thread():
+            runner.submit(self.call_back, name, *args)
+            return
         if self.hold is not None:
             self.hold.later(self.call_back, name, *args)
             return
@@ -403,7 +443,7 @@ class Conn:
             r = fn(*args)
             if r.__class__ is CoroutineType:
                 self.run_coroutine(r, name)
-        except Exception as e:
+        except BaseException as e:  # noqa: BLE001 - SystemExit too: the callback's, logged
             self.log_exception(e, name)
 
     def run_coroutine(self, coro: Coroutine[Any, Any, Any], what: str,
@@ -417,7 +457,6 @@ class Conn:
                   exc_info=exc, extra={"pybridge_port": self.port_raw, "driver": self.spec})
 
     def on_job_done(self, fut: Future[Any]) -> None:
-        self.share(-1)
         exc = fut.exception()
         if exc is not None:
             self.log_exception(exc, "an async_ job")
@@ -447,75 +486,110 @@ class Conn:
             if not (quieted and self.quiet):
                 return
             self.closed = self.quiet = self.writer.closed = False   # quiet: now close for real
-        if self.hold is not None:       # its coroutine is cancelled first; stop runs after it
-            self.hold.close(call_stop)
-            return
+        runner = self.runner
+        if self.hold is not None or (runner is not None and not runner.on_thread()):
+            if not self.host.on_loop():     # the coroutine and the Poller are the loop's
+                self.host.post(functools.partial(self.close, call_stop, quieted))
+                return
+            if self.hold is not None:       # its coroutine is cancelled first; stop after it
+                self.hold.close(call_stop)
+                return
+        if runner is None:
+            self.unwatch()
+            self.stop_instance(call_stop)
+            self.release()
+        elif not runner.on_thread() and not runner.stopped:
+            runner.submit(self.close, call_stop)    # stop runs on the port's thread
+        elif not self.closing:
+            self.closing = True
+            if runner.stopped:              # hung: its thread may never come back
+                self.instance = None
+                self.release()
+            else:
+                self.host.jobs.call(self.unwatch)   # before stop_select may close them
+                self.stop_instance(call_stop)
+                self.host.post(self.release)
+
+    def unwatch(self) -> None:
+        """On the loop thread: the file objects the port selects are watched no more."""
+        for w in self.watches.values():
+            if w.events:
+                self.host.sel.unregister(w.fileobj)
+                w.events = 0
+            w.parked = None
+
+    def stop_instance(self, call_stop: bool) -> None:
+        """stop, then stop_select of each file object still selected."""
         drv, self.instance = self.instance, None
         if drv is not None and call_stop:
             try:
                 r = drv.stop()
                 if r.__class__ is CoroutineType:
                     self.run_coroutine(cast(Coroutine[Any, Any, None], r), "stop")
-            except Exception as e:
+            except BaseException as e:  # noqa: BLE001 - SystemExit too: logged
                 self.log_exception(e, "stop")
-        for fileobj, w in list(self.watches.items()):
-            if w.events:
-                self.host.sel.unregister(fileobj)
-            if drv is not None:
-                try:
-                    r = getattr(drv, "stop_select", lambda f: None)(fileobj)
-                    if r.__class__ is CoroutineType:
-                        self.run_coroutine(r, "stop_select")
-                except Exception as e:
-                    self.log_exception(e, "stop_select")
+        for fileobj in list(self.watches) if drv is not None else ():
+            try:
+                r = getattr(drv, "stop_select", lambda f: None)(fileobj)
+                if r.__class__ is CoroutineType:
+                    self.run_coroutine(r, "stop_select")
+            except BaseException as e:  # noqa: BLE001 - SystemExit too: logged
+                self.log_exception(e, "stop_select")
+
+    def release(self) -> None:
+        """On the loop thread: nothing more is watched, read or sent."""
+        self.unwatch()                          # what stop selected again
         self.watches.clear()
         self.closed = True
+        waiter = self.waiting
+        if waiter is not None:                  # an ask of the port's thread: the port is gone
+            waiter.done.set()
         self.channel.close(self)
         self.host.conns.discard(self)
-
-
-class _Answer:
-    """The FrameSink of an ask: the answer it waits for, and every other frame set aside
-    (in conn.pending, in order) for after the callback."""
-
-    def __init__(self, conn: Conn, rid: int) -> None:
-        self.conn, self.rid = conn, rid
-        self.body: bytes | None = None
-        self.closed = False
-
-    def dispatch(self, op: int, fl: int, rid: int, body: bytes) -> None:
-        if op == P.PY_ANSWER and rid == self.rid:
-            self.body, self.closed = body, True
-        else:
-            self.conn.pending.append(functools.partial(self.conn.dispatch, op, fl, rid, body))
-
-    def deliver(self, pieces: list[bytes]) -> None:
-        self.conn.pending.append(functools.partial(self.conn.deliver, pieces))
-
-    def on_output(self, body: bytes) -> None:
-        self.conn.pending.append(functools.partial(self.conn.on_output, body))
-
-    def resume(self) -> None:
-        """Never called: nothing runs while an ask waits."""
 
 
 class Watch:
     """A file object a port selects on (driver_select on the worker's own descriptors)."""
 
-    __slots__ = ("conn", "fileobj", "events")
+    __slots__ = ("conn", "fileobj", "events", "parked")
 
     def __init__(self, conn: Conn, fileobj: Any) -> None:
         self.conn = conn
         self.fileobj = fileobj
         self.events = 0
+        self.parked: int | None = None  # port-level: unwatched while its callbacks run
 
     def fire(self, ev: int) -> None:
         conn = self.conn
         if conn.hold is not None:
             conn.hold.park(self)
             return
-        if ev & selectors.EVENT_READ and self.events & selectors.EVENT_READ:
+        if conn.runner is not None:
+            # its readiness would fire again at every turn until the port's thread has
+            # served it: unwatched meanwhile, watched again after (rewatch)
+            conn.host.sel.unregister(self.fileobj)
+            self.parked, self.events = self.events, 0
+            conn.runner.submit(self.ready, ev)
+            return
+        self.ready(ev)
+
+    def ready(self, ev: int) -> None:
+        conn = self.conn
+        events = self.events if self.parked is None else self.parked
+        if ev & selectors.EVENT_READ and events & selectors.EVENT_READ:
             conn.call_back("ready_input", self.fileobj)
-        if ev & selectors.EVENT_WRITE and self.events & selectors.EVENT_WRITE and not conn.closed:
+        events = self.events if self.parked is None else self.parked
+        if ev & selectors.EVENT_WRITE and events & selectors.EVENT_WRITE and not conn.closed:
             conn.call_back("ready_output", self.fileobj)
-        conn.flush()
+        if self.parked is None:
+            conn.flush()
+        else:
+            conn.host.post(self.rewatch)
+
+    def rewatch(self) -> None:
+        """On the loop thread, after the port's thread served the readiness."""
+        events, self.parked = self.parked, None
+        conn = self.conn
+        if events and not (conn.closed or conn.closing) and conn.watches.get(self.fileobj) is self:
+            conn.host.sel.register(self.fileobj, events, self)
+            self.events = events

@@ -8,11 +8,12 @@ has ended, its coroutine included: with DRV_REPLY, or DRV_ERROR and the exceptio
 from __future__ import annotations
 
 import functools
+import math
 import traceback
 from types import CoroutineType
 from typing import Any
 
-from .._api.driver import PORT_CONTROL_FLAG_BINARY
+from .._api.driver import PORT_CONTROL_FLAG_BINARY, Driver
 from .._decode import decode
 from .._encode import encode
 from .._errors import BadArg
@@ -91,6 +92,18 @@ def on_open(conn: Conn, fl: int, rid: int, body: bytes) -> None:
     text = body[24:].decode("utf-8", "replace")
     try:
         cls, command = conn.host.load(conn, text)
+        conn.lock_mode(cls)
+    except BaseException as e:  # noqa: BLE001 - every failure of start is open_port's badarg
+        open_failed(conn, rid, e)
+        return
+    if conn.runner is not None and not fl & P.FL_CREATED:
+        conn.runner.submit(start, conn, cls, command, fl, rid)   # on the port's thread
+    else:
+        start(conn, cls, command, fl, rid)
+
+
+def start(conn: Conn, cls: type[Driver], command: str, fl: int, rid: int) -> None:
+    try:
         drv = cls()
         drv.port = conn.port
         conn.none_atom = getattr(drv, "none_atom", "undefined")
@@ -111,9 +124,10 @@ def on_open(conn: Conn, fl: int, rid: int, body: bytes) -> None:
 
 
 def opened(conn: Conn, rid: int) -> None:
-    conn.send(P.DRV_REPLY,
-              P.U32.pack(P.OPEN_BLOCKING if getattr(conn.instance, "blocking", False) else 0),
-              rid=rid)
+    flags = (P.OPEN_BLOCKING if getattr(conn.instance, "blocking", False) else 0) | \
+            (P.OPEN_PORT_LOCKING if conn.runner is not None else 0)
+    limit = 0 if conn.limit == math.inf else max(1, round(conn.limit * 1000))
+    conn.send(P.DRV_REPLY, P.U32.pack(flags) + P.U32.pack(min(limit, 0xFFFFFFFF)), rid=rid)
 
 
 def open_failed(conn: Conn, rid: int, e: BaseException) -> None:
@@ -136,13 +150,14 @@ def on_control(conn: Conn, fl: int, rid: int, body: bytes) -> None:
         fn = getattr(conn.instance, "control", None)
         if fn is None:
             raise BadArg("the driver has no control callback")
-        r = fn(cmd, data)
+        with conn.deadline():
+            r = fn(cmd, data)
         if r.__class__ is CoroutineType:
             answer = functools.partial(control_reply, conn, rid, wrapped)
             conn.run_coroutine(r, "control", answer, rid)
         else:
             control_reply(conn, rid, wrapped, r)
-    except Exception as e:
+    except BaseException as e:  # noqa: BLE001 - SystemExit too: the callback's, answered
         fail(conn, rid, e, "control")
 
 
@@ -175,12 +190,13 @@ def on_call(conn: Conn, fl: int, rid: int, body: bytes) -> None:
         fn = getattr(conn.instance, "call", None)
         if fn is None:
             raise BadArg("the driver has no call callback")
-        r = fn(cmd, term)
+        with conn.deadline():
+            r = fn(cmd, term)
         if r.__class__ is CoroutineType:
             conn.run_coroutine(r, "call", functools.partial(call_reply, conn, rid), rid)
         else:
             call_reply(conn, rid, r)
-    except Exception as e:
+    except BaseException as e:  # noqa: BLE001 - SystemExit too: the callback's, answered
         fail(conn, rid, e, "call")
 
 

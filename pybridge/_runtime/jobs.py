@@ -27,7 +27,7 @@ class JobPool:
         self.done: queue.SimpleQueue[tuple[Any, Future[Any]]] = queue.SimpleQueue()
         self.rfd, self.wfd = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
         self.loop_thread = threading.get_ident()
-        self.calls: queue.SimpleQueue[Callable[[], None]] = queue.SimpleQueue()
+        self.calls: queue.SimpleQueue[Callable[[], object]] = queue.SimpleQueue()
         self.lock = threading.Lock()            # no call is queued after close()
         self.closed = False
 
@@ -41,9 +41,10 @@ class JobPool:
 
     def _finished(self, owner: Any, fut: Future[Any]) -> None:
         self.done.put((owner, fut))
-        self._wake()
+        self.wake()
 
-    def _wake(self) -> None:
+    def wake(self) -> None:
+        """Wake the loop thread (from any thread)."""
         try:
             os.write(self.wfd, b"!")
         except BlockingIOError:         # the loop has wake-ups pending already
@@ -57,17 +58,23 @@ class JobPool:
         def run() -> None:
             try:
                 fut.set_result(fn(*args, **kw))
-            except BaseException as e:
+            except BaseException as e:  # noqa: BLE001 - SystemExit too: the caller's
                 fut.set_exception(e)
-                if not isinstance(e, Exception):
-                    raise
 
         with self.lock:
             if self.closed:
                 raise RuntimeError("the pybridge worker has shut down")
             self.calls.put(run)
-        self._wake()
+        self.wake()
         return fut.result()
+
+    def post(self, fn: Callable[[], object]) -> None:
+        """From another thread: fn on the loop thread, soon; nobody waits."""
+        with self.lock:
+            if self.closed:
+                return
+            self.calls.put(fn)
+        self.wake()
 
     def run_calls(self) -> None:
         while True:

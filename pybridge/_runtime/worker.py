@@ -3,20 +3,25 @@
 Wire format: docs/PROTOCOL.md. fd 3 (or --fd) is the ctl socket to the manager port;
 each port arrives as two pipes in CTL_NEW_PORT (from the driver, to it), or as one
 socket when the node runs short of descriptors, and is served in order on them (a Conn).
-Callbacks run one at a time; outputs are batched per read and written without blocking,
-and reading a port pauses while too much of its output is unsent.
+Callbacks run one at a time on the loop's thread (driver-level locking), but those of a
+class with ERL_DRV_FLAG_USE_PORT_LOCKING, which run on a thread of their port's
+(_runtime.runner); the loop thread alone reads channels, changes the Poller and reads the
+ctl socket. Outputs are batched per read and written without blocking, and reading a port
+pauses while too much of its output is unsent. The watchdog bounds callbacks.
 """
 from __future__ import annotations
 
 import array
 import ctypes
 import logging
+import math
 import os
 import resource
 import select
 import selectors
 import signal
 import socket
+import threading
 import time
 import urllib.parse
 from collections import deque
@@ -34,6 +39,8 @@ from .jobs import JobPool
 from .loader import Loader
 from .logs import CtlLogHandler, capture_output
 from .poller import Poller
+from .runner import Busy
+from .watchdog import Watchdog, exit_hung
 
 if TYPE_CHECKING:
     from .aio import Aio
@@ -47,8 +54,13 @@ class Worker:
     """The loop, the ctl socket, and what every port shares (the Host of each Conn)."""
 
     def __init__(self, ctl_fd: int, paths: list[str], async_threads: int = 4,
-                 max_frame: int = P.DEFAULT_MAX_FRAME, spin_us: int = P.DEFAULT_SPIN_US) -> None:
+                 max_frame: int = P.DEFAULT_MAX_FRAME, spin_us: int = P.DEFAULT_SPIN_US,
+                 callback_limit: int = 60000) -> None:
         self.max_frame = max_frame
+        self.limit = callback_limit / 1000 if callback_limit else math.inf
+        self.loop_ident = threading.get_ident()
+        self.busy = Busy(_AnyPort(self.limit))
+        self.busy.ident = self.loop_ident
         self.spin = spin_us / 1e6
         # one read buffer for every port: a fresh 256 KiB bytes per recv costs an mmap
         self.rbuf = memoryview(bytearray(READ_SIZE))
@@ -68,6 +80,27 @@ class Worker:
         # driver modules come from these directories only (app env python_path, open -p);
         # an open's own directories are seen by its driver only
         self.loader = Loader(paths)
+
+    # -- threads --
+    def on_loop(self) -> bool:
+        return threading.get_ident() == self.loop_ident
+
+    def post(self, fn: Callable[[], object]) -> None:
+        self.jobs.post(fn)
+
+    def wake(self) -> None:
+        self.jobs.wake()
+
+    def worker_hung(self, conn: Any, stack: str) -> None:
+        """From the watchdog: a callback on the loop thread ran past its callback_limit.
+        Every port of this worker waits for it: tell the node, and end."""
+        log.error("pybridge: %s ran past its callback_limit (%s ms) with driver-level locking; "
+                  "the worker exits and its ports exit {pybridge, worker_hung}. It was at:\n%s",
+                  conn.spec, round(conn.limit * 1000), stack, extra={"driver": conn.spec})
+        try:
+            self.ctl.sendall(P.frame(P.CTL_HUNG, conn.spec.encode()))
+        finally:
+            exit_hung()
 
     # -- ctl channel --
     def recv_ctl(self) -> bool:
@@ -145,6 +178,8 @@ class Worker:
         pid = self.pids.get(raw)
         if pid is not None:
             return pid
+        if not self.on_loop():          # the ctl socket is the loop thread's
+            return self.jobs.call(self.resolve_pid, conn, raw)
         deadline = time.monotonic() + conn.timeout_ms / 1000
         if not conn.closed:
             conn.send(P.DRV_RESOLVE_PID, P.U64.pack(raw))
@@ -203,20 +238,29 @@ class Worker:
     def adopt(self, serial: int, deadline: float) -> Conn:
         """The port driver_create_port just made: its channel comes in CTL_NEW_PORT `serial`,
         with its PY_OPEN already in it; set it up now, so create_port can return it."""
+        if not self.on_loop():
+            adopted: Conn = self.jobs.call(self.adopt, serial, deadline)
+            return adopted
         while True:
-            for item in self.new_fds:
-                if item[0] == serial:
-                    self.new_fds.remove(item)
-                    conn = self.accept(*item)
-                    while conn.instance is None and not conn.closed:
-                        if not conn.channel.wait_readable(deadline - time.monotonic()):
-                            raise WorkerError("the new port's channel stayed silent")
-                        conn.on_readable()
-                    return conn
+            # a port's thread asks after the loop may have taken the channel in already
+            conn = next((c for c in self.conns if c.serial == serial), None)
+            item = next((i for i in self.new_fds if i[0] == serial), None)
+            if conn is None and item is not None:
+                self.new_fds.remove(item)
+                conn = self.accept(*item)
+            if conn is not None:
+                while conn.instance is None and not conn.closed:
+                    if not conn.channel.wait_readable(deadline - time.monotonic()):
+                        raise WorkerError("the new port's channel stayed silent")
+                    conn.on_readable()
+                return conn
             self.wait_ctl(deadline, "the new port's channel did not arrive in time")
 
     def start_coroutine(self, conn: Conn, coro: Coroutine[Any, Any, Any], what: str,
                         answer: Callable[[Any], object] | None, rid: int) -> None:
+        if not self.on_loop():          # the asyncio loop runs on the loop thread
+            self.jobs.call(self.start_coroutine, conn, coro, what, answer, rid)
+            return
         if self.aio is None:
             from .aio import Aio  # asyncio is imported by the first coroutine
             self.aio = Aio(self.sel, self.conns)
@@ -227,6 +271,8 @@ class Worker:
         self.handshake()
         self.sel.register(self.ctl, selectors.EVENT_READ, None)
         self.sel.register(self.jobs.rfd, selectors.EVENT_READ, self.jobs)
+        Watchdog(self).start()
+        busy, anyone = self.busy, self.busy.conn
         while True:
             if self.aio is not None:
                 self.aio.run()
@@ -235,20 +281,27 @@ class Worker:
             self.accept_ports()
             while self.later:
                 conn, name, arg = self.later.pop(0)
+                busy.conn = conn
                 conn.call_back(name, arg)
                 conn.flush()
-            for what, ev in self.wait():
+            busy.since, busy.conn = 0.0, anyone
+            ready = self.wait()
+            busy.since = time.monotonic()
+            for what, ev in ready:
                 if what is None:
                     if not self.recv_ctl():
                         return self.shutdown()
                 elif what is self.jobs:
                     for conn, fut in self.jobs.finished():
+                        busy.conn = conn
                         conn.on_job_done(fut)
                         conn.flush()
                 elif isinstance(what, Watch):
                     if not what.conn.closed:
+                        busy.conn = what.conn
                         what.fire(ev)
                 elif not what.closed:
+                    busy.conn = what
                     if ev & selectors.EVENT_WRITE:
                         what.flush()
                     if ev & selectors.EVENT_READ and not what.closed:
@@ -300,14 +353,24 @@ def _keep_large_blocks() -> None:
         pass
 
 
+class _AnyPort:
+    """Whom the loop thread serves when it is no port in particular (coroutines' passes)."""
+
+    spec = "the worker's asyncio loop"
+    timeout_ms = 0
+
+    def __init__(self, limit: float) -> None:
+        self.limit = limit
+
+
 def main(fd: int, paths: list[str], async_threads: int = 4, max_frame: int = P.DEFAULT_MAX_FRAME,
-         spin_us: int = P.DEFAULT_SPIN_US) -> None:
+         spin_us: int = P.DEFAULT_SPIN_US, callback_limit: int = 60000) -> None:
     _die_with_parent()
     _keep_large_blocks()
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     if soft < hard:
         resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
-    worker = Worker(fd, paths, async_threads, max_frame, spin_us)
+    worker = Worker(fd, paths, async_threads, max_frame, spin_us, callback_limit)
     capture_output(worker.ctl)
     handler = CtlLogHandler(worker.ctl)
     root = logging.getLogger()

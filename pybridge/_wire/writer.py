@@ -4,11 +4,13 @@ Frames queue in ``out`` and are written without blocking: by the worker's loop a
 read (flush), or at once when a callback has queued OUT_FLUSH bytes, so a long callback's
 output reaches Erlang while it runs. Bodies of SHM_MIN bytes or more go through the port's
 shared memory when it has room (docs/PROTOCOL.md). send() is the single place where frames
-are made: the place a lock goes when several threads send for one port.
+are made, and it holds the writer's lock: a port's thread (port-level locking), an async_ job
+or any thread of the driver's may send at once, and frames never interleave.
 """
 from __future__ import annotations
 
 import os
+import threading
 from typing import Callable
 
 from . import protocol as P
@@ -32,8 +34,13 @@ class FrameWriter:
         self.outlen = 0
         self.write_at = OUT_FLUSH        # outlen at which send() writes at once
         self.closed = False             # nothing is sent any more
+        self.lock = threading.Lock()    # held by send, send_parts and write_out
 
     def send(self, op: int, body: bytes = b"", fl: int = 0, rid: int = 0) -> None:
+        with self.lock:
+            self._send(op, body, fl, rid)
+
+    def _send(self, op: int, body: bytes, fl: int, rid: int) -> None:
         if self.closed:
             return
         n = len(body)
@@ -51,15 +58,16 @@ class FrameWriter:
         if self.outlen >= self.write_at:
             # a long callback's output reaches Erlang while it runs, not all at its end;
             # the loop's flush still follows (errors, the rest, select)
-            self.write_out()
+            self._write_out()
         # a callback of one port may write to another (create_port): the loop flushes all
         self.queued()
 
     def send_parts(self, op: int, parts: list[bytes]) -> None:
         """send() of a body given in parts: a large one goes to the ring without joining."""
         n = sum(map(len, parts))
-        if not (n >= P.SHM_MIN and not self.closed and self.to_ring(op, parts, n, 0, 0)):
-            self.send(op, b"".join(parts))
+        with self.lock:
+            if not (n >= P.SHM_MIN and not self.closed and self.to_ring(op, parts, n, 0, 0)):
+                self._send(op, b"".join(parts), 0, 0)
 
     def to_ring(self, op: int, parts: list[bytes], n: int, fl: int, rid: int) -> bool:
         """Put a large body in our ring and send its place; False: send it inline."""
@@ -67,7 +75,7 @@ class FrameWriter:
         if rings.out is None:
             if not rings.wanted:
                 rings.wanted = True
-                self.send(P.DRV_SHM_WANT)
+                self._send(P.DRV_SHM_WANT, b"", 0, 0)
             return False
         pos = rings.place(parts, n)
         if pos is None:
@@ -79,6 +87,10 @@ class FrameWriter:
 
     def write_out(self) -> bool:
         """Write what the descriptor takes now. False: the driver's end is gone."""
+        with self.lock:
+            return self._write_out()
+
+    def _write_out(self) -> bool:
         out = self.out
         while out:
             # small pieces go in one write; a large unsent head is written alone, so that

@@ -1,6 +1,7 @@
 """Callbacks as coroutines (async def): answers, per-port order, ports that do not wait
 for each other, exceptions as for sync callbacks, self.port from coroutines and threads,
-and closing a port whose coroutine is pending."""
+and closing a port whose coroutine is pending; each under driver-level and port-level
+locking (tests/drivers/port_level.py)."""
 import time
 
 import pytest
@@ -9,6 +10,18 @@ from pybridge import Atom
 from pybridge.testing import ErlangError
 
 PYTHON = Atom("python")
+
+
+@pytest.fixture(autouse=True, params=["driver-level", "port-level"])
+def locking(request, beam, monkeypatch):
+    """Every test again with the classes under port-level locking."""
+    if request.param == "port-level":
+        opened = beam.open
+
+        def open_port_level(spec, *args, **kw):
+            mod, cls = spec.split(":")
+            return opened(f"port_level:{mod}__{cls}", *args, **kw)
+        monkeypatch.setattr(beam, "open", open_port_level)
 
 
 def test_start_output_control_call(beam):

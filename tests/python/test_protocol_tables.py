@@ -15,7 +15,8 @@ def doc_table():
     row = rf"^\| `({NAME})` \| (0x[0-9A-Fa-f]+|16#[0-9A-Fa-f]+|\d+) \|"
     for name, value in re.findall(row, text, re.M):
         rows[name] = int(value[3:], 16) if value.startswith("16#") else int(value, 0)
-    for name, value in re.findall(r"`((?:FL|FAIL|TIME|OPEN)_[A-Z]+)` = (0x[0-9A-Fa-f]+|\d+)", text):
+    flag = r"`((?:FL|FAIL|TIME|OPEN)_[A-Z_]+)` = (0x[0-9A-Fa-f]+|\d+)"
+    for name, value in re.findall(flag, text):
         rows[name] = int(value, 0)
     return rows
 
