@@ -61,6 +61,7 @@ class Host(Loop, Protocol):
     later: list[tuple[Conn, CallbackName, Any]]   # callbacks due after this turn
     conns: set[Conn]
     busy: Busy                      # what the loop thread runs, for the watchdog
+    handed: bool                    # a port's thread was given work this turn
 
     def load(self, conn: Conn, text: str) -> tuple[type[Driver], str]: ...
 
@@ -352,6 +353,7 @@ class Conn(PortThreads):
             with self.writer.lock:
                 self.handlers[op](self, fl, rid, body)
         elif not self.closing and self.runner is not None:
+            self.host.handed = True
             self.runner.submit(self.dispatch, op, fl, rid, body)
 
     def on_output(self, body: bytes) -> None:

@@ -61,6 +61,7 @@ class Worker:
         self.loop_ident = threading.get_ident()
         self.busy = Busy(_AnyPort(self.limit))
         self.busy.ident = self.loop_ident
+        self.handed = False             # a port's thread was given work this turn
         self.spin = spin_us / 1e6
         # one read buffer for every port: a fresh 256 KiB bytes per recv costs an mmap
         self.rbuf = memoryview(bytearray(READ_SIZE))
@@ -312,7 +313,9 @@ class Worker:
         was just served is likely to send again at once (a control's caller, a pipeline);
         a sleeping worker's wake-up costs as much as the whole round trip."""
         timeout = None if self.aio is None else self.aio.timeout()
-        if self.spin and timeout != 0:
+        handed, self.handed = self.handed, False
+        # spinning keeps the GIL from the port threads just handed work (port-level locking)
+        if self.spin and timeout != 0 and not handed:
             clock, poll = time.perf_counter, self.sel.ep.poll
             end = clock() + (self.spin if timeout is None else min(self.spin, timeout))
             while True:
