@@ -48,6 +48,8 @@ static void tell_manager(pb_user *u, const char *tag)
     ErlDrvTermData t[6] = { ERL_DRV_ATOM, driver_mk_atom((char *)tag),
                             ERL_DRV_PORT, u->port_term, ERL_DRV_TUPLE, 2 };
     pb_send_to(u, u->notify, t, 6);
+}
+
 /* The spec in a PY_OPEN text: the first word after the options (each "-x ARG"). */
 static const char *text_spec(const char *text, size_t *len)
 {

@@ -95,4 +95,5 @@
 -define(DEFAULT_SPIN_US, 50).
 -define(MAX_SPIN_US, 10000).
 -define(MAX_WORKERS, 64).
+-define(DEFAULT_CALLBACK_LIMIT_MS, 60000).
 %% ---- end of limits ----

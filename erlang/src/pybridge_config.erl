@@ -153,9 +153,9 @@ clamp(_, Default, _Min, _Max) -> Default.
 %% callback_limit attribute wins).
 -spec callback_limit() -> 100..?U32_MAX | infinity.
 callback_limit() ->
-    case application:get_env(pybridge, callback_limit, 60000) of
+    case application:get_env(pybridge, callback_limit, ?DEFAULT_CALLBACK_LIMIT_MS) of
         infinity -> infinity;
-        _ -> integer(callback_limit, 60000, 100, ?U32_MAX)
+        _ -> integer(callback_limit, ?DEFAULT_CALLBACK_LIMIT_MS, 100, ?U32_MAX)
     end.
 
 -spec integer(atom(), integer(), integer(), integer()) -> integer().

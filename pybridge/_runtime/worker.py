@@ -55,7 +55,7 @@ class Worker:
 
     def __init__(self, ctl_fd: int, paths: list[str], async_threads: int = 4,
                  max_frame: int = P.DEFAULT_MAX_FRAME, spin_us: int = P.DEFAULT_SPIN_US,
-                 callback_limit: int = 60000) -> None:
+                 callback_limit: int = P.DEFAULT_CALLBACK_LIMIT_MS) -> None:
         self.max_frame = max_frame
         self.limit = callback_limit / 1000 if callback_limit else math.inf
         self.loop_ident = threading.get_ident()
@@ -367,7 +367,8 @@ class _AnyPort:
 
 
 def main(fd: int, paths: list[str], async_threads: int = 4, max_frame: int = P.DEFAULT_MAX_FRAME,
-         spin_us: int = P.DEFAULT_SPIN_US, callback_limit: int = 60000) -> None:
+         spin_us: int = P.DEFAULT_SPIN_US,
+         callback_limit: int = P.DEFAULT_CALLBACK_LIMIT_MS) -> None:
     _die_with_parent()
     _keep_large_blocks()
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)

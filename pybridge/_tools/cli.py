@@ -35,7 +35,8 @@ def main() -> None:
 @click.option("--spin-us", type=click.IntRange(0, P.MAX_SPIN_US),
               default=P.DEFAULT_SPIN_US, show_default=True,
               help="Microseconds to busy-poll for the next frame before sleeping.")
-@click.option("--callback-limit", type=click.IntRange(0), default=60000, show_default=True,
+@click.option("--callback-limit", type=click.IntRange(0),
+              default=P.DEFAULT_CALLBACK_LIMIT_MS, show_default=True,
               help="Milliseconds a callback may run before it is hung (0: no limit).")
 def worker(fd: int, paths: tuple[str, ...], async_threads: int, max_frame: int,
            spin_us: int, callback_limit: int) -> None:

@@ -98,6 +98,7 @@ DEFAULT_MAX_FRAME = 256 << 20
 MIN_MAX_FRAME = 64
 DEFAULT_SPIN_US = 50
 MAX_SPIN_US = 10000
+DEFAULT_CALLBACK_LIMIT_MS = 60000
 SHM_MIN = 64 << 10          # bodies from this size go through the port's shared memory
 # ---- end of limits ----
 

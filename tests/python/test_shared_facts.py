@@ -55,11 +55,12 @@ def test_each_side_holds_exactly_its_rows_with_their_values():
 
 def test_app_env_defaults_are_the_table_s():
     app = (ROOT / "erlang/src/pybridge.app.src").read_text()
-    env = dict(re.findall(r"\{(timeout|max_frame|spin_us), (\d+)\}", app))
+    env = dict(re.findall(r"\{(timeout|max_frame|spin_us|callback_limit), (\d+)\}", app))
     doc = doc_limits()
     assert int(env["timeout"]) == doc["DEFAULT_TIMEOUT_MS"][0]
     assert int(env["max_frame"]) == doc["DEFAULT_MAX_FRAME"][0]
     assert int(env["spin_us"]) == doc["DEFAULT_SPIN_US"][0]
+    assert int(env["callback_limit"]) == doc["DEFAULT_CALLBACK_LIMIT_MS"][0]
 
 
 def test_the_version_is_one_everywhere():
