@@ -10,7 +10,8 @@
 hung_test_() ->
     {setup, fun pybridge_test_lib:start/0, fun pybridge_test_lib:stop/1,
      [{timeout, 30, fun a_spinning_port_exits_hung/0},
-      {timeout, 30, fun a_spinning_worker_is_replaced/0}]}.
+      {timeout, 30, fun a_spinning_worker_is_replaced/0},
+      {timeout, 30, fun c_code_holding_the_gil_is_bounded_by_the_node/0}]}.
 
 now_ms() -> erlang:monotonic_time(millisecond).
 
@@ -44,6 +45,22 @@ a_spinning_worker_is_replaced() ->
      || P <- [A, B]],
     C = pybridge:open("sleeps_in_control:DriverLevel", [binary]),
     ?assert(now_ms() - T0 < ?LIMIT + 1000 + 5000),    % a new worker's start included
+    ?assertNotEqual({os_pid, OsPid}, erlang:port_info(C, os_pid)),
+    ?assertEqual("y", pybridge:control(C, 0, <<"y">>)),
+    port_close(C),
+    process_flag(trap_exit, false).
+
+%% The worker's watchdog is a Python thread: C code that keeps the GIL stops it too. The
+%% driver's own wait bounds it: the limit plus its grace, then the worker is killed.
+c_code_holding_the_gil_is_bounded_by_the_node() ->
+    process_flag(trap_exit, true),
+    A = pybridge:open("holds_the_gil:HoldsTheGil", [binary]),
+    {os_pid, OsPid} = erlang:port_info(A, os_pid),
+    T0 = now_ms(),
+    ?assertError({pybridge, worker_hung}, pybridge:control(A, 1, <<>>)),
+    ?assert(now_ms() - T0 < ?LIMIT + 1000),
+    receive {'EXIT', A, Reason} -> ?assertEqual({pybridge, worker_hung}, Reason) end,
+    C = pybridge:open("holds_the_gil:HoldsTheGil", [binary]),
     ?assertNotEqual({os_pid, OsPid}, erlang:port_info(C, os_pid)),
     ?assertEqual("y", pybridge:control(C, 0, <<"y">>)),
     port_close(C),
