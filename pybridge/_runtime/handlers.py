@@ -10,6 +10,7 @@ from __future__ import annotations
 import functools
 import math
 import traceback
+from collections.abc import Callable
 from types import CoroutineType
 from typing import Any
 
@@ -138,6 +139,21 @@ def open_failed(conn: Conn, rid: int, e: BaseException) -> None:
 
 
 # -- PY_CONTROL, PY_CALL --
+def answer(conn: Conn, rid: int, what: str, args: tuple[Any, ...],
+           reply: Callable[[Any], object]) -> None:
+    """Run control or call, bounded by the watchdog; its result (or its coroutine's) goes to
+    reply. A missing callback is badarg, as a NULL entry of a C driver."""
+    fn = getattr(conn.instance, what, None)
+    if fn is None:
+        raise BadArg(f"the driver has no {what} callback")
+    with conn.deadline():
+        r = fn(*args)
+    if r.__class__ is CoroutineType:
+        conn.run_coroutine(r, what, reply, rid)
+    else:
+        reply(r)
+
+
 def on_control(conn: Conn, fl: int, rid: int, body: bytes) -> None:
     wrapped = fl & P.FL_WRAPPED
     try:
@@ -147,16 +163,8 @@ def on_control(conn: Conn, fl: int, rid: int, body: bytes) -> None:
             data = flatten_iodata(data)
         else:
             cmd, data = P.U32.unpack_from(body)[0], body[4:]
-        fn = getattr(conn.instance, "control", None)
-        if fn is None:
-            raise BadArg("the driver has no control callback")
-        with conn.deadline():
-            r = fn(cmd, data)
-        if r.__class__ is CoroutineType:
-            answer = functools.partial(control_reply, conn, rid, wrapped)
-            conn.run_coroutine(r, "control", answer, rid)
-        else:
-            control_reply(conn, rid, wrapped, r)
+        answer(conn, rid, "control", (cmd, data),
+               functools.partial(control_reply, conn, rid, wrapped))
     except BaseException as e:  # noqa: BLE001 - SystemExit too: the callback's, answered
         fail(conn, rid, e, "control")
 
@@ -187,15 +195,7 @@ def on_call(conn: Conn, fl: int, rid: int, body: bytes) -> None:
             conn.host.pids[conn.caller_raw] = me
         else:
             cmd = P.U32.unpack_from(body)[0]
-        fn = getattr(conn.instance, "call", None)
-        if fn is None:
-            raise BadArg("the driver has no call callback")
-        with conn.deadline():
-            r = fn(cmd, term)
-        if r.__class__ is CoroutineType:
-            conn.run_coroutine(r, "call", functools.partial(call_reply, conn, rid), rid)
-        else:
-            call_reply(conn, rid, r)
+        answer(conn, rid, "call", (cmd, term), functools.partial(call_reply, conn, rid))
     except BaseException as e:  # noqa: BLE001 - SystemExit too: the callback's, answered
         fail(conn, rid, e, "call")
 
