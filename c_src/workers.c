@@ -95,7 +95,7 @@ int pb_worker_add(pid_t pid, int ctl_fd, const pb_worker_conf *conf, pb_worker_r
         w->gen++;
         w->nports = 0;
         w->busy = 0;
-        w->blame_serial = 0;
+        w->blame_serial = w->blame_of = 0;
         w->lost_ms = 0;
         w->suspect_ms = 0;
         w->conf = *conf;
@@ -260,10 +260,15 @@ void pb_worker_busy(pb_worker_ref w, uint32_t serial, const char *spec)
     if ((k = lookup(w))) {
         k->busy++;
         if (!blame_held(k)) {
+            /* the copy only when another port waits: one port's requests in a row are
+             * the common case, and this runs for every one */
+            if (serial != k->blame_of) {
+                strncpy(k->blame, spec, PB_SPEC_MAX - 1);
+                k->blame[PB_SPEC_MAX - 1] = 0;
+                k->blame_of = serial;
+            }
             k->blame_serial = serial;
             k->lost_ms = 0;
-            strncpy(k->blame, spec, PB_SPEC_MAX - 1);
-            k->blame[PB_SPEC_MAX - 1] = 0;
         }
     }
     erl_drv_mutex_unlock(reg->lock);

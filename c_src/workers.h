@@ -51,6 +51,7 @@ typedef struct {
     int busy;
     uint32_t blame_serial;
     char blame[PB_SPEC_MAX];
+    uint32_t blame_of;                   /* the port whose spec is in blame */
     ErlDrvTime lost_ms;                  /* that port saw the worker's end first: when */
     ErlDrvTime suspect_ms;               /* when a port of it last saw its channel end */
 } pb_worker;

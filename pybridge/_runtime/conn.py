@@ -15,6 +15,7 @@ import functools
 import logging
 import selectors
 import struct
+import threading
 import time
 from collections import deque
 from collections.abc import Coroutine
@@ -109,6 +110,7 @@ class Conn(PortThreads):
         self.channel = channel = Channel(rfd, wfd, host.max_frame, host.rbuf, host.sel,
                                          self.queued)
         self.runner: Runner | None = None   # port-level locking: the port's thread
+        self.busy = host.busy           # the runner's once there is one (lock_mode)
         self.writer = channel.writer
         self.send = self.writer.send                # the one writer method
         self.send_parts = self.writer.send_parts
@@ -308,7 +310,8 @@ class Conn(PortThreads):
             self.close()
             return
         try:
-            self.resume()
+            if self.pending:
+                self.resume()
             self.channel.reader.drain(self)
         except ProtocolError as e:
             log.error("pybridge port %s: %s; closing it", self.spec, e)
@@ -405,7 +408,7 @@ class Conn(PortThreads):
 
     # -- output: the loop flushes what callbacks queued --
     def flush(self) -> None:
-        if not self.host.on_loop():     # rearm is the loop thread's
+        if threading.get_ident() != self.host.loop_ident:     # rearm is the loop thread's
             self.push()
             return
         self.host.dirty.discard(self)

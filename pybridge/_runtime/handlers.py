@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import functools
 import math
+import time
 import traceback
 from collections.abc import Callable
 from types import CoroutineType
@@ -22,6 +23,7 @@ from .._types import Atom, ImproperList, Pid
 from .._wire import protocol as P
 from .conn import Conn, Handler
 from .loader import public_name
+from .runner import LATE
 
 # a list-mode control reply longer than STRING_EXT holds travels as {string, Binary}
 STRING_EXT_MAX = 65535
@@ -139,19 +141,32 @@ def open_failed(conn: Conn, rid: int, e: BaseException) -> None:
 
 
 # -- PY_CONTROL, PY_CALL --
-def answer(conn: Conn, rid: int, what: str, args: tuple[Any, ...],
-           reply: Callable[[Any], object]) -> None:
+Reply = Callable[[Conn, int, int, Any], object]     # (conn, rid, wrapped, result)
+
+
+def answer(conn: Conn, rid: int, what: str, args: tuple[Any, ...], reply: Reply,
+           wrapped: int) -> None:
     """Run control or call, bounded by the watchdog; its result (or its coroutine's) goes to
-    reply. A missing callback is badarg, as a NULL entry of a C driver."""
+    reply(conn, rid, wrapped, result). A missing callback is badarg, as a NULL entry of a
+    C driver."""
     fn = getattr(conn.instance, what, None)
     if fn is None:
         raise BadArg(f"the driver has no {what} callback")
-    with conn.deadline():
+    # the watchdog's view of this request, written here rather than in helpers: every
+    # control and call passes, and each Python call is a measurable part of a round trip
+    busy, ms = conn.busy, conn.timeout_ms
+    busy.deadline = time.monotonic() + ms / 1000 + LATE if ms else 0.0
+    try:
         r = fn(*args)
+    finally:
+        # under the lock: the watchdog must not interrupt what follows the callback
+        busy.lock.acquire()
+        busy.deadline = 0.0
+        busy.lock.release()
     if r.__class__ is CoroutineType:
-        conn.run_coroutine(r, what, reply, rid)
+        conn.run_coroutine(r, what, functools.partial(reply, conn, rid, wrapped), rid)
     else:
-        reply(r)
+        reply(conn, rid, wrapped, r)
 
 
 def on_control(conn: Conn, fl: int, rid: int, body: bytes) -> None:
@@ -163,8 +178,7 @@ def on_control(conn: Conn, fl: int, rid: int, body: bytes) -> None:
             data = flatten_iodata(data)
         else:
             cmd, data = P.U32.unpack_from(body)[0], body[4:]
-        answer(conn, rid, "control", (cmd, data),
-               functools.partial(control_reply, conn, rid, wrapped))
+        answer(conn, rid, "control", (cmd, data), control_reply, wrapped)
     except BaseException as e:  # noqa: BLE001 - SystemExit too: the callback's, answered
         fail(conn, rid, e, "control")
 
@@ -195,12 +209,13 @@ def on_call(conn: Conn, fl: int, rid: int, body: bytes) -> None:
             conn.host.pids[conn.caller_raw] = me
         else:
             cmd = P.U32.unpack_from(body)[0]
-        answer(conn, rid, "call", (cmd, term), functools.partial(call_reply, conn, rid))
+        answer(conn, rid, "call", (cmd, term), call_reply, 0)
     except BaseException as e:  # noqa: BLE001 - SystemExit too: the callback's, answered
         fail(conn, rid, e, "call")
 
 
-def call_reply(conn: Conn, rid: int, r: Any) -> None:
+def call_reply(conn: Conn, rid: int, wrapped: int, r: Any) -> None:
+    # wrapped or not, a call's answer is the term: the C side wraps it
     conn.send(P.DRV_REPLY, encode(r, conn.none_atom), rid=rid)
 
 

@@ -37,24 +37,7 @@ class Busy:
         self.since = 0.0
         self.deadline = 0.0
         self.ident = 0
-        self.told = False           # the watchdog interrupted this task already
-
-
-class Deadline:
-    """``with``: a control or call runs; past timeout_ms (and LATE) the watchdog interrupts it."""
-
-    __slots__ = ("busy", "at")
-
-    def __init__(self, busy: Busy, timeout_ms: int) -> None:
-        self.busy = busy
-        self.at = time.monotonic() + timeout_ms / 1000 + LATE if timeout_ms else 0.0
-
-    def __enter__(self) -> None:
-        self.busy.deadline, self.busy.told = self.at, False
-
-    def __exit__(self, *exc: object) -> None:
-        with self.busy.lock:
-            self.busy.deadline = 0.0
+        self.told = 0.0             # the deadline the watchdog interrupted already
 
 
 class Runner:
@@ -126,7 +109,7 @@ class Runner:
                             busy.ident = 0
                             return
                     task = self.tasks.popleft()
-                busy.since, busy.told = time.monotonic(), False
+                busy.since = time.monotonic()
                 try:
                     task()
                     self.after()

@@ -21,7 +21,7 @@ from .._errors import WorkerError
 from .._wire import protocol as P
 from .._wire.writer import FrameWriter
 from .jobs import JobPool
-from .runner import Busy, Deadline, Runner
+from .runner import Busy, Runner
 
 log = logging.getLogger("pybridge")
 
@@ -32,6 +32,7 @@ class Loop(Protocol):
     jobs: JobPool
     dirty: set[Any]                 # ports whose output waits for the loop's flush
     busy: Busy                      # what the loop thread runs, for the watchdog
+    loop_ident: int                 # the loop thread's
     limit: float                    # seconds: the callback_limit of classes without one
 
     def on_loop(self) -> bool: ...
@@ -92,6 +93,7 @@ class Waiter:
 class PortThreads:
     host: Loop
     runner: Runner | None           # port-level locking: the port's thread
+    busy: Busy                      # the watchdog's view of the thread that runs callbacks
     hold: object | None             # a coroutine holds the port (_runtime.aio)
     writer: FrameWriter
     waiting: Waiter | None
@@ -112,11 +114,7 @@ class PortThreads:
         if int(getattr(cls, "flags", 0)) & ERL_DRV_FLAG_USE_PORT_LOCKING and self.runner is None:
             self.runner = Runner(f"pybridge-port-{self.spec}", self.after_task)
             self.runner.busy.conn = self
-
-    def deadline(self) -> Deadline:
-        """A control / call runs: the watchdog interrupts it past the port's timeout."""
-        runner = self.runner
-        return Deadline(runner.busy if runner is not None else self.host.busy, self.timeout_ms)
+            self.busy = self.runner.busy
 
     def owns(self) -> bool:
         """The calling thread runs this port's callbacks now: the port's thread (port-level
@@ -135,9 +133,12 @@ class PortThreads:
     def queued(self) -> None:
         """The writer queued a frame: the loop thread flushes it; a thread that is neither
         the loop's nor the port's own (whose task's end pushes) wakes it for that."""
-        self.host.dirty.add(self)
-        if not self.host.on_loop() and not (self.runner is not None and self.runner.on_thread()):
-            self.host.wake()
+        host = self.host
+        host.dirty.add(self)
+        # the ident test inlined: this runs for every frame a callback sends
+        if threading.get_ident() != host.loop_ident and \
+                not (self.runner is not None and self.runner.on_thread()):
+            host.wake()
 
     def push(self) -> None:
         """From a thread other than the loop's: write what the pipe takes now; the loop

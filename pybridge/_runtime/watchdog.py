@@ -72,8 +72,8 @@ class Watchdog:
         if not since or conn is None or (not loop and conn.runner.stopped):
             return
         with busy.lock:
-            if busy.deadline and now > busy.deadline and not busy.told:
-                busy.told = True
+            if busy.deadline and now > busy.deadline and busy.told != busy.deadline:
+                busy.told = busy.deadline
                 interrupt(busy.ident)
         if now - since > conn.limit:
             stack = stack_of(busy.ident)

@@ -279,7 +279,8 @@ class Worker:
                 self.aio.run()
             while self.dirty:
                 self.dirty.pop().flush()
-            self.accept_ports()
+            if self.new_fds:
+                self.accept_ports()
             while self.later:
                 conn, name, arg = self.later.pop(0)
                 busy.conn = conn

@@ -29,7 +29,10 @@ class FrameWriter:
         self.fd = fd
         self.max_frame = max_frame
         self.rings = rings
-        self.queued = queued            # told of every frame queued: someone must flush
+        # told when frames wait where none did: someone must flush. Output that waits
+        # already has its flush coming (the port is dirty, or its channel watched for
+        # writing), so later frames need not tell again.
+        self.queued = queued
         self.out: list[bytes | memoryview] = []   # memoryview: an unsent tail
         self.outlen = 0
         self.write_at = OUT_FLUSH        # outlen at which send() writes at once
@@ -37,8 +40,28 @@ class FrameWriter:
         self.lock = threading.Lock()    # held by send, send_parts and write_out
 
     def send(self, op: int, body: bytes = b"", fl: int = 0, rid: int = 0) -> None:
-        with self.lock:
-            self._send(op, body, fl, rid)
+        n = len(body)
+        if n >= 512 or n + 6 > self.max_frame:
+            with self.lock:
+                self._send(op, body, fl, rid)
+            return
+        # _send's small-frame path inlined, and the lock taken without `with` (which makes
+        # two bound methods each time): every control reply and most outputs come here,
+        # and each of these is a measurable part of a round trip
+        first = False
+        self.lock.acquire()
+        try:
+            if not self.closed:
+                out = self.out
+                first = not out
+                out.append(HEADER_PACK(n + 6, op, fl, rid) + body)
+                self.outlen += 10 + n
+                if self.outlen >= self.write_at:
+                    self._write_out()
+        finally:
+            self.lock.release()
+        if first:
+            self.queued()
 
     def _send(self, op: int, body: bytes, fl: int, rid: int) -> None:
         if self.closed:
@@ -87,8 +110,11 @@ class FrameWriter:
 
     def write_out(self) -> bool:
         """Write what the descriptor takes now. False: the driver's end is gone."""
-        with self.lock:
+        self.lock.acquire()     # not `with`: see send()
+        try:
             return self._write_out()
+        finally:
+            self.lock.release()
 
     def _write_out(self) -> bool:
         out = self.out
