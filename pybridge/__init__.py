@@ -42,3 +42,11 @@ __all__ = [
     "Atom", "ImproperList", "ListKey", "MapKey", "Pid", "PortId", "Reference", "Function",
     "BitString", "DecodeError", "EncodeError", "__version__",
 ]
+
+# Public classes say where users find them, as trio's do: a traceback, repr() and the
+# {python, Class, ...} error Erlang gets name pybridge.Timeout, not pybridge._errors.Timeout.
+for _name in __all__:
+    _obj = globals()[_name]
+    if isinstance(_obj, type) and _obj.__module__.startswith("pybridge."):
+        _obj.__module__ = "pybridge"
+del _name, _obj

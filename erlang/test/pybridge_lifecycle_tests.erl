@@ -17,7 +17,8 @@ tests() ->
     [crash_loop_never_escalates, death_seen_through_a_forked_child,
      death_seen_through_popen_child, exit_status_and_signal_reported,
      descriptors_are_close_on_exec, groups_take_their_ports, unknown_group_is_badarg,
-     a_group_keeps_its_deaths, a_group_keeps_its_hangs, memory_limit_bounds_a_group].
+     a_group_keeps_its_deaths, a_group_keeps_its_hangs, memory_limit_bounds_a_group,
+     crash_loop_under_port_locking, exit_in_stop_ends_only_its_worker].
 
 start() ->
     _ = application:load(pybridge),
@@ -248,6 +249,41 @@ memory_limit_bounds_a_group() ->
     catch port_close(P),
     port_close(Other),
     ?assert(restarted(capped)),
+    flush().
+
+%% The same crash loop when start runs on the port's own thread (port-level locking).
+crash_loop_under_port_locking() ->
+    process_flag(trap_exit, true),
+    ?assert(restarted(default)),
+    Rs = [open_error("exits_in_start:ExitsInStartPortLevel", []) || _ <- lists:seq(1, 30)],
+    ?assert(lists:all(fun(R) -> lists:member(R, [{pybridge, worker_down},
+                                                 {pybridge, crash_loop}]) end, Rs)),
+    ?assert(lists:member({pybridge, crash_loop}, Rs)),
+    ?assert(running()),
+    ?assert(restarted(default)),
+    Good = open("upper:Upper", []),
+    ?assertEqual("ih", pybridge:control(Good, 0, <<"hi">>)),
+    port_close(Good),
+    flush().
+
+%% os._exit in stop: port_close returns, the worker's other port exits worker_down (named),
+%% other groups go on, the worker comes back; under both lockings.
+exit_in_stop_ends_only_its_worker() ->
+    process_flag(trap_exit, true),
+    [begin
+         ?assert(restarted(isolated)),
+         Other = open("upper:Upper", []),
+         Peer = open("upper:Upper", [{worker_group, isolated}]),
+         P = open("exits_in_stop:" ++ Class, [{worker_group, isolated}]),
+         ?assert(port_close(P)),
+         receive {'EXIT', Peer, Why} -> ?assertEqual({pybridge, worker_down}, Why)
+         after 3000 -> error({peer_kept, Class})
+         end,
+         ?assertEqual("ih", pybridge:control(Other, 0, <<"hi">>)),
+         port_close(Other)
+     end || Class <- ["ExitsInStop", "ExitsInStopPortLevel"]],
+    ?assert(restarted(isolated)),
+    ?assert(running()),
     flush().
 
 %% pybridge_config brings worker_groups and crash_loop into range, as it does the rest.

@@ -90,7 +90,8 @@ base_exceptions(Class) ->
     {os_pid, OsPid} = erlang:port_info(P, os_pid),
     Kinds = [{<<"exit">>, 'builtins.SystemExit', "SystemExit"},
              {<<"interrupt">>, 'builtins.KeyboardInterrupt', "KeyboardInterrupt"},
-             {<<"bare">>, 'raises_base_exceptions.Bare', "Bare"}],
+             {<<"bare">>, 'raises_base_exceptions.Bare', "Bare"},
+             {<<"timeout">>, 'pybridge.Timeout', "pybridge.Timeout"}],
     [begin
          ?assertError({python, Name, _, _}, pybridge:control(P, 0, What)),
          ?assertError({python, Name, _, _}, pybridge:call(P, 0, What)),

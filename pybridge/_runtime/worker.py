@@ -332,9 +332,23 @@ class Worker:
     def shutdown(self) -> None:
         for conn in list(self.conns):
             conn.close()
+        # a port-level port closes on its own thread (stop runs there) and calls this
+        # thread meanwhile: serve those calls until every such port is released, within
+        # the time the node gives a worker to exit before it kills it
+        end = time.monotonic() + SHUTDOWN_S
+        while any(c.runner is not None for c in self.conns):
+            left = end - time.monotonic()
+            if left <= 0:
+                break
+            select.select([self.jobs.rfd], [], [], min(left, 0.01))
+            self.jobs.finished()        # runs the calls; the jobs' ports are gone
         if self.aio is not None:
             self.aio.shutdown()
         self.jobs.close()
+
+
+# seconds a shutdown waits for port-level ports' stop: within the node's STOP_GRACE_MS (200)
+SHUTDOWN_S = 0.15
 
 
 def _die_with_parent() -> None:

@@ -1,6 +1,8 @@
 """Each callback raises the BaseException its data names: b"exit" SystemExit(3),
-b"interrupt" KeyboardInterrupt, b"bare" a subclass of BaseException only; start's argument
-names what stop raises. Otherwise control and call answer b"ok" / ok, output echoes."""
+b"interrupt" KeyboardInterrupt, b"bare" a subclass of BaseException only, b"timeout"
+pybridge.Timeout (Erlang must see it named pybridge.Timeout, not by its private module);
+start's argument names what stop raises. Otherwise control and call answer b"ok" / ok,
+output echoes."""
 import pybridge
 
 
@@ -15,6 +17,8 @@ def raise_for(what):
         raise KeyboardInterrupt
     if what in (b"bare", "bare"):
         raise Bare("bare")
+    if what in (b"timeout", "timeout"):
+        raise pybridge.Timeout("timeout")
 
 
 class DriverLevel(pybridge.Driver):

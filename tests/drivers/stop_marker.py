@@ -1,4 +1,5 @@
-"""stop writes a marker file named by the start command, so a test sees it ran."""
+"""stop writes a marker file named by the start command, so a test sees it ran (under
+driver-level and port-level locking)."""
 import pybridge
 
 
@@ -9,3 +10,7 @@ class StopMarker(pybridge.Driver):
     def stop(self):
         with open(self.path, "w") as f:
             f.write("stopped")
+
+
+class StopMarkerPortLevel(StopMarker):
+    flags = pybridge.ERL_DRV_FLAG_USE_PORT_LOCKING

@@ -98,3 +98,26 @@ def test_nothing_outlives_a_killed_node(start_node):
         assert not left, f"run {run}: {left} alive {time.monotonic() - t0:.2f}s after kill -9"
         slowest = max(slowest, time.monotonic() - t0)
     print(f"{KILL_RUNS} runs: all gone at most {slowest * 1000:.0f} ms after kill -9")
+
+
+# Ports of both lockings open while the node shuts down in order (init:stop/0).
+NODE_STOPPING = """
+application:load(pybridge),
+application:set_env(pybridge, python_path, [filename:absname("tests/drivers")]),
+{ok, _} = application:ensure_all_started(pybridge),
+_ = pybridge:open("stop_marker:StopMarker", "DRIVER_FILE", []),
+_ = pybridge:open("stop_marker:StopMarkerPortLevel", "PORT_FILE", []),
+init:stop().
+"""
+
+
+def test_stop_runs_when_the_node_stops(start_node, tmp_path):
+    """An orderly shutdown runs every open port's stop, as a C driver's would, under
+    port-level locking too (there stop runs on the port's own thread)."""
+    files = {k: tmp_path / k for k in ("driver", "port")}
+    node = start_node(NODE_STOPPING.replace("DRIVER_FILE", str(files["driver"]))
+                      .replace("PORT_FILE", str(files["port"])))
+    out, _ = node.communicate(timeout=30)
+    assert node.returncode == 0, out
+    assert {k: f.read_text() if f.exists() else None for k, f in files.items()} == \
+        {"driver": "stopped", "port": "stopped"}, out
