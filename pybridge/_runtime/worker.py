@@ -290,7 +290,14 @@ class Worker:
             ready = self.wait()
             busy.since = time.monotonic()
             for what, ev in ready:
-                if what is None:
+                if what.__class__ is Conn:      # the common case, tested first
+                    if not what.closed:
+                        busy.conn = what
+                        if ev & selectors.EVENT_WRITE:
+                            what.flush()
+                        if ev & selectors.EVENT_READ and not what.closed:
+                            what.on_readable()
+                elif what is None:
                     if not self.recv_ctl():
                         return self.shutdown()
                 elif what is self.jobs:
@@ -302,12 +309,8 @@ class Worker:
                     if not what.conn.closed:
                         busy.conn = what.conn
                         what.fire(ev)
-                elif not what.closed:
-                    busy.conn = what
-                    if ev & selectors.EVENT_WRITE:
-                        what.flush()
-                    if ev & selectors.EVENT_READ and not what.closed:
-                        what.on_readable()
+                elif not what.closed:           # asyncio's (_runtime.aio.Aio)
+                    what.on_readable()
 
     def wait(self) -> list[tuple[Any, int]]:
         """What is ready: polled for up to spin seconds before sleeping, since a port that

@@ -44,11 +44,12 @@ class FrameWriter:
         if n >= 512 or n + 6 > self.max_frame:
             with self.lock:
                 self._send(op, body, fl, rid)
+            self.write_due()
             return
         # _send's small-frame path inlined, and the lock taken without `with` (which makes
         # two bound methods each time): every control reply and most outputs come here,
         # and each of these is a measurable part of a round trip
-        first = False
+        first = over = False
         self.lock.acquire()
         try:
             if not self.closed:
@@ -56,12 +57,20 @@ class FrameWriter:
                 first = not out
                 out.append(HEADER_PACK(n + 6, op, fl, rid) + body)
                 self.outlen += 10 + n
-                if self.outlen >= self.write_at:
-                    self._write_out()
+                over = self.outlen >= self.write_at
         finally:
             self.lock.release()
+        if over:
+            self.write_out()
         if first:
             self.queued()
+
+    def write_due(self) -> None:
+        """A long callback's output reaches Erlang while it runs, not all at its end: once
+        OUT_FLUSH bytes wait, they are written at once (the loop's flush still follows:
+        errors, the rest, select)."""
+        if self.outlen >= self.write_at:
+            self.write_out()
 
     def _send(self, op: int, body: bytes, fl: int, rid: int) -> None:
         if self.closed:
@@ -78,10 +87,6 @@ class FrameWriter:
             self.out.append(HEADER_PACK(n + 6, op, fl, rid))
             self.out.append(body)
         self.outlen += 10 + n
-        if self.outlen >= self.write_at:
-            # a long callback's output reaches Erlang while it runs, not all at its end;
-            # the loop's flush still follows (errors, the rest, select)
-            self._write_out()
         # a callback of one port may write to another (create_port): the loop flushes all
         self.queued()
 
@@ -91,6 +96,7 @@ class FrameWriter:
         with self.lock:
             if not (n >= P.SHM_MIN and not self.closed and self.to_ring(op, parts, n, 0, 0)):
                 self._send(op, b"".join(parts), 0, 0)
+        self.write_due()
 
     def to_ring(self, op: int, parts: list[bytes], n: int, fl: int, rid: int) -> bool:
         """Put a large body in our ring and send its place; False: send it inline."""
@@ -112,28 +118,25 @@ class FrameWriter:
         """Write what the descriptor takes now. False: the driver's end is gone."""
         self.lock.acquire()     # not `with`: see send()
         try:
-            return self._write_out()
+            out = self.out
+            while out:
+                # small pieces go in one write; a large unsent head is written alone, so
+                # that a full pipe never has everything queued joined again at each try
+                if len(out) > 1 and len(out[0]) < OUT_FLUSH:
+                    out[:] = [b"".join(out)]
+                data = out[0]
+                try:
+                    n = os.write(self.fd, data)
+                except BlockingIOError:
+                    break
+                except OSError:
+                    return False
+                self.outlen -= n
+                if n < len(data):
+                    out[0] = memoryview(data)[n:]
+                    break
+                del out[0]
+            self.write_at = self.outlen + OUT_FLUSH
+            return True
         finally:
             self.lock.release()
-
-    def _write_out(self) -> bool:
-        out = self.out
-        while out:
-            # small pieces go in one write; a large unsent head is written alone, so that
-            # a full pipe never has everything queued joined again at each try
-            if len(out) > 1 and len(out[0]) < OUT_FLUSH:
-                out[:] = [b"".join(out)]
-            data = out[0]
-            try:
-                n = os.write(self.fd, data)
-            except BlockingIOError:
-                break
-            except OSError:
-                return False
-            self.outlen -= n
-            if n < len(data):
-                out[0] = memoryview(data)[n:]
-                break
-            del out[0]
-        self.write_at = self.outlen + OUT_FLUSH
-        return True
