@@ -1,0 +1,252 @@
+%% Hot code reload (issue 15, pybridge:reload/1) against the real node, driver and workers.
+%% Each test copies tests/drivers/reloadable.py into a directory of its own under a fresh
+%% module name, opens it with that directory as python_path (or from the shared
+%% python_path, which the fixture extends), then rewrites the file: a new VERSION, a syntax
+%% error, an exception at import. Ports with code_change switch and keep their count; ports
+%% without keep the old code; failures change nothing; under a steady stream of commands
+%% and controls nothing is lost or reordered, under either locking.
+-module(pybridge_reload_tests).
+-include_lib("eunit/include/eunit.hrl").
+
+-define(DRIVER, "tests/drivers/reloadable.py").
+
+reload_test_() ->
+    {setup, fun start/0, fun stop/1,
+     fun(Shared) ->
+         [{timeout, 30, fun a_port_with_code_change_switches_and_keeps_its_state/0},
+          {timeout, 30, fun a_port_without_code_change_keeps_the_old_code/0},
+          {timeout, 30, fun a_syntax_error_changes_nothing/0},
+          {timeout, 30, fun an_exception_at_import_changes_nothing/0},
+          {timeout, 30, fun a_raising_code_change_keeps_that_port_old/0},
+          {timeout, 30, fun each_private_namespace_reloads_its_own_file/0},
+          {timeout, 30, {"the shared python_path reloads",
+                         fun() -> the_shared_python_path_reloads(Shared) end}},
+          {timeout, 30, fun what_is_not_loaded_or_not_a_module_is_refused/0}]
+         ++ [{timeout, 120, {"under load: " ++ Class, fun() -> under_load(Class) end}}
+             || Class <- ["Upgrades", "LockedUpgrades", "Plain", "LockedPlain"]]
+     end}.
+
+%% The application with a temporary directory on the shared python_path too.
+start() ->
+    Shared = tmp_dir(),
+    _ = application:stop(pybridge),
+    _ = application:load(pybridge),
+    ok = application:set_env(pybridge, python_path, [filename:absname("tests/drivers"), Shared]),
+    {ok, _} = application:ensure_all_started(pybridge),
+    Shared.
+
+stop(Shared) ->
+    _ = application:stop(pybridge),
+    file:del_dir_r(Shared).
+
+tmp_dir() ->
+    Dir = filename:join(case os:getenv("TMPDIR") of false -> "/tmp"; T -> T end,
+                        "pybridge_reload_" ++ os:getpid() ++ "_"
+                        ++ integer_to_list(erlang:unique_integer([positive]))),
+    ok = file:make_dir(Dir),
+    Dir.
+
+%% reloadable.py as a fresh module of Dir; its name
+new_module(Dir) ->
+    Mod = "rl_" ++ integer_to_list(erlang:unique_integer([positive])),
+    write(Dir, Mod, 1),
+    Mod.
+
+write(Dir, Mod, Version) ->
+    {ok, Src} = file:read_file(?DRIVER),
+    write_source(Dir, Mod, binary:replace(Src, <<"VERSION = 1">>,
+                                          <<"VERSION = ", (integer_to_binary(Version))/binary>>)).
+
+write_source(Dir, Mod, Src) ->
+    ok = file:write_file(filename:join(Dir, Mod ++ ".py"), Src).
+
+open(Dir, Mod, Class) ->
+    pybridge:open(Mod ++ ":" ++ Class, [binary, {python_path, [Dir]}]).
+
+%% {Version, Count, Data} of an answer "vV N Data"
+parse(Answer) ->
+    [<<"v", V/binary>>, N, Data] = binary:split(iolist_to_binary(Answer), <<" ">>, [global]),
+    {binary_to_integer(V), binary_to_integer(N), Data}.
+
+control(P, Data) ->
+    parse(pybridge:control(P, 0, Data)).
+
+a_port_with_code_change_switches_and_keeps_its_state() ->
+    Dir = tmp_dir(),
+    Mod = new_module(Dir),
+    P = open(Dir, Mod, "Upgrades"),
+    {1, 1, <<"a">>} = control(P, <<"a">>),
+    {1, 2, <<"b">>} = control(P, <<"b">>),
+    write(Dir, Mod, 2),
+    ?assertEqual({ok, #{upgraded => 1, kept => 0}}, pybridge:reload(list_to_binary(Mod))),
+    ?assertEqual({2, 3, <<"c">>}, control(P, <<"c">>)),
+    ?assertEqual({2, 3, true}, pybridge:call(P, 0, x)),      % the same self.port
+    true = port_command(P, <<"d">>),
+    ?assertEqual({2, 4, <<"d">>}, receive {P, {data, D}} -> parse(D) after 5000 -> none end),
+    Q = open(Dir, Mod, "Upgrades"),                         % opened afterwards: new code
+    ?assertEqual({2, 1, <<"e">>}, control(Q, <<"e">>)),
+    port_close(P),
+    port_close(Q),
+    file:del_dir_r(Dir).
+
+a_port_without_code_change_keeps_the_old_code() ->
+    Dir = tmp_dir(),
+    Mod = new_module(Dir),
+    P = open(Dir, Mod, "Plain"),
+    {1, 1, _} = control(P, <<"a">>),
+    write(Dir, Mod, 2),
+    ?assertEqual({ok, #{upgraded => 0, kept => 1}}, pybridge:reload(list_to_atom(Mod))),
+    ?assertEqual({1, 2, <<"b">>}, control(P, <<"b">>)),    % the old code, to the end
+    Q = open(Dir, Mod, "Plain"),
+    ?assertEqual({2, 1, <<"c">>}, control(Q, <<"c">>)),
+    write(Dir, Mod, 3),                                     % a second reload: both kept
+    ?assertEqual({ok, #{upgraded => 0, kept => 2}}, pybridge:reload(Mod)),
+    ?assertEqual({1, 3, <<"d">>}, control(P, <<"d">>)),
+    ?assertEqual({2, 2, <<"e">>}, control(Q, <<"e">>)),
+    port_close(P),
+    port_close(Q),
+    file:del_dir_r(Dir).
+
+a_syntax_error_changes_nothing() ->
+    Dir = tmp_dir(),
+    Mod = new_module(Dir),
+    P = open(Dir, Mod, "Upgrades"),
+    {1, 1, _} = control(P, <<"a">>),
+    {ok, Src} = file:read_file(?DRIVER),
+    write_source(Dir, Mod, <<Src/binary, "\ndef broken(:\n">>),
+    {error, {python, 'builtins.SyntaxError', _, Trace}} = pybridge:reload(Mod),
+    ?assertMatch({match, _}, re:run(Trace, Mod ++ "\\.py")),
+    ?assertEqual({1, 2, <<"b">>}, control(P, <<"b">>)),
+    Q = open(Dir, Mod, "Upgrades"),                         % the old module still serves
+    ?assertEqual({1, 1, <<"c">>}, control(Q, <<"c">>)),
+    write(Dir, Mod, 3),                                     % fixed: both switch
+    ?assertEqual({ok, #{upgraded => 2, kept => 0}}, pybridge:reload(Mod)),
+    ?assertEqual({3, 3, <<"d">>}, control(P, <<"d">>)),
+    ?assertEqual({3, 2, <<"e">>}, control(Q, <<"e">>)),
+    port_close(P),
+    port_close(Q),
+    file:del_dir_r(Dir).
+
+an_exception_at_import_changes_nothing() ->
+    Dir = tmp_dir(),
+    Mod = new_module(Dir),
+    P = open(Dir, Mod, "Upgrades"),
+    {ok, Src} = file:read_file(?DRIVER),
+    New = binary:replace(Src, <<"VERSION = 1">>, <<"VERSION = 2">>),
+    %% half the module has run when it raises: its new tag() must not reach the old code
+    write_source(Dir, Mod, binary:replace(New, <<"\nclass Plain">>,
+                                          <<"\nraise LookupError('no v2 today')\nclass Plain">>)),
+    ?assertMatch({error, {python, 'builtins.LookupError', <<"no v2 today">>, _}}, pybridge:reload(Mod)),
+    ?assertEqual({1, 1, <<"a">>}, control(P, <<"a">>)),
+    port_close(P),
+    file:del_dir_r(Dir).
+
+a_raising_code_change_keeps_that_port_old() ->
+    Dir = tmp_dir(),
+    Mod = new_module(Dir),
+    Refuses = open(Dir, Mod, "Upgrades"),
+    Agrees = open(Dir, Mod, "LockedUpgrades"),
+    {1, 1, _} = parse(pybridge:control(Refuses, 1, <<"refuse">>)),
+    {1, 1, _} = control(Agrees, <<"a">>),
+    write(Dir, Mod, 2),
+    {error, {code_change, [{python, 'builtins.RuntimeError', <<"refused by version 2">>, Trace}],
+             #{upgraded := 1, kept := 1}}} = pybridge:reload(Mod),
+    ?assertMatch({match, _}, re:run(Trace, "code_change")),
+    ?assertEqual({1, 2, <<"b">>}, control(Refuses, <<"b">>)),
+    ?assertEqual({2, 2, <<"c">>}, control(Agrees, <<"c">>)),
+    port_close(Refuses),
+    port_close(Agrees),
+    file:del_dir_r(Dir).
+
+%% One module name, two open python_paths: each port's private package reloads its own file.
+each_private_namespace_reloads_its_own_file() ->
+    A = tmp_dir(),
+    B = tmp_dir(),
+    Mod = new_module(A),
+    write(B, Mod, 10),
+    PA = open(A, Mod, "Upgrades"),
+    PB = open(B, Mod, "Upgrades"),
+    {1, 1, _} = control(PA, <<"a">>),
+    {10, 1, _} = control(PB, <<"b">>),
+    write(A, Mod, 2),
+    write(B, Mod, 20),
+    ?assertEqual({ok, #{upgraded => 2, kept => 0}}, pybridge:reload(Mod)),
+    ?assertEqual({2, 2, <<"c">>}, control(PA, <<"c">>)),
+    ?assertEqual({20, 2, <<"d">>}, control(PB, <<"d">>)),
+    port_close(PA),
+    port_close(PB),
+    file:del_dir_r(A),
+    file:del_dir_r(B).
+
+the_shared_python_path_reloads(Shared) ->
+    Mod = new_module(Shared),
+    P = pybridge:open(Mod ++ ":Upgrades", [binary]),
+    {1, 1, _} = control(P, <<"a">>),
+    write(Shared, Mod, 2),
+    ?assertEqual({ok, #{upgraded => 1, kept => 0}}, pybridge:reload(Mod)),
+    ?assertEqual({2, 2, <<"b">>}, control(P, <<"b">>)),
+    port_close(P).
+
+what_is_not_loaded_or_not_a_module_is_refused() ->
+    ?assertEqual({error, not_loaded}, pybridge:reload("rl_never_imported")),
+    %% the standard library is not the python_path's: never reloaded
+    ?assertEqual({error, not_loaded}, pybridge:reload(os)),
+    [?assertError(badarg, pybridge:reload(Bad))
+     || Bad <- ["1abc", "a b", "mod:Class", "", <<"a..b">>, 42, ["a" | b], "a\x{400}"]].
+
+%% A sender streams numbered commands, with a control every 7th, to one port; the reload
+%% runs after the 50th output and the sender goes on for 100 commands after it returns.
+%% Every output comes once and in order, every answer's count is the next one (across the
+%% switch: code_change took the count), and the code changes once, from 1 to 2, for a class
+%% with code_change only.
+under_load(Class) ->
+    Dir = tmp_dir(),
+    Mod = new_module(Dir),
+    P = open(Dir, Mod, Class),
+    Me = self(),
+    Sender = spawn_link(fun() -> send(P, 1, Me, undefined, []) end),
+    First = outputs(P, 50),
+    write(Dir, Mod, 2),
+    Result = pybridge:reload(Mod),
+    Sender ! stop,
+    {Sent, Controls} = receive {sent, Sender, N, Cs} -> {N, Cs} end,
+    Outputs = First ++ outputs(P, Sent - 50),
+    ?assertEqual(lists:seq(1, Sent), [binary_to_integer(S) || {_, _, S} <- Outputs]),
+    ?assertEqual([I || I <- lists:seq(1, Sent), I rem 7 =:= 0],
+                 [binary_to_integer(S) || {_, _, S} <- Controls]),
+    All = lists:keysort(2, Outputs ++ Controls),
+    ?assertEqual(lists:seq(1, length(All)), [C || {_, C, _} <- All]),
+    Versions = [V || {V, _, _} <- All],
+    case lists:suffix("Upgrades", Class) of
+        true ->
+            ?assertEqual({ok, #{upgraded => 1, kept => 0}}, Result),
+            {Ones, Twos} = lists:splitwith(fun(V) -> V =:= 1 end, Versions),
+            ?assert(length(Ones) >= 50),
+            ?assert(length(Twos) >= 100),
+            ?assertEqual([], [V || V <- Twos, V =/= 2]);
+        false ->
+            ?assertEqual({ok, #{upgraded => 0, kept => 1}}, Result),
+            ?assertEqual([], [V || V <- Versions, V =/= 1])
+    end,
+    port_close(P),
+    file:del_dir_r(Dir).
+
+%% Left: commands still to send after the stop (undefined: no stop yet)
+send(_P, I, Test, 0, Controls) ->
+    Test ! {sent, self(), I - 1, lists:reverse(Controls)};
+send(P, I, Test, Left, Controls) ->
+    true = port_command(P, integer_to_binary(I)),
+    Controls1 = case I rem 7 of
+                    0 -> [control(P, integer_to_binary(I)) | Controls];
+                    _ -> Controls
+                end,
+    Left1 = receive stop -> 100 after 0 -> case Left of undefined -> undefined; _ -> Left - 1 end
+            end,
+    send(P, I + 1, Test, Left1, Controls1).
+
+outputs(_P, 0) ->
+    [];
+outputs(P, N) ->
+    receive {P, {data, D}} -> [parse(D) | outputs(P, N - 1)]
+    after 10000 -> error({outputs_missing, N})
+    end.
