@@ -21,7 +21,11 @@ reload_test_() ->
           {timeout, 30, fun each_private_namespace_reloads_its_own_file/0},
           {timeout, 30, {"the shared python_path reloads",
                          fun() -> the_shared_python_path_reloads(Shared) end}},
-          {timeout, 30, fun what_is_not_loaded_or_not_a_module_is_refused/0}]
+          {timeout, 30, fun what_is_not_loaded_or_not_a_module_is_refused/0},
+          {timeout, 30, fun a_port_not_reached_in_time_keeps_the_old_code/0}]
+         ++ [{timeout, 30, {"a pending coroutine ends first: " ++ Class,
+                            fun() -> a_pending_coroutine_ends_first(Class) end}}
+             || Class <- ["Upgrades", "LockedUpgrades"]]
          ++ [{timeout, 120, {"under load: " ++ Class, fun() -> under_load(Class) end}}
              || Class <- ["Upgrades", "LockedUpgrades", "Plain", "LockedPlain"]]
      end}.
@@ -193,6 +197,48 @@ what_is_not_loaded_or_not_a_module_is_refused() ->
     ?assertEqual({error, not_loaded}, pybridge:reload(os)),
     [?assertError(badarg, pybridge:reload(Bad))
      || Bad <- ["1abc", "a b", "mod:Class", "", <<"a..b">>, 42, ["a" | b], "a\x{400}"]].
+
+%% A port's async def output is pending when the reload comes: the port switches after it
+%% has ended (the count it took in its last step goes on), never during it. (An output, not
+%% a call: a pending call would hold its caller's scheduler, and the reload could wait
+%% behind it.)
+a_pending_coroutine_ends_first(Class) ->
+    Dir = tmp_dir(),
+    Mod = new_module(Dir),
+    P = open(Dir, Mod, Class),
+    {1, 1, _} = control(P, <<"a">>),
+    true = port_command(P, <<"sleep 0.5">>),
+    receive {P, {data, <<"pending">>}} -> ok end,
+    write(Dir, Mod, 2),
+    ?assertEqual({ok, #{upgraded => 1, kept => 0}}, pybridge:reload(Mod)),
+    ?assertEqual([{1, 2, <<"slept">>}], outputs(P, 1)),     % the old instance's last step
+    ?assertEqual({2, 3, <<"b">>}, control(P, <<"b">>)),
+    port_close(P),
+    file:del_dir_r(Dir).
+
+%% The commit waits the app env timeout for each port's turn: a port whose coroutine is
+%% still pending then is counted kept, with {pybridge, timeout}, and stays old.
+a_port_not_reached_in_time_keeps_the_old_code() ->
+    Dir = tmp_dir(),
+    Mod = new_module(Dir),
+    P = open(Dir, Mod, "Upgrades"),
+    true = port_command(P, <<"sleep 1.5">>),
+    receive {P, {data, <<"pending">>}} -> ok end,
+    write(Dir, Mod, 2),
+    {ok, Timeout} = application:get_env(pybridge, timeout),
+    ok = application:set_env(pybridge, timeout, 300),
+    Result = try pybridge:reload(Mod)
+             after application:set_env(pybridge, timeout, Timeout)
+             end,
+    ?assertEqual({error, {code_change, [{pybridge, timeout}], #{upgraded => 0, kept => 1}}},
+                 Result),
+    ?assertEqual([{1, 1, <<"slept">>}], outputs(P, 1)),
+    ?assertEqual({1, 2, <<"b">>}, control(P, <<"b">>)),     % its late turn changed nothing
+    Q = open(Dir, Mod, "Upgrades"),
+    ?assertEqual({2, 1, <<"c">>}, control(Q, <<"c">>)),
+    port_close(P),
+    port_close(Q),
+    file:del_dir_r(Dir).
 
 %% A sender streams numbered commands, with a control every 7th, to one port; the reload
 %% runs after the 50th output and the sender goes on for 100 commands after it returns.

@@ -210,8 +210,9 @@ class Loader:
 
     def is_shared(self, mod: types.ModuleType) -> bool:
         """mod comes from a shared directory (not the standard library, nor site-packages)."""
-        where = os.path.realpath(getattr(mod, "__file__", None) or "")
-        return any(where.startswith(d + os.sep) for d in self.shared)
+        where = getattr(mod, "__file__", None)
+        return where is not None and \
+            any(os.path.realpath(where).startswith(d + os.sep) for d in self.shared)
 
     # -- reload --
     def imported(self, name: str) -> list[str]:

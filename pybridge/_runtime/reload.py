@@ -32,8 +32,9 @@ from .runner import Busy
 
 LOAD, COMMIT, ABORT = 0, 1, 2       # CTL_RELOAD's phases
 MAX_LOADS = 16                      # loads kept aside; an older one's caller died
-MAX_ERRORS = 10                     # errors in a commit's answer: one ctl message holds them
-CUT = 4000                          # bytes of a message, of a traceback (its end), in answers
+MAX_ERRORS = 10                     # errors in a commit's answer
+CUT_MESSAGE, CUT_TRACE = 1000, 4000     # bytes of an error's message, of its traceback's end
+CTL_ROOM = 60000                    # bytes an answer may have: one ctl message (64 KiB) holds it
 MODULE_RE = re.compile(r"^[A-Za-z_]\w*(\.[A-Za-z_]\w*)*$")
 TIMEOUT = (Atom("pybridge"), Atom("timeout"))
 
@@ -66,7 +67,7 @@ class Loading:
 def cut_error(exc: BaseException) -> tuple[Atom, Atom, bytes, bytes]:
     """error_term, short enough for a ctl message."""
     py, cls, msg, tb = error_term(exc)
-    return py, cls, msg[:CUT], tb[-CUT:]
+    return py, cls, msg[:CUT_MESSAGE], tb[-CUT_TRACE:]
 
 
 class Reloads:
@@ -156,6 +157,8 @@ class Upgrade:
                 busy.conn, busy.since = was
 
     def swap(self, conn: Conn, mod: types.ModuleType) -> None:
+        if self.answered:                   # too late: the answer counted it kept
+            return
         old, new, error = conn.instance, None, None
         gone = old is None or conn.closed or conn.closing
         cls = getattr(mod, conn.spec.rpartition(":")[2], None)
@@ -172,7 +175,7 @@ class Upgrade:
                 conn.log_exception(e, "code_change")
                 new, error = None, cut_error(e)
         with self.lock:
-            if self.answered:               # too late: the answer counted it kept
+            if self.answered:               # came while code_change ran: kept after all
                 return
             if new is not None:
                 bind(conn, new)
@@ -195,5 +198,9 @@ class Upgrade:
             late = self.left
         self.timer.cancel()
         errors = (self.errors + [TIMEOUT] * late)[:MAX_ERRORS]
-        body = P.U32.pack(self.upgraded) + P.U32.pack(self.kept + late) + encode(errors)
+        listed = encode(errors)
+        while len(listed) > CTL_ROOM:       # long class names: fewer errors, never no answer
+            errors.pop()
+            listed = encode(errors)
+        body = P.U32.pack(self.upgraded) + P.U32.pack(self.kept + late) + listed
         self.host.send_ctl(P.CTL_RELOAD, b"\x00" + body, self.rid)

@@ -4,6 +4,8 @@ of its own under a fresh module name, then rewrites VERSION (or breaks the file)
 Each answer names the code's VERSION and the instance's count of the commands and controls
 it has served, so a test sees which code answered and that nothing was lost or reordered.
 """
+import asyncio
+
 import pybridge
 
 VERSION = 1
@@ -24,6 +26,8 @@ class Plain(pybridge.Driver):
         self.same_port = None
 
     def output(self, data):
+        if data.startswith(b"sleep "):     # an async def callback, pending that many seconds
+            return self.pending(float(data[6:]))
         self.n += 1
         self.port.output(tag(self.n, data))
 
@@ -35,6 +39,12 @@ class Plain(pybridge.Driver):
 
     def call(self, command, term):
         return (VERSION, self.n, self.same_port)
+
+    async def pending(self, seconds):
+        self.port.output(b"pending")
+        await asyncio.sleep(seconds)
+        self.n += 1             # a code_change before this would miss it
+        self.port.output(tag(self.n, b"slept"))
 
 
 class Upgrades(Plain):
