@@ -19,6 +19,8 @@ reload_test_() ->
           {timeout, 30, fun an_exception_at_import_changes_nothing/0},
           {timeout, 30, fun a_raising_code_change_keeps_that_port_old/0},
           {timeout, 30, fun each_private_namespace_reloads_its_own_file/0},
+          {timeout, 30, fun every_worker_of_every_group_reloads/0},
+          {timeout, 30, fun a_failed_load_in_one_worker_changes_no_worker/0},
           {timeout, 30, {"the shared python_path reloads",
                          fun() -> the_shared_python_path_reloads(Shared) end}},
           {timeout, 30, fun what_is_not_loaded_or_not_a_module_is_refused/0},
@@ -30,17 +32,22 @@ reload_test_() ->
              || Class <- ["Upgrades", "LockedUpgrades", "Plain", "LockedPlain"]]
      end}.
 
-%% The application with a temporary directory on the shared python_path too.
+%% The application with a temporary directory on the shared python_path too, two workers
+%% in the default group and two in a group of its own.
 start() ->
     Shared = tmp_dir(),
     _ = application:stop(pybridge),
     _ = application:load(pybridge),
     ok = application:set_env(pybridge, python_path, [filename:absname("tests/drivers"), Shared]),
+    ok = application:set_env(pybridge, pool_size, 2),
+    ok = application:set_env(pybridge, worker_groups, #{rl_group => #{size => 2}}),
     {ok, _} = application:ensure_all_started(pybridge),
     Shared.
 
 stop(Shared) ->
     _ = application:stop(pybridge),
+    application:unset_env(pybridge, pool_size),
+    application:unset_env(pybridge, worker_groups),
     file:del_dir_r(Shared).
 
 tmp_dir() ->
@@ -79,18 +86,19 @@ a_port_with_code_change_switches_and_keeps_its_state() ->
     Dir = tmp_dir(),
     Mod = new_module(Dir),
     P = open(Dir, Mod, "Upgrades"),
+    P2 = open(Dir, Mod, "Plain"),           % the group's other worker has the module too
     {1, 1, <<"a">>} = control(P, <<"a">>),
     {1, 2, <<"b">>} = control(P, <<"b">>),
     write(Dir, Mod, 2),
-    ?assertEqual({ok, #{upgraded => 1, kept => 0}}, pybridge:reload(list_to_binary(Mod))),
+    ?assertEqual({ok, #{upgraded => 1, kept => 1}}, pybridge:reload(list_to_binary(Mod))),
     ?assertEqual({2, 3, <<"c">>}, control(P, <<"c">>)),
     ?assertEqual({2, 3, true}, pybridge:call(P, 0, x)),      % the same self.port
     true = port_command(P, <<"d">>),
     ?assertEqual({2, 4, <<"d">>}, receive {P, {data, D}} -> parse(D) after 5000 -> none end),
-    Q = open(Dir, Mod, "Upgrades"),                         % opened afterwards: new code
-    ?assertEqual({2, 1, <<"e">>}, control(Q, <<"e">>)),
-    port_close(P),
-    port_close(Q),
+    %% opened afterwards, one on each worker (the one with the fewest ports): new code
+    Qs = [open(Dir, Mod, "Upgrades") || _ <- [1, 2]],
+    ?assertEqual([{2, 1, <<"e">>}, {2, 1, <<"e">>}], [control(Q, <<"e">>) || Q <- Qs]),
+    [port_close(X) || X <- [P, P2 | Qs]],
     file:del_dir_r(Dir).
 
 a_port_without_code_change_keeps_the_old_code() ->
@@ -115,6 +123,7 @@ a_syntax_error_changes_nothing() ->
     Dir = tmp_dir(),
     Mod = new_module(Dir),
     P = open(Dir, Mod, "Upgrades"),
+    P2 = open(Dir, Mod, "Upgrades"),        % both workers of the group have the module
     {1, 1, _} = control(P, <<"a">>),
     {ok, Src} = file:read_file(?DRIVER),
     write_source(Dir, Mod, <<Src/binary, "\ndef broken(:\n">>),
@@ -123,12 +132,11 @@ a_syntax_error_changes_nothing() ->
     ?assertEqual({1, 2, <<"b">>}, control(P, <<"b">>)),
     Q = open(Dir, Mod, "Upgrades"),                         % the old module still serves
     ?assertEqual({1, 1, <<"c">>}, control(Q, <<"c">>)),
-    write(Dir, Mod, 3),                                     % fixed: both switch
-    ?assertEqual({ok, #{upgraded => 2, kept => 0}}, pybridge:reload(Mod)),
+    write(Dir, Mod, 3),                                     % fixed: all switch
+    ?assertEqual({ok, #{upgraded => 3, kept => 0}}, pybridge:reload(Mod)),
     ?assertEqual({3, 3, <<"d">>}, control(P, <<"d">>)),
     ?assertEqual({3, 2, <<"e">>}, control(Q, <<"e">>)),
-    port_close(P),
-    port_close(Q),
+    [port_close(X) || X <- [P, P2, Q]],
     file:del_dir_r(Dir).
 
 an_exception_at_import_changes_nothing() ->
@@ -181,6 +189,45 @@ each_private_namespace_reloads_its_own_file() ->
     port_close(PB),
     file:del_dir_r(A),
     file:del_dir_r(B).
+
+%% Four ports on four workers (two groups): one reload switches them all.
+every_worker_of_every_group_reloads() ->
+    Dir = tmp_dir(),
+    Mod = new_module(Dir),
+    Ports = [pybridge:open(Mod ++ ":Upgrades", [binary, {python_path, [Dir]}, {worker_group, G}])
+             || G <- [default, default, rl_group, rl_group]],
+    ?assertEqual(4, length(lists:usort([maps:get(os_pid, pybridge:info(P)) || P <- Ports]))),
+    [{1, 1, _} = control(P, <<"a">>) || P <- Ports],
+    write(Dir, Mod, 2),
+    ?assertEqual({ok, #{upgraded => 4, kept => 0}}, pybridge:reload(Mod)),
+    ?assertEqual([{2, 2, <<"b">>} || _ <- Ports], [control(P, <<"b">>) || P <- Ports]),
+    [port_close(P) || P <- Ports],
+    file:del_dir_r(Dir).
+
+%% One module name from two directories, on workers of two groups; the new file of one is
+%% broken: the load fails there, and the workers whose new file was fine keep the old code.
+%% (Each worker of a group has the module, as a worker that never imported it imports the
+%% file as it is.)
+a_failed_load_in_one_worker_changes_no_worker() ->
+    Good = tmp_dir(),
+    Bad = tmp_dir(),
+    Mod = new_module(Good),
+    write(Bad, Mod, 1),
+    PG = pybridge:open(Mod ++ ":Upgrades", [binary, {python_path, [Good]}]),
+    PG2 = pybridge:open(Mod ++ ":Upgrades", [binary, {python_path, [Good]}]),  % both workers
+    PB = pybridge:open(Mod ++ ":Upgrades", [binary, {python_path, [Bad]},
+                                            {worker_group, rl_group}]),
+    write(Good, Mod, 2),
+    {ok, Src} = file:read_file(?DRIVER),
+    write_source(Bad, Mod, <<Src/binary, "\ndef broken(:\n">>),
+    ?assertMatch({error, {python, 'builtins.SyntaxError', _, _}}, pybridge:reload(Mod)),
+    ?assertEqual({1, 1, <<"a">>}, control(PG, <<"a">>)),
+    ?assertEqual({1, 1, <<"b">>}, control(PB, <<"b">>)),
+    QG = pybridge:open(Mod ++ ":Upgrades", [binary, {python_path, [Good]}]),
+    ?assertEqual({1, 1, <<"c">>}, control(QG, <<"c">>)),    % the load was undone there too
+    [port_close(P) || P <- [PG, PG2, PB, QG]],
+    file:del_dir_r(Good),
+    file:del_dir_r(Bad).
 
 the_shared_python_path_reloads(Shared) ->
     Mod = new_module(Shared),
