@@ -88,9 +88,11 @@ a_port_with_code_change_switches_and_keeps_its_state() ->
     P = open(Dir, Mod, "Upgrades"),
     P2 = open(Dir, Mod, "Plain"),           % the group's other worker has the module too
     {1, 1, <<"a">>} = control(P, <<"a">>),
-    {1, 2, <<"b">>} = control(P, <<"b">>),
+    {1, 2, <<"b">>} = parse(pybridge:control(P, 2, <<"b">>)),      % announce the switch
     write(Dir, Mod, 2),
     ?assertEqual({ok, #{upgraded => 1, kept => 1}}, pybridge:reload(list_to_binary(Mod))),
+    %% sent by code_change, and out at once: nothing else happens on the port meanwhile
+    ?assertEqual(ok, receive {P, {data, <<"code_change">>}} -> ok after 5000 -> missing end),
     ?assertEqual({2, 3, <<"c">>}, control(P, <<"c">>)),
     ?assertEqual({2, 3, true}, pybridge:call(P, 0, x)),      % the same self.port
     true = port_command(P, <<"d">>),

@@ -146,15 +146,20 @@ class Upgrade:
         if conn.hold is not None:
             conn.hold.later(self.offer, conn, mod)
             return
-        busy = self.host.busy if runner is None else None
-        was = (busy.conn, busy.since) if busy is not None else None
-        if busy is not None:
-            busy.conn, busy.since = conn, time.monotonic()
+        if runner is not None:
+            self.swap(conn, mod)        # timed by the runner's Busy, flushed at its task's end
+            return
+        busy = self.host.busy
+        was = busy.conn, busy.since
+        busy.conn, busy.since = conn, time.monotonic()
         try:
             self.swap(conn, mod)
         finally:
-            if busy is not None and was is not None:
-                busy.conn, busy.since = was
+            busy.conn, busy.since = was
+        if not conn.closed:
+            if conn.has_input():
+                conn.on_readable()      # frames an ask of code_change set aside
+            conn.flush()                # what code_change sent: the loop may sleep next
 
     def swap(self, conn: Conn, mod: types.ModuleType) -> None:
         if self.answered:                   # too late: the answer counted it kept

@@ -34,6 +34,8 @@ class Plain(pybridge.Driver):
     def control(self, command, data):
         if command == 1:        # the next code_change raises
             self.refuse = True
+        elif command == 2:      # the next code_change says so in an output
+            self.announce = True
         self.n += 1
         return tag(self.n, data)
 
@@ -55,6 +57,8 @@ class Upgrades(Plain):
             raise RuntimeError(f"refused by version {VERSION}")
         self.n, self.refuse = old.n, False
         self.same_port = self.port is old.port
+        if getattr(old, "announce", False):
+            self.port.output(b"code_change")
 
 
 class LockedPlain(Plain):
