@@ -44,18 +44,22 @@ start() ->
     {ok, _} = application:ensure_all_started(pybridge),
     Shared.
 
-stop(Shared) ->
+stop(_Shared) ->
     _ = application:stop(pybridge),
     application:unset_env(pybridge, pool_size),
     application:unset_env(pybridge, worker_groups),
-    file:del_dir_r(Shared).
+    %% every test's directories, even those of a test that failed
+    [ok = file:del_dir_r(D) || D <- filelib:wildcard(tmp_dir_prefix() ++ "*")],
+    ok.
 
 tmp_dir() ->
-    Dir = filename:join(case os:getenv("TMPDIR") of false -> "/tmp"; T -> T end,
-                        "pybridge_reload_" ++ os:getpid() ++ "_"
-                        ++ integer_to_list(erlang:unique_integer([positive]))),
+    Dir = tmp_dir_prefix() ++ integer_to_list(erlang:unique_integer([positive])),
     ok = file:make_dir(Dir),
     Dir.
+
+tmp_dir_prefix() ->
+    filename:join(case os:getenv("TMPDIR") of false -> "/tmp"; T -> T end,
+                  "pybridge_reload_" ++ os:getpid() ++ "_").
 
 %% reloadable.py as a fresh module of Dir; its name
 new_module(Dir) ->
@@ -100,8 +104,7 @@ a_port_with_code_change_switches_and_keeps_its_state() ->
     %% opened afterwards, one on each worker (the one with the fewest ports): new code
     Qs = [open(Dir, Mod, "Upgrades") || _ <- [1, 2]],
     ?assertEqual([{2, 1, <<"e">>}, {2, 1, <<"e">>}], [control(Q, <<"e">>) || Q <- Qs]),
-    [port_close(X) || X <- [P, P2 | Qs]],
-    file:del_dir_r(Dir).
+    [port_close(X) || X <- [P, P2 | Qs]].
 
 a_port_without_code_change_keeps_the_old_code() ->
     Dir = tmp_dir(),
@@ -118,8 +121,7 @@ a_port_without_code_change_keeps_the_old_code() ->
     ?assertEqual({1, 3, <<"d">>}, control(P, <<"d">>)),
     ?assertEqual({2, 2, <<"e">>}, control(Q, <<"e">>)),
     port_close(P),
-    port_close(Q),
-    file:del_dir_r(Dir).
+    port_close(Q).
 
 a_syntax_error_changes_nothing() ->
     Dir = tmp_dir(),
@@ -138,8 +140,7 @@ a_syntax_error_changes_nothing() ->
     ?assertEqual({ok, #{upgraded => 3, kept => 0}}, pybridge:reload(Mod)),
     ?assertEqual({3, 3, <<"d">>}, control(P, <<"d">>)),
     ?assertEqual({3, 2, <<"e">>}, control(Q, <<"e">>)),
-    [port_close(X) || X <- [P, P2, Q]],
-    file:del_dir_r(Dir).
+    [port_close(X) || X <- [P, P2, Q]].
 
 an_exception_at_import_changes_nothing() ->
     Dir = tmp_dir(),
@@ -152,8 +153,7 @@ an_exception_at_import_changes_nothing() ->
                                           <<"\nraise LookupError('no v2 today')\nclass Plain">>)),
     ?assertMatch({error, {python, 'builtins.LookupError', <<"no v2 today">>, _}}, pybridge:reload(Mod)),
     ?assertEqual({1, 1, <<"a">>}, control(P, <<"a">>)),
-    port_close(P),
-    file:del_dir_r(Dir).
+    port_close(P).
 
 a_raising_code_change_keeps_that_port_old() ->
     Dir = tmp_dir(),
@@ -169,8 +169,7 @@ a_raising_code_change_keeps_that_port_old() ->
     ?assertEqual({1, 2, <<"b">>}, control(Refuses, <<"b">>)),
     ?assertEqual({2, 2, <<"c">>}, control(Agrees, <<"c">>)),
     port_close(Refuses),
-    port_close(Agrees),
-    file:del_dir_r(Dir).
+    port_close(Agrees).
 
 %% One module name, two open python_paths: each port's private package reloads its own file.
 each_private_namespace_reloads_its_own_file() ->
@@ -188,9 +187,7 @@ each_private_namespace_reloads_its_own_file() ->
     ?assertEqual({2, 2, <<"c">>}, control(PA, <<"c">>)),
     ?assertEqual({20, 2, <<"d">>}, control(PB, <<"d">>)),
     port_close(PA),
-    port_close(PB),
-    file:del_dir_r(A),
-    file:del_dir_r(B).
+    port_close(PB).
 
 %% Four ports on four workers (two groups): one reload switches them all.
 every_worker_of_every_group_reloads() ->
@@ -203,8 +200,7 @@ every_worker_of_every_group_reloads() ->
     write(Dir, Mod, 2),
     ?assertEqual({ok, #{upgraded => 4, kept => 0}}, pybridge:reload(Mod)),
     ?assertEqual([{2, 2, <<"b">>} || _ <- Ports], [control(P, <<"b">>) || P <- Ports]),
-    [port_close(P) || P <- Ports],
-    file:del_dir_r(Dir).
+    [port_close(P) || P <- Ports].
 
 %% One module name from two directories, on workers of two groups; the new file of one is
 %% broken: the load fails there, and the workers whose new file was fine keep the old code.
@@ -227,9 +223,7 @@ a_failed_load_in_one_worker_changes_no_worker() ->
     ?assertEqual({1, 1, <<"b">>}, control(PB, <<"b">>)),
     QG = pybridge:open(Mod ++ ":Upgrades", [binary, {python_path, [Good]}]),
     ?assertEqual({1, 1, <<"c">>}, control(QG, <<"c">>)),    % the load was undone there too
-    [port_close(P) || P <- [PG, PG2, PB, QG]],
-    file:del_dir_r(Good),
-    file:del_dir_r(Bad).
+    [port_close(P) || P <- [PG, PG2, PB, QG]].
 
 the_shared_python_path_reloads(Shared) ->
     Mod = new_module(Shared),
@@ -262,8 +256,7 @@ a_pending_coroutine_ends_first(Class) ->
     ?assertEqual({ok, #{upgraded => 1, kept => 0}}, pybridge:reload(Mod)),
     ?assertEqual([{1, 2, <<"slept">>}], outputs(P, 1)),     % the old instance's last step
     ?assertEqual({2, 3, <<"b">>}, control(P, <<"b">>)),
-    port_close(P),
-    file:del_dir_r(Dir).
+    port_close(P).
 
 %% The commit waits the app env timeout for each port's turn: a port whose coroutine is
 %% still pending then is counted kept, with {pybridge, timeout}, and stays old.
@@ -286,8 +279,7 @@ a_port_not_reached_in_time_keeps_the_old_code() ->
     Q = open(Dir, Mod, "Upgrades"),
     ?assertEqual({2, 1, <<"c">>}, control(Q, <<"c">>)),
     port_close(P),
-    port_close(Q),
-    file:del_dir_r(Dir).
+    port_close(Q).
 
 %% A sender streams numbered commands, with a control every 7th, to one port; the reload
 %% runs after the 50th output and the sender goes on for 100 commands after it returns.
@@ -323,8 +315,7 @@ under_load(Class) ->
             ?assertEqual({ok, #{upgraded => 0, kept => 1}}, Result),
             ?assertEqual([], [V || V <- Versions, V =/= 1])
     end,
-    port_close(P),
-    file:del_dir_r(Dir).
+    port_close(P).
 
 %% Left: commands still to send after the stop (undefined: no stop yet)
 send(_P, I, Test, 0, Controls) ->
