@@ -5,6 +5,8 @@ Each answer names the code's VERSION and the instance's count of the commands an
 it has served, so a test sees which code answered and that nothing was lost or reordered.
 """
 import asyncio
+import threading
+import time
 
 import pybridge
 
@@ -28,6 +30,14 @@ class Plain(pybridge.Driver):
     def output(self, data):
         if data.startswith(b"sleep "):     # an async def callback, pending that many seconds
             return self.pending(float(data[6:]))
+        if data.startswith(b"slow "):      # a callback that runs that many seconds
+            n = self.n
+            # "pending" from another thread goes out now, not at the callback's end
+            threading.Thread(target=self.port.output, args=(b"pending",)).start()
+            time.sleep(float(data[5:]))
+            self.n = n + 1                  # a code_change meanwhile would miss it
+            self.port.output(tag(self.n, b"slow"))
+            return None
         self.n += 1
         self.port.output(tag(self.n, data))
 
