@@ -25,12 +25,9 @@ reload_test_() ->
                          fun() -> the_shared_python_path_reloads(Shared) end}},
           {timeout, 30, fun what_is_not_loaded_or_not_a_module_is_refused/0},
           {timeout, 30, fun a_port_not_reached_in_time_keeps_the_old_code/0}]
-         ++ [{timeout, 30, {"a pending coroutine ends first: " ++ Class,
-                            fun() -> a_pending_coroutine_ends_first(Class) end}}
-             || Class <- ["Upgrades", "LockedUpgrades"]]
-         ++ [{timeout, 30, {"a running callback ends first: " ++ Class,
-                            fun() -> a_running_callback_ends_first(Class) end}}
-             || Class <- ["Upgrades", "LockedUpgrades"]]
+         ++ [{timeout, 30, {"a busy port switches after: " ++ Class ++ " " ++ Busy,
+                            fun() -> a_busy_port_switches_after(Class, Busy) end}}
+             || Class <- ["Upgrades", "LockedUpgrades"], Busy <- ["sleep", "slow"]]
          ++ [{timeout, 120, {"under load: " ++ Class, fun() -> under_load(Class) end}}
              || Class <- ["Upgrades", "LockedUpgrades", "Plain", "LockedPlain"]]
      end}.
@@ -244,35 +241,22 @@ what_is_not_loaded_or_not_a_module_is_refused() ->
     [?assertError(badarg, pybridge:reload(Bad))
      || Bad <- ["1abc", "a b", "mod:Class", "", <<"a..b">>, 42, ["a" | b], "a\x{400}"]].
 
-%% A port's async def output is pending when the reload comes: the port switches after it
-%% has ended (the count it took in its last step goes on), never during it. (An output, not
-%% a call: a pending call would hold its caller's scheduler, and the reload could wait
-%% behind it.)
-a_pending_coroutine_ends_first(Class) ->
+%% The port is busy when the reload comes: its async def output is pending ("sleep"), or a
+%% callback runs ("slow"; under port-level locking on the port's thread, while the worker's
+%% loop reads the reload). It switches only after that has ended: the count the old instance
+%% took in its last step goes on. (An output, not a call: a pending call would hold its
+%% caller's scheduler, and the reload could wait behind it.)
+a_busy_port_switches_after(Class, Busy) ->
     Dir = tmp_dir(),
     Mod = new_module(Dir),
     P = open(Dir, Mod, Class),
     {1, 1, _} = control(P, <<"a">>),
-    true = port_command(P, <<"sleep 0.5">>),
+    true = port_command(P, [Busy, " 0.5"]),
     receive {P, {data, <<"pending">>}} -> ok end,
     write(Dir, Mod, 2),
     ?assertEqual({ok, #{upgraded => 1, kept => 0}}, pybridge:reload(Mod)),
-    ?assertEqual([{1, 2, <<"slept">>}], outputs(P, 1)),     % the old instance's last step
-    ?assertEqual({2, 3, <<"b">>}, control(P, <<"b">>)),
-    port_close(P).
-
-%% A port's callback runs (port-level locking: on the port's thread, while the worker's loop
-%% reads the reload) when the reload comes: the port switches after it has ended.
-a_running_callback_ends_first(Class) ->
-    Dir = tmp_dir(),
-    Mod = new_module(Dir),
-    P = open(Dir, Mod, Class),
-    {1, 1, _} = control(P, <<"a">>),
-    true = port_command(P, <<"slow 0.5">>),
-    receive {P, {data, <<"pending">>}} -> ok end,
-    write(Dir, Mod, 2),
-    ?assertEqual({ok, #{upgraded => 1, kept => 0}}, pybridge:reload(Mod)),
-    ?assertEqual([{1, 2, <<"slow">>}], outputs(P, 1)),     % the old instance's last step
+    %% the old instance's last step
+    ?assertEqual([{1, 2, list_to_binary(Busy)}], outputs(P, 1)),
     ?assertEqual({2, 3, <<"b">>}, control(P, <<"b">>)),
     port_close(P).
 
@@ -292,7 +276,7 @@ a_port_not_reached_in_time_keeps_the_old_code() ->
              end,
     ?assertEqual({error, {code_change, [{pybridge, timeout}], #{upgraded => 0, kept => 1}}},
                  Result),
-    ?assertEqual([{1, 1, <<"slept">>}], outputs(P, 1)),
+    ?assertEqual([{1, 1, <<"sleep">>}], outputs(P, 1)),
     ?assertEqual({1, 2, <<"b">>}, control(P, <<"b">>)),     % its late turn changed nothing
     Q = open(Dir, Mod, "Upgrades"),
     ?assertEqual({2, 1, <<"c">>}, control(Q, <<"c">>)),

@@ -56,7 +56,7 @@ class Plain(pybridge.Driver):
         self.port.output(b"pending")
         await asyncio.sleep(seconds)
         self.n += 1             # a code_change before this would miss it
-        self.port.output(tag(self.n, b"slept"))
+        self.port.output(tag(self.n, b"sleep"))
 
 
 class Upgrades(Plain):
