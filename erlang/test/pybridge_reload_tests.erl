@@ -19,6 +19,7 @@ reload_test_() ->
           {timeout, 30, fun an_exception_at_import_changes_nothing/0},
           {timeout, 30, fun a_raising_code_change_keeps_that_port_old/0},
           {timeout, 30, fun each_private_namespace_reloads_its_own_file/0},
+          {timeout, 30, fun a_module_of_a_package_reloads/0},
           {timeout, 30, fun every_worker_of_every_group_reloads/0},
           {timeout, 30, fun a_failed_load_in_one_worker_changes_no_worker/0},
           {timeout, 30, {"the shared python_path reloads",
@@ -188,6 +189,25 @@ each_private_namespace_reloads_its_own_file() ->
     ?assertEqual({20, 2, <<"d">>}, control(PB, <<"d">>)),
     port_close(PA),
     port_close(PB).
+
+%% "pkg.mod:Upgrades": reload("pkg.mod") runs pkg/mod.py again; reload("pkg") runs only
+%% pkg/__init__.py, so the port keeps its code.
+a_module_of_a_package_reloads() ->
+    Dir = tmp_dir(),
+    Pkg = new_module(Dir),                  % a fresh name; the package is a directory
+    ok = file:delete(filename:join(Dir, Pkg ++ ".py")),
+    PkgDir = filename:join(Dir, Pkg),
+    ok = file:make_dir(PkgDir),
+    ok = file:write_file(filename:join(PkgDir, "__init__.py"), <<>>),
+    write(PkgDir, "mod", 1),
+    P = open(Dir, Pkg ++ ".mod", "Upgrades"),
+    {1, 1, _} = control(P, <<"a">>),
+    write(PkgDir, "mod", 2),
+    ?assertEqual({ok, #{upgraded => 0, kept => 0}}, pybridge:reload(Pkg)),
+    ?assertEqual({1, 2, <<"b">>}, control(P, <<"b">>)),
+    ?assertEqual({ok, #{upgraded => 1, kept => 0}}, pybridge:reload(Pkg ++ ".mod")),
+    ?assertEqual({2, 3, <<"c">>}, control(P, <<"c">>)),
+    port_close(P).
 
 %% Four ports on four workers (two groups): one reload switches them all.
 every_worker_of_every_group_reloads() ->
