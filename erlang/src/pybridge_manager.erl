@@ -3,11 +3,12 @@
 %% pybridge_manager per worker of each worker group.
 %%
 %% It checks the worker's handshake, turns the worker's log frames into logger events,
-%% answers pid resolutions and class questions, relays a reload's phases, and, when the worker dies, logs how (its
-%% exit status or signal) and which driver class it blames, makes every port the worker
-%% served exit with {pybridge, worker_down}, and starts a fresh worker in place, after a
-%% backoff that grows while workers keep dying young. Why not the supervisor: its restart
-%% intensity would end the application (and a permanent one, the node) after enough deaths.
+%% answers pid resolutions and class questions, relays a reload's phases, and, when the
+%% worker dies, logs how (its exit status or signal) and which driver class it blames,
+%% makes every port the worker served exit with {pybridge, worker_down}, and starts a
+%% fresh worker in place, after a backoff that grows while workers keep dying young. Why
+%% not the supervisor: its restart intensity would end the application (and a permanent
+%% one, the node) after enough deaths.
 %% Frames: pybridge_ctl and docs/PROTOCOL.md.
 -module(pybridge_manager).
 -behaviour(gen_server).
@@ -105,7 +106,7 @@ class_info(Pid, Spec) ->
     gen_server:call(Pid, {class_info, Spec}, 15000).
 
 %% @doc Send one phase of a reload (pybridge:reload/1) to this manager's worker, without
-%% waiting: gen_server:wait_response/2 of the id returned gets its answer, a
+%% waiting: gen_server:receive_response/2 of the id returned gets its answer, a
 %% pybridge_ctl:reload_answer() or {error, restarting | worker_down} (then this worker
 %% has no old code to reload).
 -spec reload(pid(), pybridge_ctl:reload_request()) -> gen_server:request_id().

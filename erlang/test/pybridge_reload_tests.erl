@@ -152,7 +152,8 @@ an_exception_at_import_changes_nothing() ->
     %% half the module has run when it raises: its new tag() must not reach the old code
     write_source(Dir, Mod, binary:replace(New, <<"\nclass Plain">>,
                                           <<"\nraise LookupError('no v2 today')\nclass Plain">>)),
-    ?assertMatch({error, {python, 'builtins.LookupError', <<"no v2 today">>, _}}, pybridge:reload(Mod)),
+    ?assertMatch({error, {python, 'builtins.LookupError', <<"no v2 today">>, _}},
+                 pybridge:reload(Mod)),
     ?assertEqual({1, 1, <<"a">>}, control(P, <<"a">>)),
     port_close(P).
 
