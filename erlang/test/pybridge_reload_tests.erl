@@ -25,7 +25,8 @@ reload_test_() ->
           {timeout, 30, {"the shared python_path reloads",
                          fun() -> the_shared_python_path_reloads(Shared) end}},
           {timeout, 30, fun what_is_not_loaded_or_not_a_module_is_refused/0},
-          {timeout, 30, fun a_port_not_reached_in_time_keeps_the_old_code/0}]
+          {timeout, 30, fun a_port_not_reached_in_time_keeps_the_old_code/0},
+          {timeout, 30, fun a_port_that_closes_before_its_turn_counts_for_nothing/0}]
          ++ [{timeout, 30, {"a busy port switches after: " ++ Class ++ " " ++ Busy,
                             fun() -> a_busy_port_switches_after(Class, Busy) end}}
              || Class <- ["Upgrades", "LockedUpgrades"], Busy <- ["sleep", "slow"]]
@@ -303,6 +304,23 @@ a_port_not_reached_in_time_keeps_the_old_code() ->
     ?assertEqual({2, 1, <<"c">>}, control(Q, <<"c">>)),
     port_close(P),
     port_close(Q).
+
+%% The reload comes while the port's coroutine is pending, and the port closes before the
+%% coroutine ends (its turn is dropped with it): not kept, not late, just gone.
+a_port_that_closes_before_its_turn_counts_for_nothing() ->
+    Dir = tmp_dir(),
+    Mod = new_module(Dir),
+    P = open(Dir, Mod, "Upgrades"),
+    true = port_command(P, <<"sleep 5">>),
+    receive {P, {data, <<"pending">>}} -> ok end,
+    write(Dir, Mod, 2),
+    spawn_link(fun() -> timer:sleep(300), port_close(P) end),
+    {ok, Timeout} = application:get_env(pybridge, timeout),
+    ok = application:set_env(pybridge, timeout, 1000),
+    Result = try pybridge:reload(Mod)
+             after application:set_env(pybridge, timeout, Timeout)
+             end,
+    ?assertEqual({ok, #{upgraded => 0, kept => 0}}, Result).
 
 %% A sender streams numbered commands, with a control every 7th, to one port; a reload (to
 %% version 2) runs after the 50th output, another (to 3) after the 100th, and the sender goes

@@ -49,8 +49,6 @@ class Host(Protocol):
 
     def post(self, fn: Callable[[], object]) -> None: ...
 
-    def on_loop(self) -> bool: ...
-
     def send_ctl(self, op: int, body: bytes, rid: int) -> None: ...
 
 
@@ -122,7 +120,7 @@ class Upgrade:
                  timeout_ms: int) -> None:
         self.host, self.rid, self.ports = host, rid, ports
         self.lock = threading.Lock()        # the ports' threads vs. the answer
-        self.left = len(ports)
+        self.waiting = {conn for conn, _ in ports}     # the ports whose turn has not come
         self.upgraded = self.kept = 0
         self.errors: list[Any] = []
         self.answered = False
@@ -189,8 +187,8 @@ class Upgrade:
                 self.kept += 1
                 if error is not None:
                     self.errors.append(error)
-            self.left -= 1
-            done = self.left == 0
+            self.waiting.discard(conn)
+            done = not self.waiting
         if done:
             self.host.post(self.finish)
 
@@ -200,7 +198,9 @@ class Upgrade:
             if self.answered:
                 return
             self.answered = True
-            late = self.left
+            # a port that closed meanwhile (its turn dropped with what waited behind its
+            # coroutine) counts for nothing, as one that closed before its turn
+            late = sum(1 for c in self.waiting if not (c.closed or c.closing))
         self.timer.cancel()
         errors = (self.errors + [TIMEOUT] * late)[:MAX_ERRORS]
         listed = encode(errors)
