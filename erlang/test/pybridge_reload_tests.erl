@@ -291,11 +291,7 @@ a_port_not_reached_in_time_keeps_the_old_code() ->
     true = port_command(P, <<"sleep 1.5">>),
     receive {P, {data, <<"pending">>}} -> ok end,
     write(Dir, Mod, 2),
-    {ok, Timeout} = application:get_env(pybridge, timeout),
-    ok = application:set_env(pybridge, timeout, 300),
-    Result = try pybridge:reload(Mod)
-             after application:set_env(pybridge, timeout, Timeout)
-             end,
+    Result = reload_waiting(Mod, 300),
     ?assertEqual({error, {code_change, [{pybridge, timeout}], #{upgraded => 0, kept => 1}}},
                  Result),
     ?assertEqual([{1, 1, <<"sleep">>}], outputs(P, 1)),
@@ -315,12 +311,16 @@ a_port_that_closes_before_its_turn_counts_for_nothing() ->
     receive {P, {data, <<"pending">>}} -> ok end,
     write(Dir, Mod, 2),
     spawn_link(fun() -> timer:sleep(300), port_close(P) end),
-    {ok, Timeout} = application:get_env(pybridge, timeout),
-    ok = application:set_env(pybridge, timeout, 1000),
-    Result = try pybridge:reload(Mod)
-             after application:set_env(pybridge, timeout, Timeout)
-             end,
+    Result = reload_waiting(Mod, 1000),
     ?assertEqual({ok, #{upgraded => 0, kept => 0}}, Result).
+
+%% pybridge:reload(Mod) with the app env timeout (the commit's wait for each port) at Ms
+reload_waiting(Mod, Ms) ->
+    {ok, Timeout} = application:get_env(pybridge, timeout),
+    ok = application:set_env(pybridge, timeout, Ms),
+    try pybridge:reload(Mod)
+    after application:set_env(pybridge, timeout, Timeout)
+    end.
 
 %% A sender streams numbered commands, with a control every 7th, to one port; a reload (to
 %% version 2) runs after the 50th output, another (to 3) after the 100th, and the sender goes
