@@ -18,6 +18,7 @@ reload_test_() ->
           {timeout, 30, fun a_syntax_error_changes_nothing/0},
           {timeout, 30, fun an_exception_at_import_changes_nothing/0},
           {timeout, 30, fun a_raising_code_change_keeps_that_port_old/0},
+          {timeout, 30, fun a_class_gone_from_the_new_code_keeps_its_ports_old/0},
           {timeout, 30, fun each_private_namespace_reloads_its_own_file/0},
           {timeout, 30, fun a_module_of_a_package_reloads/0},
           {timeout, 30, fun every_worker_of_every_group_reloads/0},
@@ -223,6 +224,19 @@ every_worker_of_every_group_reloads() ->
     ?assertEqual({ok, #{upgraded => 4, kept => 0}}, pybridge:reload(Mod)),
     ?assertEqual([{2, 2, <<"b">>} || _ <- Ports], [control(P, <<"b">>) || P <- Ports]),
     [port_close(P) || P <- Ports].
+
+%% The new module has no class of that name any more: its ports keep the old one, and
+%% opening it now fails as for any class that is not there.
+a_class_gone_from_the_new_code_keeps_its_ports_old() ->
+    Dir = tmp_dir(),
+    Mod = new_module(Dir),
+    P = open(Dir, Mod, "Upgrades"),
+    {ok, Src} = file:read_file(?DRIVER),
+    write_source(Dir, Mod, binary:replace(Src, <<"Upgrades">>, <<"Renamed">>, [global])),
+    ?assertEqual({ok, #{upgraded => 0, kept => 1}}, pybridge:reload(Mod)),
+    ?assertEqual({1, 1, <<"a">>}, control(P, <<"a">>)),
+    ?assertError({python, 'builtins.TypeError', _, _}, open(Dir, Mod, "Upgrades")),
+    port_close(P).
 
 %% One module name from two directories, on workers of two groups; the new file of one is
 %% broken: the load fails there, and the workers whose new file was fine keep the old code.
