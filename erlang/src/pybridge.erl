@@ -175,6 +175,7 @@ reload(Module) ->
             Timeout = pybridge_config:timeout(),
             Commits = ask_all(Managers, {commit, Token, Timeout},
                               case Wait of infinity -> infinity; _ -> Timeout + Wait end),
+            ok = pybridge_classes:forget_groups(Name),
             upgraded(Commits, 0, 0, [])
     end.
 

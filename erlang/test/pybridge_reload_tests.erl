@@ -261,14 +261,31 @@ a_failed_load_in_one_worker_changes_no_worker() ->
     ?assertEqual({1, 1, <<"c">>}, control(QG, <<"c">>)),    % the load was undone there too
     [port_close(P) || P <- [PG, PG2, PB, QG]].
 
+%% From the shared python_path (no open option): the new class's worker_group attribute,
+%% which pybridge:open remembers per class, holds for the ports opened afterwards.
 the_shared_python_path_reloads(Shared) ->
     Mod = new_module(Shared),
     P = pybridge:open(Mod ++ ":Upgrades", [binary]),
     {1, 1, _} = control(P, <<"a">>),
+    ?assertEqual(default, group_of(P)),
     write(Shared, Mod, 2),
+    {ok, Src} = file:read_file(filename:join(Shared, Mod ++ ".py")),
+    write_source(Shared, Mod, binary:replace(Src, <<"class Upgrades(Plain):\n">>,
+                                             <<"class Upgrades(Plain):\n"
+                                               "    worker_group = \"rl_group\"\n">>)),
     ?assertEqual({ok, #{upgraded => 1, kept => 0}}, pybridge:reload(Mod)),
     ?assertEqual({2, 2, <<"b">>}, control(P, <<"b">>)),
-    port_close(P).
+    ?assertEqual(default, group_of(P)),                     % an open port stays put
+    Q = pybridge:open(Mod ++ ":Upgrades", [binary]),
+    ?assertEqual({2, 1, <<"c">>}, control(Q, <<"c">>)),
+    ?assertEqual(rl_group, group_of(Q)),
+    port_close(P),
+    port_close(Q).
+
+group_of(Port) ->
+    OsPid = maps:get(os_pid, pybridge:info(Port)),
+    [Group] = [G || #{os_pid := O, group := G} <- pybridge:stats(), O =:= OsPid],
+    Group.
 
 what_is_not_loaded_or_not_a_module_is_refused() ->
     ?assertEqual({error, not_loaded}, pybridge:reload("rl_never_imported")),
