@@ -288,6 +288,9 @@ is_own_option(_) -> false.
 module_name(Module) when is_atom(Module) -> module_name(atom_to_binary(Module));
 module_name(Module) when is_list(Module) ->
     module_name(try list_to_binary(Module) catch error:badarg -> error(badarg) end);
+module_name(Module) when is_binary(Module), byte_size(Module) > 4096 ->
+    %% no file system names a module that long; the request must fit one ctl message
+    error(badarg);
 module_name(Module) when is_binary(Module) ->
     case re:run(Module, "^[A-Za-z_][A-Za-z0-9_]*(\\.[A-Za-z_][A-Za-z0-9_]*)*$",
                 [{capture, none}]) of

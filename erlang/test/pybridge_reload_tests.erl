@@ -292,7 +292,8 @@ what_is_not_loaded_or_not_a_module_is_refused() ->
     %% the standard library is not the python_path's: never reloaded
     ?assertEqual({error, not_loaded}, pybridge:reload(os)),
     [?assertError(badarg, pybridge:reload(Bad))
-     || Bad <- ["1abc", "a b", "mod:Class", "", <<"a..b">>, 42, ["a" | b], "a\x{400}"]].
+     || Bad <- ["1abc", "a b", "mod:Class", "", <<"a..b">>, 42, ["a" | b], "a\x{400}",
+                lists:duplicate(5000, $a)]].
 
 %% The port is busy when the reload comes: its async def output is pending ("sleep"), or a
 %% callback runs ("slow"; under port-level locking on the port's thread, while the worker's
