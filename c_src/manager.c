@@ -205,7 +205,7 @@ static void mgr_ready_input(ErlDrvData d, ErlDrvEvent e)
 }
 
 /* port_command on the manager port: whole ctl frames for the worker (CTL_PID_INFO,
- * CTL_CLASS_INFO). */
+ * CTL_CLASS_INFO, CTL_RELOAD). */
 static void mgr_outputv(ErlDrvData d, ErlIOVec *ev)
 {
     pb_manager *m = (pb_manager *)d;
@@ -213,7 +213,8 @@ static void mgr_outputv(ErlDrvData d, ErlIOVec *ev)
     if (m->ctl_fd < 0 || ev->size < HDR_LEN) return;
     buf = driver_alloc(ev->size);
     driver_vec_to_buf(ev, buf, ev->size);
-    if (get32(buf) == ev->size - 4 && (buf[4] == CTL_PID_INFO || buf[4] == CTL_CLASS_INFO))
+    if (get32(buf) == ev->size - 4 && (buf[4] == CTL_PID_INFO || buf[4] == CTL_CLASS_INFO ||
+                                       buf[4] == CTL_RELOAD))
         send(m->ctl_fd, buf, ev->size, MSG_NOSIGNAL);
     driver_free(buf);
 }

@@ -41,6 +41,7 @@
 #define CTL_CLASS_INFO 0x06
 #define CTL_SHM 0x07
 #define CTL_HUNG 0x08
+#define CTL_RELOAD 0x09
 
 #define PY_OPEN 0x10
 #define PY_STOP 0x11

@@ -13,6 +13,7 @@
 -define(CTL_CLASS_INFO, 16#06).
 -define(CTL_SHM, 16#07).
 -define(CTL_HUNG, 16#08).
+-define(CTL_RELOAD, 16#09).
 
 -define(PY_OPEN, 16#10).
 -define(PY_STOP, 16#11).

@@ -14,15 +14,20 @@
 -include("pybridge_protocol.hrl").
 
 -export([open/2, open/3, command/2, command/3, control/3, call/3, close/1,
-         load_driver/2, unload_driver/1, info/1, stats/0]).
+         load_driver/2, unload_driver/1, info/1, stats/0, reload/1]).
 
--export_type([spec/0, open_option/0, error_reason/0]).
+-export_type([spec/0, open_option/0, error_reason/0, reload_counts/0]).
+
+%% ms a reload waits for a worker beyond the bounds the worker keeps itself
+-define(RELOAD_MARGIN_MS, 5000).
 
 -type spec() :: string() | binary() | atom().
 -type open_option() :: {timeout, 0..16#FFFFFFFF}
                      | {python_path, [file:filename()]}
                      | {worker_group, atom()}
                      | term().
+%% The open ports of a reloaded module: switched to the new class, or left the old one.
+-type reload_counts() :: #{upgraded := non_neg_integer(), kept := non_neg_integer()}.
 -type error_reason() :: badarg
                       | {python, atom(), binary(), binary()}
                       | {pybridge, timeout | worker_down | no_worker | frame_too_large
@@ -133,6 +138,72 @@ info(Port) ->
 stats() ->
     [Stats || Pid <- pybridge_sup:managers(), {ok, Stats} <- [pybridge_manager:stats(Pid)]].
 
+%% @doc Reload the Python module Module (a string, binary or atom: "pkg.mod") in every
+%% worker, in each import namespace that has it (the shared python_path, each open's
+%% private one). Ports opened afterwards run the new code. An open port of a spec of that
+%% module switches to its new class only if the class defines code_change(self, old) (an
+%% instance made without start, given the old one); otherwise it keeps the old code until
+%% it closes. {error, {python, ...}}: the new code failed to import in some worker and
+%% nothing changed anywhere; {error, not_loaded}: no worker has imported it;
+%% {error, {code_change, Errors, Counts}}: the module was reloaded, but the ports whose
+%% code_change raised (or did not run within the app env timeout) kept their old instance
+%% (counted in kept). docs/API.md, "Hot code reload".
+-spec reload(string() | binary() | atom()) ->
+    {ok, reload_counts()}
+    | {error, not_loaded | {python, atom(), binary(), binary()} | {pybridge, timeout}
+              | {code_change, [error_reason()], reload_counts()}}.
+reload(Module) ->
+    whereis(pybridge_sup) =:= undefined andalso error({pybridge, not_started}),
+    Name = module_name(Module),
+    Token = erlang:unique_integer([positive]),
+    Managers = pybridge_sup:managers(),
+    Wait = case pybridge_config:callback_limit() of
+               infinity -> infinity;
+               %% a callback may be running first, then the module's own code
+               Limit -> 2 * Limit + ?RELOAD_MARGIN_MS
+           end,
+    Loads = ask_all(Managers, {load, Token, Name}, Wait),
+    Found = lists:sum([N || {ok, N} <- Loads]),
+    case [E || {error, E} <- Loads, E =/= restarting, E =/= worker_down] of
+        [Error | _] ->
+            _ = ask_all(Managers, {abort, Token}, Wait),
+            {error, Error};
+        [] when Found =:= 0 ->
+            _ = ask_all(Managers, {abort, Token}, Wait),
+            {error, not_loaded};
+        [] ->
+            Timeout = pybridge_config:timeout(),
+            Commits = ask_all(Managers, {commit, Token, Timeout},
+                              case Wait of infinity -> infinity; _ -> Timeout + Wait end),
+            ok = pybridge_classes:forget_groups(Name),
+            upgraded(Commits, 0, 0, [])
+    end.
+
+%% One reload request to each manager at once; their answers in the same order
+%% ({error, {pybridge, timeout}} for one that did not come within Wait ms).
+-spec ask_all([pid()], pybridge_ctl:reload_request(), timeout()) -> [term()].
+ask_all(Managers, Request, Wait) ->
+    Ids = [pybridge_manager:reload(M, Request) || M <- Managers],
+    [case gen_server:receive_response(Id, Wait) of
+         {reply, Answer} -> Answer;
+         timeout -> {error, {pybridge, timeout}};
+         {error, _} -> {error, worker_down}        % the manager itself went away
+     end || Id <- Ids].
+
+-spec upgraded([term()], non_neg_integer(), non_neg_integer(), [term()]) ->
+    {ok, reload_counts()} | {error, {code_change, [error_reason()], reload_counts()}}.
+upgraded([{ok, U, K, Errors} | Rest], Up, Kept, Errs) ->
+    upgraded(Rest, Up + U, Kept + K, Errs ++ Errors);
+upgraded([{error, E} | Rest], Up, Kept, Errs) when E =:= restarting; E =:= worker_down ->
+    %% its ports exited with it; a new worker imports the new code
+    upgraded(Rest, Up, Kept, Errs);
+upgraded([{error, E} | Rest], Up, Kept, Errs) ->
+    upgraded(Rest, Up, Kept, Errs ++ [E]);
+upgraded([], Up, Kept, []) ->
+    {ok, #{upgraded => Up, kept => Kept}};
+upgraded([], Up, Kept, Errs) ->
+    {error, {code_change, Errs, #{upgraded => Up, kept => Kept}}}.
+
 %% Why not the list's own ETF: port_call decodes it in one go, holding a scheduler, and it
 %% is 2 bytes a byte. binary_to_list/1 yields; in a heap grown as it goes each collection
 %% copies the list built so far (64 MiB: 6.6 s), so the heap is grown to the list's size
@@ -212,6 +283,22 @@ is_own_option({timeout, _}) -> true;
 is_own_option({python_path, _}) -> true;
 is_own_option({worker_group, _}) -> true;
 is_own_option(_) -> false.
+
+-spec module_name(term()) -> binary().
+module_name(Module) when is_atom(Module) -> module_name(atom_to_binary(Module));
+module_name(Module) when is_list(Module) ->
+    module_name(try list_to_binary(Module) catch error:badarg -> error(badarg) end);
+module_name(Module) when is_binary(Module), byte_size(Module) > 4096 ->
+    %% no file system names a module that long; the request must fit one ctl message
+    error(badarg);
+module_name(Module) when is_binary(Module) ->
+    case re:run(Module, "^[A-Za-z_][A-Za-z0-9_]*(\\.[A-Za-z_][A-Za-z0-9_]*)*$",
+                [{capture, none}]) of
+        match -> Module;
+        nomatch -> error(badarg)
+    end;
+module_name(_) ->
+    error(badarg).
 
 -spec spec_string(term()) -> string().
 spec_string(Spec) when is_atom(Spec) -> spec_string(atom_to_list(Spec));

@@ -2,10 +2,10 @@
 %% deaths blamed on it, whether its opens are refused for a crash loop, and its
 %% `worker_group' attribute once asked. One public ETS table, created by pybridge_sup
 %% (which owns it for the application's life); pybridge_manager writes deaths,
-%% pybridge:open reads.
+%% pybridge:open reads, pybridge:reload/1 forgets the groups of a reloaded module.
 -module(pybridge_classes).
 
--export([new_table/0, death/1, refused/1, group/1, remember_group/2]).
+-export([new_table/0, death/1, refused/1, group/1, remember_group/2, forget_groups/1]).
 
 -define(TAB, pybridge_classes).
 
@@ -52,6 +52,15 @@ group(Spec) ->
 -spec remember_group(string(), atom()) -> ok.
 remember_group(Spec, Group) ->
     true = ets:insert(?TAB, {{group, Spec}, Group}),
+    ok.
+
+%% @doc The module was reloaded (pybridge:reload/1): its classes' worker_group attributes
+%% are asked again at their next open.
+-spec forget_groups(binary()) -> ok.
+forget_groups(Module) ->
+    Prefix = binary_to_list(Module) ++ ":",
+    _ = [ets:delete(?TAB, {group, Spec})
+         || [Spec] <- ets:match(?TAB, {{group, '$1'}, '_'}), lists:prefix(Prefix, Spec)],
     ok.
 
 -spec deaths(string()) -> [integer()].

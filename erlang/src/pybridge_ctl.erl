@@ -22,6 +22,11 @@
 %%                                       empty) | 1:u8, error message
 %%   CTL_PID_INFO     Erlang -> worker   raw:u64, then the pid's external form
 %%   CTL_HUNG         worker -> Erlang   the spec whose callback hung the worker
+%%   CTL_RELOAD       Erlang -> worker   phase:u8 (0 load, 1 commit, 2 abort), token:u64,
+%%                                       then the module (load) or timeout_ms:u32 (commit)
+%%                    worker -> Erlang   0:u8, then found:u32 (load), upgraded:u32, kept:u32
+%%                                       and the ETF of the errors (commit), or nothing
+%%                                       (abort) | 1:u8, the ETF of the load's error
 %%
 %% and the MGR_SPAWN control (erlang:port_control/3 on the manager port):
 %%
@@ -32,8 +37,19 @@
 
 -include("pybridge_protocol.hrl").
 
--export([spawn_request/5, with_env/2, spawn_reply/1, class_info/2, pid_info/2, decode/1]).
--export_type([event/0]).
+-export([spawn_request/5, with_env/2, spawn_reply/1, class_info/2, pid_info/2, reload/2,
+         decode/1]).
+-export_type([event/0, reload_request/0, reload_answer/0]).
+
+%% A CTL_RELOAD request (docs/PROTOCOL.md, "Reload"), and its answer.
+-type reload_request() :: {load, Token :: non_neg_integer(), Module :: binary()}
+                        | {commit, Token :: non_neg_integer(), TimeoutMs :: non_neg_integer()}
+                        | {abort, Token :: non_neg_integer()}.
+-type reload_answer() :: {ok, Found :: non_neg_integer()}
+                       | {ok, Upgraded :: non_neg_integer(), Kept :: non_neg_integer(),
+                          Errors :: [term()]}
+                       | ok
+                       | {error, term()}.
 
 %% What the manager port says, as pybridge_manager handles it.
 -type event() :: {hello, Proto :: non_neg_integer(), Version :: binary()}
@@ -43,6 +59,7 @@
                | {hung, Spec :: binary()}
                | {class_info, Id :: non_neg_integer(),
                   {ok, non_neg_integer(), binary()} | {error, binary()}}
+               | {reload, Id :: non_neg_integer(), reload_answer()}
                | {unknown, Op :: byte()}.
 
 %% @doc The MGR_SPAWN control data: the worker's limits and group, then the nanny's argv.
@@ -79,6 +96,15 @@ class_info(Id, Spec) ->
 pid_info(Raw, Pid) ->
     frame(?CTL_PID_INFO, 0, <<Raw:64, (term_to_binary(Pid))/binary>>).
 
+%% @doc A CTL_RELOAD request, answered under id Id.
+-spec reload(non_neg_integer(), reload_request()) -> binary().
+reload(Id, {load, Token, Module}) ->
+    frame(?CTL_RELOAD, Id, <<0, Token:64, Module/binary>>);
+reload(Id, {commit, Token, Timeout}) ->
+    frame(?CTL_RELOAD, Id, <<1, Token:64, Timeout:32>>);
+reload(Id, {abort, Token}) ->
+    frame(?CTL_RELOAD, Id, <<2, Token:64>>).
+
 %% @doc One frame that came as manager port data.
 -spec decode(binary()) -> event().
 decode(<<_:32, ?CTL_HELLO, _:8, _:32, Proto:16, Version/binary>>) ->
@@ -100,8 +126,29 @@ decode(<<_:32, ?CTL_CLASS_INFO, _:8, Id:32, 0, Flags:32, Group/binary>>) ->
     {class_info, Id, {ok, Flags, Group}};
 decode(<<_:32, ?CTL_CLASS_INFO, _:8, Id:32, _Status, Message/binary>>) ->
     {class_info, Id, {error, Message}};
+decode(<<_:32, ?CTL_RELOAD, _:8, Id:32, Answer/binary>>) ->
+    {reload, Id, reload_answer(Answer)};
 decode(<<_:32, Op, _/binary>>) ->
     {unknown, Op}.
+
+-spec reload_answer(binary()) -> reload_answer().
+reload_answer(<<0>>) ->
+    ok;
+reload_answer(<<0, Found:32>>) ->
+    {ok, Found};
+reload_answer(<<0, Upgraded:32, Kept:32, Errors/binary>>) ->
+    try binary_to_term(Errors) of
+        List when is_list(List) -> {ok, Upgraded, Kept, List};
+        Other -> {error, {malformed, Other}}
+    catch error:badarg -> {error, undecodable}
+    end;
+reload_answer(<<1, Error/binary>>) ->
+    try binary_to_term(Error) of
+        Term -> {error, Term}
+    catch error:badarg -> {error, undecodable}
+    end;
+reload_answer(_) ->
+    {error, undecodable}.
 
 -spec frame(byte(), non_neg_integer(), binary()) -> binary().
 frame(Op, Id, Body) ->

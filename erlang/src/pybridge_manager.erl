@@ -3,16 +3,17 @@
 %% pybridge_manager per worker of each worker group.
 %%
 %% It checks the worker's handshake, turns the worker's log frames into logger events,
-%% answers pid resolutions and class questions, and, when the worker dies, logs how (its
-%% exit status or signal) and which driver class it blames, makes every port the worker
-%% served exit with {pybridge, worker_down}, and starts a fresh worker in place, after a
-%% backoff that grows while workers keep dying young. Why not the supervisor: its restart
-%% intensity would end the application (and a permanent one, the node) after enough deaths.
+%% answers pid resolutions and class questions, relays a reload's phases, and, when the
+%% worker dies, logs how (its exit status or signal) and which driver class it blames,
+%% makes every port the worker served exit with {pybridge, worker_down}, and starts a
+%% fresh worker in place, after a backoff that grows while workers keep dying young. Why
+%% not the supervisor: its restart intensity would end the application (and a permanent
+%% one, the node) after enough deaths.
 %% Frames: pybridge_ctl and docs/PROTOCOL.md.
 -module(pybridge_manager).
 -behaviour(gen_server).
 
--export([start_link/2, os_pid/1, class_info/2, stats/1, last_exit/1]).
+-export([start_link/2, os_pid/1, class_info/2, reload/2, stats/1, last_exit/1]).
 -export([init/1, handle_continue/2, handle_call/3, handle_cast/2, handle_info/2, terminate/2]).
 -export_type([exit/0]).
 
@@ -104,6 +105,14 @@ last_exit(Pid) ->
 class_info(Pid, Spec) ->
     gen_server:call(Pid, {class_info, Spec}, 15000).
 
+%% @doc Send one phase of a reload (pybridge:reload/1) to this manager's worker, without
+%% waiting: gen_server:receive_response/2 of the id returned gets its answer, a
+%% pybridge_ctl:reload_answer() or {error, restarting | worker_down} (then this worker
+%% has no old code to reload).
+-spec reload(pid(), pybridge_ctl:reload_request()) -> gen_server:request_id().
+reload(Pid, Request) ->
+    gen_server:send_request(Pid, {reload, Request}).
+
 -spec init({pos_integer(), pybridge_config:group()}) -> {ok, #state{}, {continue, spawn}}.
 init({N, Group}) ->
     process_flag(trap_exit, true),
@@ -162,11 +171,20 @@ handle_call(stats, _From, S) ->
     {reply, none, S};
 handle_call({class_info, _Spec}, _From, S = #state{phase = Phase}) when Phase =/= ready ->
     {reply, {error, restarting}, S};
-handle_call({class_info, Spec}, From, S = #state{mgr = Mgr, next_id = Id, asks = Asks}) ->
-    erlang:port_command(Mgr, pybridge_ctl:class_info(Id, Spec)),
-    {noreply, S#state{next_id = Id + 1, asks = Asks#{Id => From}}};
+handle_call({class_info, Spec}, From, S = #state{next_id = Id}) ->
+    ask(pybridge_ctl:class_info(Id, Spec), From, S);
+handle_call({reload, _Request}, _From, S = #state{phase = Phase}) when Phase =/= ready ->
+    {reply, {error, restarting}, S};
+handle_call({reload, Request}, From, S = #state{next_id = Id}) ->
+    ask(pybridge_ctl:reload(Id, Request), From, S);
 handle_call(_Other, _From, S) ->
     {reply, {error, unknown_call}, S}.
+
+%% A request to the worker; its answer (handle_ctl) is From's reply.
+-spec ask(binary(), gen_server:from(), #state{}) -> {noreply, #state{}}.
+ask(Frame, From, S = #state{mgr = Mgr, next_id = Id, asks = Asks}) ->
+    erlang:port_command(Mgr, Frame),
+    {noreply, S#state{next_id = Id + 1, asks = Asks#{Id => From}}}.
 
 -spec handle_cast(term(), #state{}) -> {noreply, #state{}}.
 handle_cast(_Msg, S) ->
@@ -264,7 +282,15 @@ handle_ctl({hung, Spec}, S) ->
     logger:error("pybridge: a callback of ~ts hung worker ~p (driver-level locking): it is "
                  "replaced, its ports exit {pybridge, worker_hung}", [Spec, S#state.os_pid]),
     {noreply, S#state{down = worker_hung}};
-handle_ctl({class_info, Id, Answer}, S = #state{asks = Asks}) ->
+handle_ctl({class_info, Id, Answer}, S) ->
+    answer(Id, Answer, S);
+handle_ctl({reload, Id, Answer}, S) ->
+    answer(Id, Answer, S);
+handle_ctl(_Other, S) ->
+    {noreply, S}.
+
+-spec answer(non_neg_integer(), term(), #state{}) -> {noreply, #state{}}.
+answer(Id, Answer, S = #state{asks = Asks}) ->
     %% an answer that comes after its worker died finds no asker: dropped
     case maps:take(Id, Asks) of
         {From, Asks1} ->
@@ -272,9 +298,7 @@ handle_ctl({class_info, Id, Answer}, S = #state{asks = Asks}) ->
             {noreply, S#state{asks = Asks1}};
         error ->
             {noreply, S}
-    end;
-handle_ctl(_Other, S) ->
-    {noreply, S}.
+    end.
 
 %% The worker is gone: say how and whom it blames, end its ports, answer who waited on
 %% it, and restart it after the backoff.

@@ -38,7 +38,7 @@ _TWO_U32 = struct.Struct(">II").pack
 #: NULL field (no control or call: badarg; no output or outputv: the data is dropped).
 CallbackName = Literal["start", "stop", "output", "outputv", "control", "call", "timeout",
                        "flush", "process_exit", "ready_async", "ready_input", "ready_output",
-                       "stop_select"]
+                       "stop_select", "code_change"]
 CALLBACKS: tuple[CallbackName, ...] = get_args(CallbackName)
 
 TIME_UNITS = {"second": 0, "millisecond": 1, "microsecond": 2, "nanosecond": 3}

@@ -127,6 +127,7 @@ class Conn(PortThreads):
         self.timeout_ms = P.DEFAULT_TIMEOUT_MS
         self.none_atom = "undefined"
         self.spec = ""
+        self.module = ""            # the full name of the spec's module (a reload looks for it)
         self.open_paths = ""        # open's -p argument: its python_path, still encoded
         self.closed = False
         self.quiet = False              # closed for now, until its coroutine has unwound

@@ -108,12 +108,7 @@ def on_open(conn: Conn, fl: int, rid: int, body: bytes) -> None:
 def start(conn: Conn, cls: type[Driver], command: str, fl: int, rid: int) -> None:
     try:
         drv = cls()
-        drv.port = conn.port
-        conn.none_atom = getattr(drv, "none_atom", "undefined")
-        conn.instance = drv
-        # looked up once: output is the hot path
-        conn.outputv_fn = getattr(drv, "outputv", None)
-        conn.output_fn = getattr(drv, "output", None)
+        bind(conn, drv)
         if fl & P.FL_CREATED:       # driver_create_port: no start, nobody waits
             return
         r = drv.start(command)
@@ -124,6 +119,16 @@ def start(conn: Conn, cls: type[Driver], command: str, fl: int, rid: int) -> Non
         conn.run_coroutine(r, "start", lambda _: opened(conn, rid), rid)
     else:
         opened(conn, rid)
+
+
+def bind(conn: Conn, drv: Driver) -> None:
+    """drv serves the port from now on: made for its open, or by a reload's code_change."""
+    drv.port = conn.port
+    conn.none_atom = getattr(drv, "none_atom", "undefined")
+    conn.instance = drv
+    # looked up once: output is the hot path
+    conn.outputv_fn = getattr(drv, "outputv", None)
+    conn.output_fn = getattr(drv, "output", None)
 
 
 def opened(conn: Conn, rid: int) -> None:

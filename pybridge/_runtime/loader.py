@@ -14,12 +14,17 @@ the worker's current directory). Two kinds of directories (docs/WRITING_DRIVERS.
    is Dirs); their `import helper` finds their siblings through an __import__ of their
    own (the __builtins__ of their globals), so no other driver imports them, and their
    csv.py or fractions.py replaces the standard one for them alone.
+
+A reload (pybridge:reload, _runtime.reload) runs a module's source again, into a new module
+object, in each of these places where it was imported; the old module object, and so the
+code of the instances made from it, stays as it was.
 """
 from __future__ import annotations
 
 import builtins
 import importlib
 import importlib.machinery
+import importlib.util
 import os
 import re
 import sys
@@ -145,7 +150,8 @@ class Loader:
         self.refused: dict[str, str] = {}       # shared directory -> why it is refused
         self.spaces: dict[str, Namespace] = {}
         self.space_of: dict[tuple[str, ...], Namespace] = {}
-        self.classes: dict[tuple[str, tuple[str, ...]], type[Driver]] = {}
+        # (spec, the open's own dirs) -> the class, and the full name of its module
+        self.classes: dict[tuple[str, tuple[str, ...]], tuple[type[Driver], str]] = {}
         sys.meta_path.insert(0, NamespaceFinder(self.spaces))
         for p in paths:
             p = os.path.realpath(p)
@@ -168,11 +174,16 @@ class Loader:
     def find_class(self, spec: str, paths: list[str] | None = None) -> type[Driver]:
         """The class of spec, from the open's own directories (paths) first, then the
         shared ones."""
+        return self.find(spec, paths)[0]
+
+    def find(self, spec: str, paths: list[str] | None = None) -> tuple[type[Driver], str]:
+        """find_class, and the full name of the module spec names (private: with its
+        package), which a reload of that module looks for."""
         dirs = tuple(dict.fromkeys(d for d in map(os.path.realpath, paths or ())
                                    if d not in self.shared))
-        cls = self.classes.get((spec, dirs))
-        if cls is not None:                 # checked already: opens are a hot path too
-            return cls
+        found = self.classes.get((spec, dirs))
+        if found is not None:               # checked already: opens are a hot path too
+            return found
         if not SPEC_RE.match(spec):
             raise BadArg(f"bad driver spec {spec!r}: expected module:Class")
         modname, clsname = spec.split(":")
@@ -183,8 +194,7 @@ class Loader:
             mod = importlib.import_module(f"{self.space(dirs).name}.{modname}")
         elif PathFinder.find_spec(top, self.shared) is not None:
             mod = importlib.import_module(modname)
-            where = os.path.realpath(getattr(mod, "__file__", None) or "")
-            if not any(where.startswith(d + os.sep) for d in self.shared):
+            if not self.is_shared(mod):
                 raise ModuleNotFoundError(
                     f"{modname!r} is not imported from the configured python_path")
         else:
@@ -192,8 +202,54 @@ class Loader:
                 if PathFinder.find_spec(top, [d]) is not None:
                     raise ImportError(why)
             raise ModuleNotFoundError(f"No module named {top!r} in the configured python_path")
-        found = getattr(mod, clsname, None)
-        if not (isinstance(found, type) and issubclass(found, Driver)):
+        cls = getattr(mod, clsname, None)
+        if not (isinstance(cls, type) and issubclass(cls, Driver)):
             raise TypeError(f"{spec} is not a subclass of pybridge.Driver")
-        self.classes[(spec, dirs)] = found
+        found = self.classes[(spec, dirs)] = cls, mod.__name__
         return found
+
+    def is_shared(self, mod: types.ModuleType) -> bool:
+        """mod comes from a shared directory (not the standard library, nor site-packages)."""
+        where = getattr(mod, "__file__", None)
+        return where is not None and \
+            any(os.path.realpath(where).startswith(d + os.sep) for d in self.shared)
+
+    # -- reload --
+    def imported(self, name: str) -> list[str]:
+        """The full names module `name` was imported under from the python_path: itself
+        (shared directories), and in each open's private package."""
+        mod = sys.modules.get(name)
+        names = [name] if mod is not None and self.is_shared(mod) else []
+        return names + [f for f in (f"{s.name}.{name}" for s in self.spaces.values())
+                        if f in sys.modules]
+
+    def run_again(self, full: str) -> types.ModuleType:
+        """A new module object for sys.modules[full], its source file run afresh; sys.modules
+        keeps the old one. Raises what compiling or running the source raises."""
+        old = sys.modules[full]
+        spec, loader = old.__spec__, getattr(old, "__loader__", None)
+        if spec is None or spec.origin is None or \
+                not isinstance(loader, importlib.machinery.SourceFileLoader):
+            raise ImportError(f"{public_name(full)} is not a Python source module: it cannot "
+                              f"be reloaded")
+        new = importlib.util.module_from_spec(spec)
+        if isinstance(loader, PrivateSourceLoader):
+            new.__builtins__ = loader.space.builtins    # type: ignore[attr-defined]
+        # Why not the .pyc: one written in the same second as the old source, for a new
+        # source of the same size, would pass for the new code.
+        code = loader.source_to_code(loader.get_data(spec.origin), spec.origin)
+        sys.modules[full] = new     # as an import does: its code may look itself up there
+        try:
+            exec(code, new.__dict__)
+        finally:
+            sys.modules[full] = old
+        return new
+
+    def install(self, modules: dict[str, types.ModuleType]) -> None:
+        """The new modules (full name -> module) replace the old ones: opens find them."""
+        for full, new in modules.items():
+            sys.modules[full] = new
+            parent, _, child = full.rpartition(".")
+            if parent in sys.modules:
+                setattr(sys.modules[parent], child, new)
+        self.classes = {k: v for k, v in self.classes.items() if v[1] not in modules}

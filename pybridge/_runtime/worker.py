@@ -39,6 +39,7 @@ from .jobs import JobPool
 from .loader import Loader
 from .logs import CtlLogHandler, capture_output
 from .poller import Poller
+from .reload import Reloads
 from .runner import Busy
 from .watchdog import Watchdog, exit_hung
 
@@ -81,6 +82,10 @@ class Worker:
         # driver modules come from these directories only (app env python_path, open -p);
         # an open's own directories are seen by its driver only
         self.loader = Loader(paths)
+        self.reloads = Reloads(self)
+        # CTL_RELOADs read, for the loop's next turn: one read while a callback waited on
+        # the ctl socket (wait_ctl) must not swap instances under it
+        self.reload_frames: deque[tuple[int, bytes]] = deque()
 
     # -- threads --
     def on_loop(self) -> bool:
@@ -139,7 +144,13 @@ class Worker:
             elif op == P.CTL_CLASS_INFO:
                 self.class_info(P.HEADER.unpack_from(msg)[3],
                                 msg[P.HDR_LEN:].decode(errors="replace"))
+            elif op == P.CTL_RELOAD and len(msg) >= P.HDR_LEN + 9:
+                self.reload_frames.append((P.HEADER.unpack_from(msg)[3], msg[P.HDR_LEN:]))
         return True
+
+    def send_ctl(self, op: int, body: bytes, rid: int) -> None:
+        """An answer on the ctl socket (the loop thread's)."""
+        self.ctl.sendall(P.frame(op, body, rid=rid))
 
     def wait_ctl(self, deadline: float, late: str) -> None:
         """Handle the next ctl message, waiting for it until deadline (WorkerError: late)."""
@@ -173,7 +184,7 @@ class Worker:
                     + str(getattr(cls, "worker_group", "") or "").encode())
         except Exception as e:
             body = b"\x01" + f"{type(e).__name__}: {e}".encode()[:4000]
-        self.ctl.sendall(P.frame(P.CTL_CLASS_INFO, body, rid=rid))
+        self.send_ctl(P.CTL_CLASS_INFO, body, rid)
 
     def resolve_pid(self, conn: Conn, raw: int) -> Any:
         pid = self.pids.get(raw)
@@ -222,7 +233,8 @@ class Worker:
             i += 2
         spec = words[i] if i < len(words) else ""
         conn.spec = spec
-        return self.loader.find_class(spec, paths), " ".join(words[i + 1:])
+        cls, conn.module = self.loader.find(spec, paths)
+        return cls, " ".join(words[i + 1:])
 
     def accept_ports(self) -> None:
         while self.new_fds:
@@ -281,6 +293,8 @@ class Worker:
                 self.dirty.pop().flush()
             if self.new_fds:
                 self.accept_ports()
+            while self.reload_frames:
+                self.reloads.handle(*self.reload_frames.popleft())
             while self.later:
                 conn, name, arg = self.later.pop(0)
                 busy.conn = conn
