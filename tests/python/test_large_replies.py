@@ -70,11 +70,11 @@ def test_64_mib_replies_cost_their_size():
     assert line.startswith("{["), out
     results, slowest = line.rsplit(",", 1)
     # {Mode, Same, Size, Ms, Growth} for list, binary and call
-    for _mode, same, size, ms, growth in (r.strip("{}[] ").split(",")
+    for _mode, same, size, _ms, growth in (r.strip("{}[] ").split(",")
                                          for r in results.split("},{")):
         assert same == "true", out
-        assert int(size) == MIB64, out
-        assert int(ms) < 5000, out          # the default timeout
+        assert int(size) == MIB64, out      # whole: it came within the timeout (else raised)
         assert int(growth) <= 5 * MIB64, out
-    # the other port answered throughout: no control of it waited out the timeout
-    assert slowest.strip(" }") != "none" and int(slowest.strip(" }")) < 5000, out
+    # the other port answered throughout: a control of it that waited out the timeout
+    # would have raised and ended the pinger (none); the figures are for RELIABILITY.md
+    assert slowest.strip(" }") != "none", out
