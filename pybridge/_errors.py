@@ -46,3 +46,18 @@ class Timeout(BaseException):
     inside C code that does not return). A BaseException, as KeyboardInterrupt is, so that
     ``except Exception`` in the callback does not swallow it; pybridge logs it as the
     callback's exception."""
+
+
+class ErlangError(PybridgeError):
+    """An Erlang exception in the function a ``Port.call_erlang`` applied: ``cls`` is its
+    class (``"error"``, ``"exit"`` or ``"throw"``), ``reason`` and ``stacktrace`` its terms
+    as Python values. A process that died without answering is ``"exit"`` with its exit
+    reason and an empty stacktrace.
+
+    Not raised by pybridge.testing, whose own ErlangError is an Erlang error seen by the test."""
+
+    def __init__(self, cls: str, reason: object, stacktrace: object) -> None:
+        super().__init__(f"{cls}:{reason!r}")
+        self.cls = cls
+        self.reason = reason
+        self.stacktrace = stacktrace

@@ -13,6 +13,8 @@
 -define(CTL_CLASS_INFO, 16#06).
 -define(CTL_SHM, 16#07).
 -define(CTL_HUNG, 16#08).
+-define(CTL_ERL_CALL, 16#09).
+-define(CTL_ERL_RESULT, 16#0A).
 
 -define(PY_OPEN, 16#10).
 -define(PY_STOP, 16#11).
@@ -80,6 +82,7 @@
 -define(OPEN_PORT_LOCKING, 16#02).
 -define(FL_CREATED, 16#01).
 -define(FL_SHM, 16#80).
+-define(FL_MORE, 16#01).
 
 -define(PB_CALL_CONTROL, 16#FFFFFF01).
 -define(PB_CALL_CALL, 16#FFFFFF02).
@@ -96,4 +99,5 @@
 -define(MAX_SPIN_US, 10000).
 -define(MAX_WORKERS, 64).
 -define(DEFAULT_CALLBACK_LIMIT_MS, 60000).
+-define(MAX_CTL_MSG, 65536).
 %% ---- end of limits ----

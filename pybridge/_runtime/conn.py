@@ -38,6 +38,7 @@ from .._wire import protocol as P
 from .._wire.termprog import program
 from .channel import Channel
 from .entry import Entry
+from .erlcalls import ErlCalls
 from .poller import Poller
 from .runner import Busy, Runner
 from .threads import Answer, Loop, PortThreads, Waiter
@@ -62,6 +63,7 @@ class Host(Loop, Protocol):
     conns: set[Conn]
     busy: Busy                      # what the loop thread runs, for the watchdog
     handed: bool                    # a port's thread was given work this turn
+    calls: ErlCalls                 # Port.call_erlang's, of the whole worker
 
     def load(self, conn: Conn, text: str) -> tuple[type[Driver], str]: ...
 
@@ -119,6 +121,7 @@ class Conn(PortThreads):
         self.instance: Driver | None = None
         self.output_fn: Callable[[bytes], object] | None = None
         self.outputv_fn: Callable[[list[bytes]], object] | None = None
+        self.call_erlang, self.call_erlang_async = host.calls.bound(self)  # never routed
         self.port = Port(Entry(self).backend())
         self.port_raw = self.caller_raw = self.connected_raw = 0
         self.control_flags = 0

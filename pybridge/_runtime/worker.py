@@ -34,6 +34,7 @@ from .._errors import ProtocolError, WorkerError
 from .._version import __version__
 from .._wire import protocol as P
 from .conn import Conn, Watch
+from .erlcalls import ErlCalls
 from .handlers import HANDLERS
 from .jobs import JobPool
 from .loader import Loader
@@ -81,6 +82,7 @@ class Worker:
         # driver modules come from these directories only (app env python_path, open -p);
         # an open's own directories are seen by its driver only
         self.loader = Loader(paths)
+        self.calls = ErlCalls(self)
 
     # -- threads --
     def on_loop(self) -> bool:
@@ -104,13 +106,18 @@ class Worker:
             exit_hung()
 
     # -- ctl channel --
+    def send_ctl(self, frame: bytes) -> None:
+        """One ctl message, from any thread (each send is one message: none interleave)."""
+        self.ctl.sendall(frame)
+
     def recv_ctl(self) -> bool:
         """Handle one ctl message. False when the node is gone."""
         fds = array.array("i")
         try:
             # never blocks: a ctl event the loop saw may have been read meanwhile (take_shm_fd)
             # MSG_CMSG_CLOEXEC: a port's channel and shared memory stay the worker's own
-            msg, anc, _, _ = self.ctl.recvmsg(1 << 16, socket.CMSG_SPACE(16 * fds.itemsize),
+            msg, anc, _, _ = self.ctl.recvmsg(P.MAX_CTL_MSG,
+                                              socket.CMSG_SPACE(16 * fds.itemsize),
                                               socket.MSG_DONTWAIT | socket.MSG_CMSG_CLOEXEC)
         except BlockingIOError:
             return True
@@ -136,6 +143,8 @@ class Worker:
             if op == P.CTL_PID_INFO and len(msg) > P.HDR_LEN + 8:
                 raw = P.U64.unpack_from(msg, P.HDR_LEN)[0]
                 self.pids[raw] = decode(msg[P.HDR_LEN + 8:])
+            elif op == P.CTL_ERL_RESULT:
+                self.calls.on_result(P.HEADER.unpack_from(msg)[3], msg[5], msg[P.HDR_LEN:])
             elif op == P.CTL_CLASS_INFO:
                 self.class_info(P.HEADER.unpack_from(msg)[3],
                                 msg[P.HDR_LEN:].decode(errors="replace"))
@@ -329,6 +338,7 @@ class Worker:
         return self.sel.select(timeout)
 
     def shutdown(self) -> None:
+        self.calls.fail_all("the node is gone")
         for conn in list(self.conns):
             conn.close()
         if self.aio is not None:
