@@ -63,7 +63,9 @@ run(M, F, A, Timeout) ->
 -spec apply_caught(atom(), atom(), list()) -> answer().
 apply_caught(M, F, A) ->
     try {ok, apply(M, F, A)}
-    catch Class:Reason:Stack -> {error, Class, Reason, Stack}
+    catch Class:Reason:Stack ->
+        %% the user's frames only: where the call came from is Python
+        {error, Class, Reason, [Frame || Frame <- Stack, element(1, Frame) =/= ?MODULE]}
     end.
 
 -spec answer(port(), non_neg_integer(), answer(), pos_integer()) -> ok.

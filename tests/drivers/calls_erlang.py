@@ -4,7 +4,8 @@ the test can compare (pybridge_erl_call_tests, tests/python/test_call_erlang.py)
 call(1, {M, F, A}) or call(1, {M, F, A, Seconds}) sets the call to make; output then makes
 it and sends ``{How, Outcome}`` with output_term, How being what the output said: "out"
 (from output), "thread" (a thread the driver starts), "job" (an async_ job), "timer" (the
-timeout callback), "many N" (N calls in a row from output; the last one's outcome).
+timeout callback), "many N" (N calls in a row from output; the last one's outcome), "err"
+(the ErlangError's type name, class, reason and stacktrace).
 call(2, Request) makes the call inside the blocking call callback, and returns its outcome.
 """
 import threading
@@ -37,6 +38,12 @@ class CallsErlang(pybridge.Driver):
         how, _, n = data.decode().partition(" ")
         if how == "out":
             self.port.output_term((Atom("out"), outcome(self.port, self.request)))
+        elif how == "err":
+            try:
+                self.port.call_erlang(*self.request)
+            except ErlangError as e:
+                self.port.output_term((Atom("err"), type(e).__name__.encode(), e.cls, e.reason,
+                                       e.stacktrace, isinstance(e, pybridge.PybridgeError)))
         elif how == "many":
             for _ in range(int(n) - 1):
                 self.port.call_erlang(*self.request)
