@@ -3,8 +3,31 @@
 The ETF codec's DecodeError and EncodeError live with the term types (pybridge._types) and
 SpecError with the driver term format (pybridge.spec): they are ValueError / TypeError
 subclasses of their own modules, raised in Python and seen by Erlang only through the
-callback that let them escape (below).
+callback that let them escape (below, error_term).
 """
+import traceback
+
+from ._types import Atom
+
+#: the private package of an open's own python_path (_runtime.loader): a module's public
+#: name leaves it out
+PREFIX = "_pybridge_path_"
+
+
+def public_name(modname: str) -> str:
+    """A module's name without the private package of its open's python_path."""
+    if modname.startswith(PREFIX):
+        return modname.partition(".")[2] or modname
+    return modname
+
+
+def error_term(exc: BaseException) -> tuple[Atom, Atom, bytes, bytes]:
+    """{python, 'module.Class', Message, Traceback}: what Erlang's error/1 gets for an
+    exception out of a callback that answers (control, call, start, pybridge_python)."""
+    cls = type(exc)
+    return (Atom("python"), Atom(f"{public_name(cls.__module__)}.{cls.__qualname__}"),
+            str(exc).encode(),
+            "".join(traceback.format_exception(exc)).encode())
 
 
 class PybridgeError(Exception):

@@ -14,10 +14,15 @@ the worker's current directory). Two kinds of directories (docs/WRITING_DRIVERS.
    is Dirs); their `import helper` finds their siblings through an __import__ of their
    own (the __builtins__ of their globals), so no other driver imports them, and their
    csv.py or fractions.py replaces the standard one for them alone.
+
+One spec comes from outside them: pybridge.erlport:Python, the generic driver of the
+Erlang module pybridge_python, whose functions import as ErlPort's did (the open's
+directories first, then wherever Python finds the module).
 """
 from __future__ import annotations
 
 import builtins
+import functools
 import importlib
 import importlib.machinery
 import os
@@ -27,19 +32,13 @@ import types
 from typing import Any
 
 from .._api.driver import Driver
-from .._errors import BadArg
+from .._api.python_calls import SPEC as PYTHON_SPEC
+from .._api.python_calls import Python
+from .._errors import PREFIX, BadArg
 
 SPEC_RE = re.compile(r"^[A-Za-z_][\w]*(\.[A-Za-z_][\w]*)*:[A-Za-z_]\w*$")
-PREFIX = "_pybridge_path_"
 PathFinder = importlib.machinery.PathFinder
 _import = builtins.__import__
-
-
-def public_name(modname: str) -> str:
-    """A module's name without the private package of its open's python_path."""
-    if modname.startswith(PREFIX):
-        return modname.partition(".")[2] or modname
-    return modname
 
 
 def module_names(d: str) -> dict[str, str]:
@@ -176,24 +175,37 @@ class Loader:
         if not SPEC_RE.match(spec):
             raise BadArg(f"bad driver spec {spec!r}: expected module:Class")
         modname, clsname = spec.split(":")
+        if spec == PYTHON_SPEC:
+            # pybridge_python's generic driver: its functions import as ErlPort's did, the
+            # open's directories first
+            found: Any = type(clsname, (Python,), {"importer": staticmethod(
+                functools.partial(self.import_module, dirs=dirs, anywhere=True))})
+        else:
+            found = getattr(self.import_module(modname, dirs), clsname, None)
+        if not (isinstance(found, type) and issubclass(found, Driver)):
+            raise TypeError(f"{spec} is not a subclass of pybridge.Driver")
+        self.classes[(spec, dirs)] = found
+        return found
+
+    def import_module(self, modname: str, dirs: tuple[str, ...],
+                      anywhere: bool = False) -> types.ModuleType:
+        """A module from the open's directories, else the shared ones; else, when anywhere
+        (pybridge_python's functions), from wherever Python finds it."""
         # Why look before importing: an import runs the module, so a spec from Erlang must
         # not reach modules outside the configured python_path (the standard library, ...).
         top = modname.split(".")[0]
         if dirs and PathFinder.find_spec(top, list(dirs)) is not None:
-            mod = importlib.import_module(f"{self.space(dirs).name}.{modname}")
-        elif PathFinder.find_spec(top, self.shared) is not None:
+            return importlib.import_module(f"{self.space(dirs).name}.{modname}")
+        if anywhere:
+            return importlib.import_module(modname)
+        if PathFinder.find_spec(top, self.shared) is not None:
             mod = importlib.import_module(modname)
             where = os.path.realpath(getattr(mod, "__file__", None) or "")
             if not any(where.startswith(d + os.sep) for d in self.shared):
                 raise ModuleNotFoundError(
                     f"{modname!r} is not imported from the configured python_path")
-        else:
-            for d, why in self.refused.items():
-                if PathFinder.find_spec(top, [d]) is not None:
-                    raise ImportError(why)
-            raise ModuleNotFoundError(f"No module named {top!r} in the configured python_path")
-        found = getattr(mod, clsname, None)
-        if not (isinstance(found, type) and issubclass(found, Driver)):
-            raise TypeError(f"{spec} is not a subclass of pybridge.Driver")
-        self.classes[(spec, dirs)] = found
-        return found
+            return mod
+        for d, why in self.refused.items():
+            if PathFinder.find_spec(top, [d]) is not None:
+                raise ImportError(why)
+        raise ModuleNotFoundError(f"No module named {top!r} in the configured python_path")
