@@ -1,19 +1,31 @@
 %% pybridge_python, ErlPort's python module on pybridge (tests/drivers/erlport_style.py):
 %% start's options, call's results and errors, dotted functions and standard modules, calls
 %% back into Erlang, cast to a message handler (dropped without one), the call timeout and
-%% its late answer, start_link/1's link, and an instance that is stopped or whose worker
-%% dies.
+%% its late answer, start_link/1's link, an instance that is stopped or whose worker dies,
+%% and one whose function hangs.
 -module(pybridge_python_tests).
 -include_lib("eunit/include/eunit.hrl").
 -compile([export_all, nowarn_export_all]).
 
 python_test_() ->
-    {setup, fun() -> application:load(pybridge), {ok, _} = application:ensure_all_started(pybridge) end,
-     fun pybridge_test_lib:stop/1,
+    {setup, fun setup/0, fun teardown/1,
      [{timeout, 60, {atom_to_list(T), fun ?MODULE:T/0}}
       || T <- [start_options, call_results_and_errors, calls_back_into_erlang,
                cast_goes_to_the_message_handler, call_timeout, stopped_instance,
-               instance_down]]}.
+               instance_down, hung_function_ends_its_instance_only]]}.
+
+%% a short callback_limit (hung_function_ends_its_instance_only); the one worker of the
+%% default pool_size
+setup() ->
+    _ = application:load(pybridge),
+    {ok, Limit} = application:get_env(pybridge, callback_limit),
+    ok = application:set_env(pybridge, callback_limit, 1500),
+    {ok, _} = application:ensure_all_started(pybridge),
+    Limit.
+
+teardown(Limit) ->
+    application:stop(pybridge),
+    application:set_env(pybridge, callback_limit, Limit).
 
 dir() -> filename:absname("tests/drivers").
 
@@ -79,6 +91,11 @@ cast_goes_to_the_message_handler() ->
     %% a call after the cast is answered after it: nothing came of it
     ?assertEqual(1, pybridge_python:call(P, erlport_style, add, [0, 1])),
     ?assertEqual(none, receive {cast, _} = M2 -> M2 after 100 -> none end),
+    %% a handler that raises is logged; the instance and its handler go on
+    ok = pybridge_python:call(P, erlport_style, fragile_handler, [self()]),
+    ok = pybridge_python:cast(P, boom),
+    ok = pybridge_python:cast(P, fine),
+    ?assertEqual({cast, fine}, receive {cast, _} = M3 -> M3 after 5000 -> none end),
     pybridge_python:stop(P),
     ?assertEqual(ok, pybridge_python:cast(P, after_stop)).
 
@@ -114,3 +131,18 @@ instance_down() ->
 
 error_of(F) ->
     try F() of V -> {returned, V} catch error:Reason -> Reason end.
+
+%% Each instance runs on a thread of its own: one whose function hangs ends alone.
+hung_function_ends_its_instance_only() ->
+    Hung = start(),
+    Other = start(),
+    ?assertEqual(erlang:port_info(Hung, os_pid), erlang:port_info(Other, os_pid)),
+    Caller = self(),
+    spawn(fun() -> Caller ! {hung, error_of(fun() -> pybridge_python:call(Hung, erlport_style,
+                                                                         sleep, [30]) end)} end),
+    timer:sleep(100),
+    ?assertEqual(3, pybridge_python:call(Other, erlport_style, add, [1, 2])),
+    ?assertEqual({instance_down, {pybridge, hung}},
+                 receive {hung, R} -> R after 10000 -> still_waiting end),
+    ?assertEqual(5, pybridge_python:call(Other, erlport_style, add, [2, 3])),
+    pybridge_python:stop(Other).

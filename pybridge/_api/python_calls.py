@@ -17,7 +17,7 @@ from typing import Any, Callable
 from .._decode import decode
 from .._errors import error_term
 from .._types import Atom, Pid
-from .driver import Driver
+from .driver import ERL_DRV_FLAG_USE_PORT_LOCKING, Driver
 
 #: the instance whose function or message handler runs now (pybridge.erlport's functions)
 current: contextvars.ContextVar[Python | None] = contextvars.ContextVar(
@@ -34,6 +34,11 @@ class Python(Driver):
     """One pybridge_python instance. Its spec, ``pybridge.erlport:Python``, is the one the
     worker's loader takes from outside the python_path: it gives each open's subclass the
     importer of that open's directories."""
+
+    #: each instance on a thread of its own, as each ErlPort instance was a process of its
+    #: own: instances do not wait for each other's functions, and one that hangs ends its
+    #: own port ({pybridge, hung}), not the worker
+    flags = ERL_DRV_FLAG_USE_PORT_LOCKING
 
     #: imports a module by name as a driver of this open would (set by the loader)
     importer: Callable[[str], types.ModuleType]

@@ -32,6 +32,16 @@ def echo_casts_to(pid):
     return Atom("ok")
 
 
+def fragile_handler(pid):
+    """A handler that raises on boom: logged, and the instance goes on."""
+    def handle(message):
+        if message == Atom("boom"):
+            raise RuntimeError("the handler broke")
+        cast(pid, (Atom("cast"), message))
+    set_message_handler(handle)
+    return Atom("ok")
+
+
 def drop_casts():
     set_default_message_handler()
     return Atom("ok")
