@@ -14,18 +14,24 @@ python_test_() ->
                cast_goes_to_the_message_handler, call_timeout, stopped_instance,
                instance_down, hung_function_ends_its_instance_only]]}.
 
-%% a short callback_limit (hung_function_ends_its_instance_only); the one worker of the
-%% default pool_size
+%% a short callback_limit (hung_function_ends_its_instance_only), no shared python_path
+%% (start_options: an instance's modules come from its own), the default pool_size's one
+%% worker; restored after
 setup() ->
-    _ = application:load(pybridge),
-    {ok, Limit} = application:get_env(pybridge, callback_limit),
-    ok = application:set_env(pybridge, callback_limit, 1500),
-    {ok, _} = application:ensure_all_started(pybridge),
-    Limit.
-
-teardown(Limit) ->
     application:stop(pybridge),
-    application:set_env(pybridge, callback_limit, Limit).
+    _ = application:load(pybridge),
+    Saved = [{K, application:get_env(pybridge, K)} || K <- [callback_limit, python_path]],
+    ok = application:set_env(pybridge, callback_limit, 1500),
+    ok = application:set_env(pybridge, python_path, []),
+    {ok, _} = application:ensure_all_started(pybridge),
+    Saved.
+
+teardown(Saved) ->
+    application:stop(pybridge),
+    [case V of
+         {ok, Value} -> application:set_env(pybridge, K, Value);
+         undefined -> application:unset_env(pybridge, K)
+     end || {K, V} <- Saved].
 
 dir() -> filename:absname("tests/drivers").
 

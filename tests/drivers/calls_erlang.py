@@ -6,7 +6,8 @@ it and sends ``{How, Outcome}`` with output_term, How being what the output said
 (from output), "thread" (a thread the driver starts), "job" (an async_ job), "timer" (the
 timeout callback), "many N" (N calls in a row from output; the last one's outcome), "err"
 (the ErlangError's type name, class, reason and stacktrace).
-call(2, Request) makes the call inside the blocking call callback, and returns its outcome.
+call(2, Request) makes the call inside the blocking call callback, and returns its outcome;
+call(3, {M, F, N}) the same with the argument N bytes made in Python.
 """
 import threading
 
@@ -32,6 +33,9 @@ class CallsErlang(pybridge.Driver):
             return Atom("ok")
         if command == 2:
             return outcome(self.port, term)
+        if command == 3:                # {M, F, N}: M:F(<<N bytes>>), the bytes made here
+            m, f, n = term
+            return outcome(self.port, (m, f, [b"x" * n]))
         raise pybridge.BadArg
 
     def output(self, data):
