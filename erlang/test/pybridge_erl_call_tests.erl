@@ -1,8 +1,9 @@
 %% Python calls Erlang (Port.call_erlang, tests/drivers/calls_erlang.py): results of every
 %% type, exceptions of each class, timeouts (the Erlang side killed, the port unharmed),
 %% calls inside a blocking call ending in the timeout, large arguments and results (pieces
-%% over ctl), calls from output, a thread, an async_ job, the timeout callback, coroutines
-%% and port-level locking, and 10,000 calls in a row that leave no Erlang process behind.
+%% over ctl), calls from start, output, a thread, an async_ job, the timeout callback,
+%% coroutines and port-level locking, and 10,000 calls in a row that leave no Erlang
+%% process behind.
 -module(pybridge_erl_call_tests).
 -include_lib("eunit/include/eunit.hrl").
 -compile([export_all, nowarn_export_all]).
@@ -12,7 +13,7 @@ erl_call_test_() ->
      [{timeout, 120, {atom_to_list(T), fun ?MODULE:T/0}}
       || T <- [results_of_every_type, exceptions_of_each_class, bad_requests,
                timeout_kills_the_call, inside_a_blocking_call_ends_in_the_timeout,
-               large_arguments_and_results, from_output_thread_job_and_timer,
+               large_arguments_and_results, from_start_output_thread_job_and_timer,
                from_coroutines, under_port_level_locking,
                ten_thousand_calls_leave_no_process]]}.
 
@@ -151,7 +152,11 @@ large_arguments_and_results() ->
     ?assertEqual({ok, lists:reverse(Long)}, call(P, lists, reverse, [Long])),
     pybridge:close(P).
 
-from_output_thread_job_and_timer() ->
+from_start_output_thread_job_and_timer() ->
+    %% start too: open_port's caller waits for it, no scheduler does
+    S = pybridge:open("calls_erlang:CallsErlang", "erlang node", [binary]),
+    ?assertEqual({start, {ok, node()}}, receive {start, _} = M -> M after 5000 -> none end),
+    pybridge:close(S),
     P = open(),
     [?assertEqual({How, {ok, node()}}, {How, run(P, How, {erlang, node, []})})
      || How <- ["out", "thread", "job", "timer"]],

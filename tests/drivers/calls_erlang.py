@@ -7,7 +7,8 @@ it and sends ``{How, Outcome}`` with output_term, How being what the output said
 timeout callback), "many N" (N calls in a row from output; the last one's outcome), "err"
 (the ErlangError's type name, class, reason and stacktrace).
 call(2, Request) makes the call inside the blocking call callback, and returns its outcome;
-call(3, {M, F, N}) the same with the argument N bytes made in Python.
+call(3, {M, F, N}) the same with the argument N bytes made in Python. Opened with "M F",
+start calls M:F() and sends {start, Outcome}.
 """
 import threading
 
@@ -27,6 +28,11 @@ def outcome(port, request):
 
 
 class CallsErlang(pybridge.Driver):
+    def start(self, command):
+        if command:                     # "M F": M:F() from start, sent as {start, Outcome}
+            m, f = command.split()
+            self.port.output_term((Atom("start"), outcome(self.port, (m, f, []))))
+
     def call(self, command, term):
         if command == 1:
             self.request = term
