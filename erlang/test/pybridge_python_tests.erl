@@ -124,7 +124,15 @@ stopped_instance() ->
     ?assertEqual({links, []}, erlang:port_info(P, links)),
     ok = pybridge_python:stop(P),
     ok = pybridge_python:stop(P),
-    ?assertEqual(badarg, error_of(fun() -> pybridge_python:call(P, erlport_style, add, [1, 2]) end)).
+    ?assertEqual(badarg, error_of(fun() -> pybridge_python:call(P, erlport_style, add, [1, 2]) end)),
+    %% stopped while a call waits
+    Q = start(),
+    Caller = self(),
+    spawn(fun() -> Caller ! {waited, error_of(fun() -> pybridge_python:call(Q, erlport_style,
+                                                                           sleep, [1]) end)} end),
+    timer:sleep(100),
+    ok = pybridge_python:stop(Q),
+    ?assertEqual({instance_down, normal}, receive {waited, R} -> R after 5000 -> none end).
 
 instance_down() ->
     P = start(),
