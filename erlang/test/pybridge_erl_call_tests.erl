@@ -2,8 +2,8 @@
 %% type, exceptions of each class, timeouts (the Erlang side killed, the port unharmed),
 %% calls inside a blocking call ending in the timeout, large arguments and results (pieces
 %% over ctl), calls from start, output, a thread, an async_ job, the timeout callback,
-%% coroutines and port-level locking, and 10,000 calls in a row that leave no Erlang
-%% process behind.
+%% coroutines and port-level locking, the port's traces (the call is not the port's), and
+%% 10,000 calls in a row that leave no Erlang process behind.
 -module(pybridge_erl_call_tests).
 -include_lib("eunit/include/eunit.hrl").
 -compile([export_all, nowarn_export_all]).
@@ -14,7 +14,7 @@ erl_call_test_() ->
       || T <- [results_of_every_type, exceptions_of_each_class, bad_requests,
                timeout_kills_the_call, inside_a_blocking_call_ends_in_the_timeout,
                large_arguments_and_results, from_start_output_thread_job_and_timer,
-               from_coroutines, under_port_level_locking,
+               from_coroutines, under_port_level_locking, nothing_in_the_port_s_traces,
                ten_thousand_calls_leave_no_process]]}.
 
 %% -- called from Python --
@@ -181,6 +181,34 @@ under_port_level_locking() ->
     [?assertEqual({How, {ok, node()}}, {How, run(P, How, {erlang, node, []})})
      || How <- ["out", "thread", "job", "timer"]],
     pybridge:close(P).
+
+%% The call goes through the worker's manager port, not the user's: the port's trace shows
+%% the command it got and the term it sent, nothing of the call.
+nothing_in_the_port_s_traces() ->
+    P = open(),
+    ok = pybridge:call(P, 1, {erlang, node, []}),
+    Self = self(),
+    Tracer = spawn(fun Loop() ->
+                       receive
+                           {done, From} -> From ! done;
+                           M -> Self ! {traced, M}, Loop()
+                       end
+                   end),
+    erlang:trace(P, true, [send, 'receive', {tracer, Tracer}]),
+    true = pybridge:command(P, "out"),
+    ?assertEqual({out, {ok, node()}}, receive {out, _} = M -> M after 5000 -> none end),
+    erlang:trace(P, false, [send, 'receive']),
+    %% every trace message is in the tracer's mailbox before {done, _}
+    Ref = erlang:trace_delivered(all),
+    receive {trace_delivered, all, Ref} -> ok end,
+    Tracer ! {done, Self},
+    receive done -> ok end,
+    ?assertMatch([{trace, P, 'receive', {_, {command, _}}},
+                  {trace, P, send, {out, {ok, _}}, Self}], traced()),
+    pybridge:close(P).
+
+traced() ->
+    receive {traced, M} -> [M | traced()] after 0 -> [] end.
 
 ten_thousand_calls_leave_no_process() ->
     P = open(),
