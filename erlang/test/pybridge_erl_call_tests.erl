@@ -148,6 +148,12 @@ large_arguments_and_results() ->
     Big = binary:copy(<<"0123456789abcdef">>, 1 bsl 18),      % 4 MiB: many ctl messages
     ?assertEqual({ok, byte_size(Big)}, call(P, erlang, byte_size, [Big])),
     ?assertEqual({ok, Big}, call(P, ?MODULE, echo, [Big])),
+    %% a thread's call while the loop thread naps: the answer's pieces wait in the manager
+    %% port's queue (the ctl socket is full) and arrive whole, in order
+    ok = pybridge:call(P, 1, {?MODULE, echo, [Big]}),
+    true = pybridge:command(P, "thread"),
+    true = pybridge:command(P, "nap 1000"),
+    ?assertEqual({thread, {ok, Big}}, receive {thread, _} = M -> M after 10000 -> none end),
     Long = lists:seq(1, 100000),
     ?assertEqual({ok, lists:reverse(Long)}, call(P, lists, reverse, [Long])),
     pybridge:close(P).

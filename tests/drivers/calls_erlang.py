@@ -5,12 +5,14 @@ call(1, {M, F, A}) or call(1, {M, F, A, Seconds}) sets the call to make; output 
 it and sends ``{How, Outcome}`` with output_term, How being what the output said: "out"
 (from output), "thread" (a thread the driver starts), "job" (an async_ job), "timer" (the
 timeout callback), "many N" (N calls in a row from output; the last one's outcome), "err"
-(the ErlangError's type name, class, reason and stacktrace).
+(the ErlangError's type name, class, reason and stacktrace). "nap Ms" keeps the loop
+thread (which reads the answers to other threads' calls) busy for Ms.
 call(2, Request) makes the call inside the blocking call callback, and returns its outcome;
 call(3, {M, F, N}) the same with the argument N bytes made in Python. Opened with "M F",
 start calls M:F() and sends {start, Outcome}.
 """
 import threading
+import time
 
 import pybridge
 from pybridge import Atom, ErlangError, Timeout
@@ -61,6 +63,8 @@ class CallsErlang(pybridge.Driver):
         elif how == "thread":
             threading.Thread(target=lambda: self.port.output_term(
                 (Atom("thread"), outcome(self.port, self.request)))).start()
+        elif how == "nap":              # the loop thread busy: answers to threads wait
+            time.sleep(int(n) / 1000)
         elif how == "job":
             self.port.async_(outcome, self.port, self.request)
         elif how == "timer":
