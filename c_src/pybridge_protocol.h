@@ -29,7 +29,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#define PB_PROTOCOL_VERSION 2
+#define PB_PROTOCOL_VERSION 3
 #define PB_DRIVER_VERSION "0.1.0"
 
 /* ---- opcodes: keep equal to docs/PROTOCOL.md ---- */

@@ -2,7 +2,7 @@
 %% the names and values here equal c_src/pybridge_protocol.h and pybridge/_wire/protocol.py.
 %% The frame layout and the ctl bodies Erlang reads and writes: pybridge_ctl.
 
--define(PB_PROTOCOL_VERSION, 2).
+-define(PB_PROTOCOL_VERSION, 3).
 
 %% ---- opcodes: keep equal to docs/PROTOCOL.md ----
 -define(CTL_HELLO, 16#01).

@@ -6,7 +6,7 @@ _wire.reader and written by _wire.writer; the ctl socket's few frames use frame(
 """
 import struct
 
-PROTOCOL_VERSION = 2
+PROTOCOL_VERSION = 3
 
 # ---- opcodes: keep equal to docs/PROTOCOL.md ----
 CTL_HELLO = 0x01
