@@ -2,8 +2,9 @@
  * manager.c - pybridge_manager.so, the manager ports' driver: open_port({spawn_driver,
  * "pybridge_manager"}, [binary]), one per worker, owned by its pybridge_manager process.
  * It spawns the worker through its nanny (MGR_SPAWN), holds its ctl socket, relays ctl
- * frames both ways, watches the worker's end and reports its wait status (docs/PROTOCOL.md,
- * "ctl channel opcodes", "Handshake", "Manager port controls", "The nanny").
+ * frames both ways (those to the worker queued, never blocking), watches the worker's end
+ * and reports its wait status (docs/PROTOCOL.md, "ctl channel opcodes", "Handshake",
+ * "Manager port controls", "The nanny").
  *
  * Why three descriptors are watched: ctl EOF comes late or never when a child the driver
  * forked holds the worker's ctl socket, so the worker's end is what the nanny says on
@@ -26,7 +27,6 @@
 
 #define MAX_ARGS 64
 #define SPAWN_FIXED 16                   /* timeout_ms max_frame spin_us group: u32 each */
-#define CTL_MSG_MAX 65536
 #define EOF_GRACE_MS 200                 /* ctl closed: the worker has this long to exit */
 #define STOP_GRACE_MS 200
 
@@ -42,8 +42,61 @@ static ErlDrvEntry manager_entry;
 static void unwatch(pb_manager *m, int *fd)
 {
     /* stop_select closes it once ERTS no longer polls it */
-    if (*fd >= 0) driver_select(m->c.port, (ErlDrvEvent)(long)*fd, ERL_DRV_READ | ERL_DRV_USE, 0);
+    if (*fd >= 0)
+        driver_select(m->c.port, (ErlDrvEvent)(long)*fd,
+                      ERL_DRV_READ | ERL_DRV_WRITE | ERL_DRV_USE, 0);
     *fd = -1;
+}
+
+/* The frames for the worker that waited in the port's queue: nobody will read them now. */
+static void drop_queue(pb_manager *m)
+{
+    ErlDrvSizeT n = driver_sizeq(m->c.port);
+    if (n > 0) driver_deq(m->c.port, n);
+}
+
+/* n bytes from the front of the port's queue into dst (the queue holds at least n) */
+static void copy_queued(ErlDrvPort port, char *dst, size_t n)
+{
+    int vlen, i;
+    SysIOVec *v = driver_peekq(port, &vlen);
+    for (i = 0; i < vlen && n > 0; i++) {
+        size_t k = v[i].iov_len < n ? v[i].iov_len : n;
+        memcpy(dst, v[i].iov_base, k);
+        dst += k;
+        n -= k;
+    }
+}
+
+/*
+ * Write the queued frames, one ctl message each, while the socket takes them without
+ * blocking; watch for writability while some wait. Why a queue: the senders are Erlang
+ * processes (call_erlang's answers, pid resolutions) that must neither block a scheduler
+ * on a worker that reads ctl late nor lose a frame.
+ */
+static void write_queued(pb_manager *m)
+{
+    char buf[MAX_CTL_MSG];
+    while (m->ctl_fd >= 0 && driver_sizeq(m->c.port) >= 4) {
+        size_t len;
+        ssize_t w;
+        copy_queued(m->c.port, buf, 4);
+        len = (size_t)get32(buf) + 4;
+        copy_queued(m->c.port, buf, len);
+        w = send(m->ctl_fd, buf, len, MSG_DONTWAIT | MSG_NOSIGNAL);
+        if (w < 0 && errno == EINTR) continue;
+        if (w < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
+            driver_select(m->c.port, (ErlDrvEvent)(long)m->ctl_fd, ERL_DRV_WRITE, 1);
+            return;
+        }
+        if (w < 0) {                     /* the worker is going: its end is reported */
+            drop_queue(m);
+            break;
+        }
+        driver_deq(m->c.port, (ErlDrvSizeT)len);
+    }
+    if (m->ctl_fd >= 0)
+        driver_select(m->c.port, (ErlDrvEvent)(long)m->ctl_fd, ERL_DRV_WRITE, 0);
 }
 
 static void mgr_ready_input(ErlDrvData d, ErlDrvEvent e);
@@ -60,6 +113,7 @@ static void worker_gone(pb_manager *m, int status)
     size_t blen = strlen(h + HDR_LEN + 8);
     pb_worker_dying(m->c.worker);
     if (m->ctl_fd >= 0) mgr_ready_input((ErlDrvData)m, (ErlDrvEvent)(long)m->ctl_fd);
+    drop_queue(m);
     unwatch(m, &m->ctl_fd);
     unwatch(m, &m->status_fd);
     unwatch(m, &m->pidfd);
@@ -78,6 +132,7 @@ static void ctl_closed(pb_manager *m)
 {
     pb_worker_dying(m->c.worker);
     if (m->ctl_fd >= 0) shutdown(m->ctl_fd, SHUT_RDWR);
+    drop_queue(m);
     unwatch(m, &m->ctl_fd);
     if (m->status_fd >= 0) driver_set_timer(m->c.port, EOF_GRACE_MS);
 }
@@ -188,7 +243,7 @@ static void mgr_ready_input(ErlDrvData d, ErlDrvEvent e)
         return;
     }
     while (m->ctl_fd >= 0 && fd == m->ctl_fd) {
-        char buf[CTL_MSG_MAX];
+        char buf[MAX_CTL_MSG];
         ssize_t r = recv(m->ctl_fd, buf, sizeof(buf), MSG_DONTWAIT);
         if (r < 0 && errno == EINTR) continue;
         if (r < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) return;
@@ -204,19 +259,33 @@ static void mgr_ready_input(ErlDrvData d, ErlDrvEvent e)
     }
 }
 
-/* port_command on the manager port: whole ctl frames for the worker (CTL_PID_INFO,
- * CTL_CLASS_INFO, CTL_RELOAD). */
+/* port_command on the manager port: one whole ctl frame for the worker (CTL_PID_INFO,
+ * CTL_CLASS_INFO, CTL_RELOAD, CTL_ERL_RESULT), queued behind those that wait. Others are
+ * ignored. */
 static void mgr_outputv(ErlDrvData d, ErlIOVec *ev)
 {
     pb_manager *m = (pb_manager *)d;
-    char *buf;
-    if (m->ctl_fd < 0 || ev->size < HDR_LEN) return;
-    buf = driver_alloc(ev->size);
-    driver_vec_to_buf(ev, buf, ev->size);
-    if (get32(buf) == ev->size - 4 && (buf[4] == CTL_PID_INFO || buf[4] == CTL_CLASS_INFO ||
-                                       buf[4] == CTL_RELOAD))
-        send(m->ctl_fd, buf, ev->size, MSG_NOSIGNAL);
-    driver_free(buf);
+    char h[HDR_LEN];
+    if (m->ctl_fd < 0 || ev->size < HDR_LEN || ev->size > MAX_CTL_MSG) return;
+    driver_vec_to_buf(ev, h, HDR_LEN);
+    if (get32(h) != ev->size - 4 ||
+        (h[4] != CTL_PID_INFO && h[4] != CTL_CLASS_INFO && h[4] != CTL_RELOAD &&
+         h[4] != CTL_ERL_RESULT))
+        return;
+    driver_enqv(m->c.port, ev, 0);
+    write_queued(m);
+}
+
+static void mgr_ready_output(ErlDrvData d, ErlDrvEvent e)
+{
+    (void)e;
+    write_queued((pb_manager *)d);
+}
+
+/* The port closes with frames queued: the worker goes with it, nobody reads them. */
+static void mgr_flush(ErlDrvData d)
+{
+    drop_queue((pb_manager *)d);
 }
 
 static void mgr_stop_select(ErlDrvEvent e, void *reserved)
@@ -241,7 +310,7 @@ static ErlDrvEntry manager_entry = {
     mgr_stop,
     NULL,                                /* output: outputv is always used */
     mgr_ready_input,
-    NULL,                                /* ready_output: ctl sends do not queue */
+    mgr_ready_output,
     "pybridge_manager",
     mgr_finish,
     NULL,                                /* handle */
@@ -249,7 +318,7 @@ static ErlDrvEntry manager_entry = {
     mgr_timeout,
     mgr_outputv,
     NULL,                                /* ready_async */
-    NULL,                                /* flush */
+    mgr_flush,
     NULL,                                /* call */
     NULL,                                /* event */
     ERL_DRV_EXTENDED_MARKER,

@@ -29,7 +29,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#define PB_PROTOCOL_VERSION 2
+#define PB_PROTOCOL_VERSION 3
 #define PB_DRIVER_VERSION "0.1.0"
 
 /* ---- opcodes: keep equal to docs/PROTOCOL.md ---- */
@@ -42,6 +42,8 @@
 #define CTL_SHM 0x07
 #define CTL_HUNG 0x08
 #define CTL_RELOAD 0x09
+#define CTL_ERL_CALL 0x0A
+#define CTL_ERL_RESULT 0x0B
 
 #define PY_OPEN 0x10
 #define PY_STOP 0x11
@@ -109,6 +111,7 @@
 #define OPEN_PORT_LOCKING 0x02
 #define FL_CREATED 0x01
 #define FL_SHM 0x80
+#define FL_MORE 0x01
 
 #define PB_CALL_CONTROL 0xFFFFFF01u
 #define PB_CALL_CALL 0xFFFFFF02u
@@ -125,6 +128,7 @@
 #define MAX_WORKERS 64
 #define SHM_MIN (64u << 10)              /* bodies from this size travel in shared memory */
 #define SHM_HALF (8u << 20)              /* each direction's ring; bigger bodies go inline */
+#define MAX_CTL_MSG (64u << 10)          /* the largest ctl message (one frame) */
 /* ---- end of limits ---- */
 
 #define PB_CALL_RESERVED 0xFFFFFF00u     /* port_call commands from here up are ours */

@@ -18,7 +18,7 @@ from ._api.driver import (
     Monitor,
     Port,
 )
-from ._errors import BadArg, PybridgeError, Timeout, WorkerError
+from ._errors import BadArg, ErlangError, PybridgeError, Timeout, WorkerError
 from ._types import (
     Atom,
     BitString,
@@ -38,7 +38,7 @@ __all__ = [
     "Driver", "Port", "Monitor", "PORT_CONTROL_FLAG_BINARY", "PORT_CONTROL_FLAG_HEAVY",
     "SELECT_READ", "SELECT_WRITE", "SELECT_USE",
     "ERL_DRV_FLAG_USE_PORT_LOCKING", "ERL_DRV_FLAG_SOFT_BUSY", "ERL_DRV_FLAG_NO_BUSY_MSGQ",
-    "BadArg", "PybridgeError", "Timeout", "WorkerError",
+    "BadArg", "ErlangError", "PybridgeError", "Timeout", "WorkerError",
     "Atom", "ImproperList", "ListKey", "MapKey", "Pid", "PortId", "Reference", "Function",
     "BitString", "DecodeError", "EncodeError", "__version__",
 ]

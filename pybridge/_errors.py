@@ -3,8 +3,31 @@
 The ETF codec's DecodeError and EncodeError live with the term types (pybridge._types) and
 SpecError with the driver term format (pybridge.spec): they are ValueError / TypeError
 subclasses of their own modules, raised in Python and seen by Erlang only through the
-callback that let them escape (below).
+callback that let them escape (below, error_term).
 """
+import traceback
+
+from ._types import Atom
+
+#: the private package of an open's own python_path (_runtime.loader): a module's public
+#: name leaves it out
+PREFIX = "_pybridge_path_"
+
+
+def public_name(modname: str) -> str:
+    """A module's name without the private package of its open's python_path."""
+    if modname.startswith(PREFIX):
+        return modname.partition(".")[2] or modname
+    return modname
+
+
+def error_term(exc: BaseException) -> tuple[Atom, Atom, bytes, bytes]:
+    """{python, 'module.Class', Message, Traceback}: what Erlang's error/1 gets for an
+    exception out of a callback that answers (control, call, start, pybridge_python)."""
+    cls = type(exc)
+    return (Atom("python"), Atom(f"{public_name(cls.__module__)}.{cls.__qualname__}"),
+            str(exc).encode(),
+            "".join(traceback.format_exception(exc)).encode())
 
 
 class PybridgeError(Exception):
@@ -46,3 +69,18 @@ class Timeout(BaseException):
     inside C code that does not return). A BaseException, as KeyboardInterrupt is, so that
     ``except Exception`` in the callback does not swallow it; pybridge logs it as the
     callback's exception."""
+
+
+class ErlangError(PybridgeError):
+    """An Erlang exception in the function a ``Port.call_erlang`` applied: ``cls`` is its
+    class (``"error"``, ``"exit"`` or ``"throw"``), ``reason`` and ``stacktrace`` its terms
+    as Python values. A process that died without answering is ``"exit"`` with its exit
+    reason and an empty stacktrace.
+
+    Not raised by pybridge.testing, whose own ErlangError is an Erlang error seen by the test."""
+
+    def __init__(self, cls: str, reason: object, stacktrace: object) -> None:
+        super().__init__(f"{cls}:{reason!r}")
+        self.cls = cls
+        self.reason = reason
+        self.stacktrace = stacktrace

@@ -2,7 +2,7 @@
 %% the names and values here equal c_src/pybridge_protocol.h and pybridge/_wire/protocol.py.
 %% The frame layout and the ctl bodies Erlang reads and writes: pybridge_ctl.
 
--define(PB_PROTOCOL_VERSION, 2).
+-define(PB_PROTOCOL_VERSION, 3).
 
 %% ---- opcodes: keep equal to docs/PROTOCOL.md ----
 -define(CTL_HELLO, 16#01).
@@ -14,6 +14,8 @@
 -define(CTL_SHM, 16#07).
 -define(CTL_HUNG, 16#08).
 -define(CTL_RELOAD, 16#09).
+-define(CTL_ERL_CALL, 16#0A).
+-define(CTL_ERL_RESULT, 16#0B).
 
 -define(PY_OPEN, 16#10).
 -define(PY_STOP, 16#11).
@@ -81,6 +83,7 @@
 -define(OPEN_PORT_LOCKING, 16#02).
 -define(FL_CREATED, 16#01).
 -define(FL_SHM, 16#80).
+-define(FL_MORE, 16#01).
 
 -define(PB_CALL_CONTROL, 16#FFFFFF01).
 -define(PB_CALL_CALL, 16#FFFFFF02).
@@ -97,4 +100,5 @@
 -define(MAX_SPIN_US, 10000).
 -define(MAX_WORKERS, 64).
 -define(DEFAULT_CALLBACK_LIMIT_MS, 60000).
+-define(MAX_CTL_MSG, 65536).
 %% ---- end of limits ----

@@ -27,6 +27,11 @@
 %%                    worker -> Erlang   0:u8, then found:u32 (load), upgraded:u32, kept:u32
 %%                                       and the ETF of the errors (commit), or nothing
 %%                                       (abort) | 1:u8, the ETF of the load's error
+%%   CTL_ERL_CALL     worker -> Erlang   timeout_ms:u32, ETF of {Module, Function, Args}
+%%                                       (id: the call; FL_MORE: the body goes on in the
+%%                                       next frame of that id)
+%%   CTL_ERL_RESULT   Erlang -> worker   ETF of {ok, Result} | {error, Class, Reason,
+%%                                       Stacktrace}, in pieces as CTL_ERL_CALL
 %%
 %% and the MGR_SPAWN control (erlang:port_control/3 on the manager port):
 %%
@@ -38,7 +43,7 @@
 -include("pybridge_protocol.hrl").
 
 -export([spawn_request/5, with_env/2, spawn_reply/1, class_info/2, pid_info/2, reload/2,
-         decode/1]).
+         erl_result/2, decode/1]).
 -export_type([event/0, reload_request/0, reload_answer/0]).
 
 %% A CTL_RELOAD request (docs/PROTOCOL.md, "Reload"), and its answer.
@@ -60,6 +65,7 @@
                | {class_info, Id :: non_neg_integer(),
                   {ok, non_neg_integer(), binary()} | {error, binary()}}
                | {reload, Id :: non_neg_integer(), reload_answer()}
+               | {erl_call, Id :: non_neg_integer(), More :: boolean(), Piece :: binary()}
                | {unknown, Op :: byte()}.
 
 %% @doc The MGR_SPAWN control data: the worker's limits and group, then the nanny's argv.
@@ -105,6 +111,18 @@ reload(Id, {commit, Token, Timeout}) ->
 reload(Id, {abort, Token}) ->
     frame(?CTL_RELOAD, Id, <<2, Token:64>>).
 
+%% @doc The CTL_ERL_RESULT frames of call Id: its answer's ETF in pieces that each fit in
+%% one ctl message, all but the last flagged FL_MORE.
+-spec erl_result(non_neg_integer(), binary()) -> [binary()].
+erl_result(Id, Etf) ->
+    Max = ?MAX_CTL_MSG - 10,
+    case Etf of
+        <<Piece:Max/binary, Rest/binary>> when Rest =/= <<>> ->
+            [frame(?CTL_ERL_RESULT, ?FL_MORE, Id, Piece) | erl_result(Id, Rest)];
+        _ ->
+            [frame(?CTL_ERL_RESULT, 0, Id, Etf)]
+    end.
+
 %% @doc One frame that came as manager port data.
 -spec decode(binary()) -> event().
 decode(<<_:32, ?CTL_HELLO, _:8, _:32, Proto:16, Version/binary>>) ->
@@ -128,6 +146,8 @@ decode(<<_:32, ?CTL_CLASS_INFO, _:8, Id:32, _Status, Message/binary>>) ->
     {class_info, Id, {error, Message}};
 decode(<<_:32, ?CTL_RELOAD, _:8, Id:32, Answer/binary>>) ->
     {reload, Id, reload_answer(Answer)};
+decode(<<_:32, ?CTL_ERL_CALL, Fl:8, Id:32, Piece/binary>>) ->
+    {erl_call, Id, Fl band ?FL_MORE =/= 0, Piece};
 decode(<<_:32, Op, _/binary>>) ->
     {unknown, Op}.
 
@@ -152,4 +172,8 @@ reload_answer(_) ->
 
 -spec frame(byte(), non_neg_integer(), binary()) -> binary().
 frame(Op, Id, Body) ->
-    <<(byte_size(Body) + 6):32, Op, 0, Id:32, Body/binary>>.
+    frame(Op, 0, Id, Body).
+
+-spec frame(byte(), byte(), non_neg_integer(), binary()) -> binary().
+frame(Op, Fl, Id, Body) ->
+    <<(byte_size(Body) + 6):32, Op, Fl, Id:32, Body/binary>>.

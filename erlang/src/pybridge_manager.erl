@@ -3,12 +3,13 @@
 %% pybridge_manager per worker of each worker group.
 %%
 %% It checks the worker's handshake, turns the worker's log frames into logger events,
-%% answers pid resolutions and class questions, relays a reload's phases, and, when the
-%% worker dies, logs how (its exit status or signal) and which driver class it blames,
-%% makes every port the worker served exit with {pybridge, worker_down}, and starts a
-%% fresh worker in place, after a backoff that grows while workers keep dying young. Why
-%% not the supervisor: its restart intensity would end the application (and a permanent
-%% one, the node) after enough deaths.
+%% answers pid resolutions and class questions, relays a reload's phases, hands the
+%% worker's calls to Erlang (Port.call_erlang) to pybridge_erl_call, and, when the worker
+%% dies, logs how (its exit status or signal) and which driver class it blames, makes
+%% every port the worker served exit with {pybridge, worker_down}, and starts a fresh
+%% worker in place, after a backoff that grows while workers keep dying young. Why not the
+%% supervisor: its restart intensity would end the application (and a permanent one, the
+%% node) after enough deaths.
 %% Frames: pybridge_ctl and docs/PROTOCOL.md.
 -module(pybridge_manager).
 -behaviour(gen_server).
@@ -53,6 +54,8 @@
                 argv = [] :: [string()],
                 next_id = 1 :: pos_integer(),
                 asks = #{} :: #{pos_integer() => gen_server:from()},
+                %% Port.call_erlang requests whose pieces are still coming (FL_MORE)
+                calls = #{} :: #{non_neg_integer() => [binary()]},
                 %% what the worker's ports exit with when it ends: worker_hung once its
                 %% watchdog (CTL_HUNG) or a port's wait (pybridge_worker_hung) said it hung
                 down = worker_down :: worker_down | worker_hung}).
@@ -286,6 +289,24 @@ handle_ctl({class_info, Id, Answer}, S) ->
     answer(Id, Answer, S);
 handle_ctl({reload, Id, Answer}, S) ->
     answer(Id, Answer, S);
+handle_ctl({erl_call, Id, true, Piece}, S = #state{calls = Calls}) ->
+    Pieces = [Piece | maps:get(Id, Calls, [])],
+    case length(Pieces) * ?MAX_CTL_MSG > pybridge_config:max_frame() of
+        true ->     % the worker refuses such a request: this one is not pybridge's
+            logger:warning("pybridge: a call_erlang request over max_frame from worker ~p "
+                           "dropped", [S#state.os_pid]),
+            {noreply, S#state{calls = maps:remove(Id, Calls)}};
+        false ->
+            {noreply, S#state{calls = Calls#{Id => Pieces}}}
+    end;
+handle_ctl({erl_call, Id, false, Piece}, S = #state{mgr = Mgr, calls = Calls}) ->
+    %% the call runs in processes of its own: this server never waits on a user's function
+    {Pieces, Calls1} = case maps:take(Id, Calls) of
+                           {Before, Rest} -> {lists:reverse(Before, [Piece]), Rest};
+                           error -> {[Piece], Calls}
+                       end,
+    _ = pybridge_erl_call:start(Mgr, Id, iolist_to_binary(Pieces)),
+    {noreply, S#state{calls = Calls1}};
 handle_ctl(_Other, S) ->
     {noreply, S}.
 
@@ -319,7 +340,7 @@ worker_died(Exit, Blamed, S = #state{ports = Ports, asks = Asks, os_pid = OsPid,
     end,
     Lived = erlang:monotonic_time(millisecond) - S#state.spawned_at,
     Young = case Lived < ?STABLE_MS of true -> S#state.young_deaths + 1; false -> 0 end,
-    restart_later(S#state{ports = #{}, asks = #{}, os_pid = 0, last_exit = Exit,
+    restart_later(S#state{ports = #{}, asks = #{}, calls = #{}, os_pid = 0, last_exit = Exit,
                           young_deaths = Young, down = worker_down}).
 
 -spec crash_loop(string(), ok | {crash_loop, pos_integer(), non_neg_integer()},

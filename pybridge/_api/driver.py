@@ -9,11 +9,11 @@ from __future__ import annotations
 
 import errno
 import struct
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Sequence
 from concurrent.futures import Future
 from typing import Any, Literal, Protocol, get_args
 
-from .._types import LocalPid, Pid, PortHandle
+from .._types import Atom, LocalPid, Pid, PortHandle
 from .._wire import protocol as P
 from ..spec import evaluate
 
@@ -140,6 +140,13 @@ class PortBackend(Protocol):
 
     def raw(self) -> int:
         """The port's raw ErlDrvPort value (for repr)."""
+
+    def call_erlang(self, module: Atom, function: Atom, args: list[Any], timeout: float) -> Any:
+        """apply(module, function, args) in a fresh Erlang process; waits for its result."""
+
+    def call_erlang_async(self, module: Atom, function: Atom, args: list[Any],
+                          timeout: float) -> Awaitable[Any]:
+        """The same, for a coroutine to await."""
 
 
 class Port(PortHandle):
@@ -410,8 +417,47 @@ class Port(PortHandle):
         """Milliseconds Erlang waits for control / call / start on this port."""
         return self._b.timeout()
 
+    # -- calls to Erlang --
+    def call_erlang(self, module: str | Atom, function: str | Atom, args: Sequence[Any],
+                    timeout: float = 5.0) -> Any:
+        """``apply(Module, Function, Args)`` in a fresh Erlang process on the port's node;
+        returns its result as a Python term (args and result follow the term mapping;
+        module and function are atoms, given as str or Atom). An Erlang exception raises
+        pybridge.ErlangError; no answer within ``timeout`` seconds raises pybridge.Timeout,
+        and the Erlang process is killed.
+
+        Allowed in every callback and from any thread. Inside a blocking control or call
+        its caller waits: a function that needs that caller, or this port, cannot finish
+        before the timeout (a deadlock that ends there). In an ``async def`` callback,
+        ``await call_erlang_async(...)`` lets other ports' coroutines run meanwhile."""
+        return self._b.call_erlang(*_erl_call(module, function, args, timeout))
+
+    def call_erlang_async(self, module: str | Atom, function: str | Atom, args: Sequence[Any],
+                          timeout: float = 5.0) -> Awaitable[Any]:
+        """call_erlang for coroutines: ``result = await port.call_erlang_async(...)``."""
+        return self._b.call_erlang_async(*_erl_call(module, function, args, timeout))
+
     def __repr__(self) -> str:
         return f"<pybridge.Port {self._b.raw():#x}>"
+
+
+def _erl_call(module: str | Atom, function: str | Atom, args: Sequence[Any],
+              timeout: float) -> tuple[Atom, Atom, list[Any], float]:
+    """call_erlang's arguments checked: module and function as atoms, args as a list."""
+    if not isinstance(args, (list, tuple)):
+        raise TypeError(f"call_erlang args must be a list, not {type(args).__name__}")
+    if isinstance(timeout, bool) or not isinstance(timeout, (int, float)) \
+            or not 0 < timeout <= 0xFFFFFFFF / 1000:
+        raise ValueError("call_erlang timeout must be seconds, over 0 and under 2**32 ms")
+    names = []
+    for what, name in (("module", module), ("function", function)):
+        if isinstance(name, str):
+            name = Atom(name)
+        if not isinstance(name, Atom):
+            raise TypeError(f"call_erlang {what} must be a str or an Atom, "
+                            f"not {type(name).__name__}")
+        names.append(name)
+    return names[0], names[1], list(args), float(timeout)
 
 
 class Driver:

@@ -32,9 +32,10 @@ from typing import Any, Callable
 
 from .._errors import ProtocolError
 from .._wire import protocol as P
-from .conn import Conn, Watch
+from .conn import Conn
 from .handlers import fail, open_failed
 from .poller import Poller
+from .watch import Watch
 
 log = logging.getLogger("pybridge")
 

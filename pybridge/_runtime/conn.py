@@ -39,9 +39,11 @@ from .._wire import protocol as P
 from .._wire.termprog import program
 from .channel import Channel
 from .entry import Entry
+from .erlcalls import ErlCalls
 from .poller import Poller
 from .runner import Busy, Runner
 from .threads import Answer, Loop, PortThreads, Waiter
+from .watch import Watch
 
 log = logging.getLogger("pybridge")
 
@@ -63,6 +65,7 @@ class Host(Loop, Protocol):
     conns: set[Conn]
     busy: Busy                      # what the loop thread runs, for the watchdog
     handed: bool                    # a port's thread was given work this turn
+    calls: ErlCalls                 # Port.call_erlang's, of the whole worker
 
     def load(self, conn: Conn, text: str) -> tuple[type[Driver], str]: ...
 
@@ -121,6 +124,7 @@ class Conn(PortThreads):
         self.instance: Driver | None = None
         self.output_fn: Callable[[bytes], object] | None = None
         self.outputv_fn: Callable[[list[bytes]], object] | None = None
+        self.call_erlang, self.call_erlang_async = host.calls.bound(self)  # never routed
         self.port = Port(Entry(self).backend())
         self.port_raw = self.caller_raw = self.connected_raw = 0
         self.control_flags = 0
@@ -553,49 +557,3 @@ class Conn(PortThreads):
         self.channel.close(self)
         self.host.conns.discard(self)
 
-
-class Watch:
-    """A file object a port selects on (driver_select on the worker's own descriptors)."""
-
-    __slots__ = ("conn", "fileobj", "events", "parked")
-
-    def __init__(self, conn: Conn, fileobj: Any) -> None:
-        self.conn = conn
-        self.fileobj = fileobj
-        self.events = 0
-        self.parked: int | None = None  # port-level: unwatched while its callbacks run
-
-    def fire(self, ev: int) -> None:
-        conn = self.conn
-        if conn.hold is not None:
-            conn.hold.park(self)
-            return
-        if conn.runner is not None:
-            # its readiness would fire again at every turn until the port's thread has
-            # served it: unwatched meanwhile, watched again after (rewatch)
-            conn.host.sel.unregister(self.fileobj)
-            self.parked, self.events = self.events, 0
-            conn.runner.submit(self.ready, ev)
-            return
-        self.ready(ev)
-
-    def ready(self, ev: int) -> None:
-        conn = self.conn
-        events = self.events if self.parked is None else self.parked
-        if ev & selectors.EVENT_READ and events & selectors.EVENT_READ:
-            conn.call_back("ready_input", self.fileobj)
-        events = self.events if self.parked is None else self.parked
-        if ev & selectors.EVENT_WRITE and events & selectors.EVENT_WRITE and not conn.closed:
-            conn.call_back("ready_output", self.fileobj)
-        if self.parked is None:
-            conn.flush()
-        else:
-            conn.host.post(self.rewatch)
-
-    def rewatch(self) -> None:
-        """On the loop thread, after the port's thread served the readiness."""
-        events, self.parked = self.parked, None
-        conn = self.conn
-        if events and not (conn.closed or conn.closing) and conn.watches.get(self.fileobj) is self:
-            conn.host.sel.register(self.fileobj, events, self)
-            self.events = events

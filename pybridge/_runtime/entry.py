@@ -24,6 +24,9 @@ METHODS = tuple(name for name, fn in vars(PortBackend).items()
 READS = frozenset(("driver", "timeout", "raw"))
 #: the writer's: thread-safe, never routed
 SENDS = frozenset(("send", "send_parts"))
+#: calls to Erlang wait on their own (_runtime.erlcalls): never routed, so that a thread's
+#: call does not hold the owning thread while Erlang runs
+CALLS = frozenset(("call_erlang", "call_erlang_async"))
 
 
 class Owned(Protocol):
@@ -40,7 +43,7 @@ class Entry:
     def __init__(self, conn: Owned) -> None:
         for name in METHODS:
             fn = getattr(conn, name)
-            setattr(self, name, fn if name in READS or name in SENDS else _routed(conn, fn))
+            setattr(self, name, fn if name in READS | SENDS | CALLS else _routed(conn, fn))
 
     def backend(self) -> PortBackend:
         """This entry as what it stands for (its methods are set per instance)."""

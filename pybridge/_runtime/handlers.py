@@ -10,7 +10,6 @@ from __future__ import annotations
 import functools
 import math
 import time
-import traceback
 from collections.abc import Callable
 from types import CoroutineType
 from typing import Any
@@ -18,24 +17,15 @@ from typing import Any
 from .._api.driver import PORT_CONTROL_FLAG_BINARY, Driver
 from .._decode import decode
 from .._encode import encode
-from .._errors import BadArg
+from .._errors import BadArg, error_term
 from .._types import Atom, ImproperList, Pid
 from .._wire import protocol as P
 from .conn import Conn, Handler
-from .loader import public_name
 from .runner import LATE
 
 # a list-mode control reply longer than STRING_EXT holds travels as {string, Binary}
 STRING_EXT_MAX = 65535
 STRING = Atom("string")
-
-
-def error_term(exc: BaseException) -> tuple[Atom, Atom, bytes, bytes]:
-    """{python, 'module.Class', Message, Traceback}: what Erlang's error/1 gets."""
-    cls = type(exc)
-    return (Atom("python"), Atom(f"{public_name(cls.__module__)}.{cls.__qualname__}"),
-            str(exc).encode(),
-            "".join(traceback.format_exception(exc)).encode())
 
 
 def flatten_iodata(d: Any) -> bytes:

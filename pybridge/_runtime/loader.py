@@ -18,10 +18,15 @@ the worker's current directory). Two kinds of directories (docs/WRITING_DRIVERS.
 A reload (pybridge:reload, _runtime.reload) runs a module's source again, into a new module
 object, in each of these places where it was imported; the old module object, and so the
 code of the instances made from it, stays as it was.
+
+One spec comes from outside them: pybridge.erlport:Python, the generic driver of the
+Erlang module pybridge_python, whose functions import as ErlPort's did (the open's
+directories first, then wherever Python finds the module).
 """
 from __future__ import annotations
 
 import builtins
+import functools
 import importlib
 import importlib.machinery
 import importlib.util
@@ -32,19 +37,13 @@ import types
 from typing import Any
 
 from .._api.driver import Driver
-from .._errors import BadArg
+from .._api.python_calls import SPEC as PYTHON_SPEC
+from .._api.python_calls import Python
+from .._errors import PREFIX, BadArg, public_name
 
 SPEC_RE = re.compile(r"^[A-Za-z_][\w]*(\.[A-Za-z_][\w]*)*:[A-Za-z_]\w*$")
-PREFIX = "_pybridge_path_"
 PathFinder = importlib.machinery.PathFinder
 _import = builtins.__import__
-
-
-def public_name(modname: str) -> str:
-    """A module's name without the private package of its open's python_path."""
-    if modname.startswith(PREFIX):
-        return modname.partition(".")[2] or modname
-    return modname
 
 
 def module_names(d: str) -> dict[str, str]:
@@ -187,26 +186,41 @@ class Loader:
         if not SPEC_RE.match(spec):
             raise BadArg(f"bad driver spec {spec!r}: expected module:Class")
         modname, clsname = spec.split(":")
+        if spec == PYTHON_SPEC:
+            # pybridge_python's generic driver: its functions import as ErlPort's did, the
+            # open's directories first
+            cls: Any = type(clsname, (Python,), {"importer": staticmethod(
+                functools.partial(self.import_module, dirs=dirs, anywhere=True))})
+            where = cls.__module__
+        else:
+            mod = self.import_module(modname, dirs)
+            cls, where = getattr(mod, clsname, None), mod.__name__
+        if not (isinstance(cls, type) and issubclass(cls, Driver)):
+            raise TypeError(f"{spec} is not a subclass of pybridge.Driver")
+        found = self.classes[(spec, dirs)] = cls, where
+        return found
+
+    def import_module(self, modname: str, dirs: tuple[str, ...],
+                      anywhere: bool = False) -> types.ModuleType:
+        """A module from the open's directories, else the shared ones; else, when anywhere
+        (pybridge_python's functions), from wherever Python finds it."""
         # Why look before importing: an import runs the module, so a spec from Erlang must
         # not reach modules outside the configured python_path (the standard library, ...).
         top = modname.split(".")[0]
         if dirs and PathFinder.find_spec(top, list(dirs)) is not None:
-            mod = importlib.import_module(f"{self.space(dirs).name}.{modname}")
-        elif PathFinder.find_spec(top, self.shared) is not None:
+            return importlib.import_module(f"{self.space(dirs).name}.{modname}")
+        if anywhere:
+            return importlib.import_module(modname)
+        if PathFinder.find_spec(top, self.shared) is not None:
             mod = importlib.import_module(modname)
             if not self.is_shared(mod):
                 raise ModuleNotFoundError(
                     f"{modname!r} is not imported from the configured python_path")
-        else:
-            for d, why in self.refused.items():
-                if PathFinder.find_spec(top, [d]) is not None:
-                    raise ImportError(why)
-            raise ModuleNotFoundError(f"No module named {top!r} in the configured python_path")
-        cls = getattr(mod, clsname, None)
-        if not (isinstance(cls, type) and issubclass(cls, Driver)):
-            raise TypeError(f"{spec} is not a subclass of pybridge.Driver")
-        found = self.classes[(spec, dirs)] = cls, mod.__name__
-        return found
+            return mod
+        for d, why in self.refused.items():
+            if PathFinder.find_spec(top, [d]) is not None:
+                raise ImportError(why)
+        raise ModuleNotFoundError(f"No module named {top!r} in the configured python_path")
 
     def is_shared(self, mod: types.ModuleType) -> bool:
         """mod comes from a shared directory (not the standard library, nor site-packages)."""

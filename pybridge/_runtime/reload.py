@@ -23,10 +23,11 @@ from typing import Any, Callable, Protocol
 
 from .._api.driver import Driver
 from .._encode import encode
+from .._errors import error_term
 from .._types import Atom
 from .._wire import protocol as P
 from .conn import Conn
-from .handlers import bind, error_term
+from .handlers import bind
 from .loader import Loader
 from .runner import Busy
 
@@ -49,7 +50,7 @@ class Host(Protocol):
 
     def post(self, fn: Callable[[], object]) -> None: ...
 
-    def send_ctl(self, op: int, body: bytes, rid: int) -> None: ...
+    def send_ctl(self, frame: bytes) -> None: ...
 
 
 class Loading:
@@ -84,7 +85,7 @@ class Reloads:
             Upgrade(self.host, rid, self.commit(token), P.U32.unpack_from(body, 9)[0]).start()
         elif phase == ABORT:
             self.loads.pop(token, None)
-            self.host.send_ctl(P.CTL_RELOAD, b"\x00", rid)
+            self.host.send_ctl(P.frame(P.CTL_RELOAD, b"\x00", rid=rid))
 
     def load(self, rid: int, token: int, name: str) -> None:
         busy = self.host.busy
@@ -96,14 +97,14 @@ class Reloads:
             loader = self.host.loader
             fresh = {full: loader.run_again(full) for full in loader.imported(name)}
         except BaseException as e:  # noqa: BLE001 - SystemExit too: the module's, answered
-            self.host.send_ctl(P.CTL_RELOAD, b"\x01" + encode(cut_error(e)), rid)
+            self.host.send_ctl(P.frame(P.CTL_RELOAD, b"\x01" + encode(cut_error(e)), rid=rid))
             return
         finally:
             busy.conn, busy.since = was
         self.loads[token] = fresh
         while len(self.loads) > MAX_LOADS:
             del self.loads[next(iter(self.loads))]
-        self.host.send_ctl(P.CTL_RELOAD, b"\x00" + P.U32.pack(len(fresh)), rid)
+        self.host.send_ctl(P.frame(P.CTL_RELOAD, b"\x00" + P.U32.pack(len(fresh)), rid=rid))
 
     def commit(self, token: int) -> list[tuple[Conn, types.ModuleType]]:
         """The load's modules in place; the open ports they concern, with their new module."""
@@ -208,4 +209,4 @@ class Upgrade:
             errors.pop()
             listed = encode(errors)
         body = P.U32.pack(self.upgraded) + P.U32.pack(self.kept + late) + listed
-        self.host.send_ctl(P.CTL_RELOAD, b"\x00" + body, self.rid)
+        self.host.send_ctl(P.frame(P.CTL_RELOAD, b"\x00" + body, rid=self.rid))

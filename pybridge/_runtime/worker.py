@@ -33,7 +33,8 @@ from .._decode import decode
 from .._errors import ProtocolError, WorkerError
 from .._version import __version__
 from .._wire import protocol as P
-from .conn import Conn, Watch
+from .conn import Conn
+from .erlcalls import ErlCalls
 from .handlers import HANDLERS
 from .jobs import JobPool
 from .loader import Loader
@@ -41,6 +42,7 @@ from .logs import CtlLogHandler, capture_output
 from .poller import Poller
 from .reload import Reloads
 from .runner import Busy
+from .watch import Watch
 from .watchdog import Watchdog, exit_hung
 
 if TYPE_CHECKING:
@@ -86,6 +88,7 @@ class Worker:
         # CTL_RELOADs read, for the loop's next turn: one read while a callback waited on
         # the ctl socket (wait_ctl) must not swap instances under it
         self.reload_frames: deque[tuple[int, bytes]] = deque()
+        self.calls = ErlCalls(self)
 
     # -- threads --
     def on_loop(self) -> bool:
@@ -109,13 +112,18 @@ class Worker:
             exit_hung()
 
     # -- ctl channel --
+    def send_ctl(self, frame: bytes) -> None:
+        """One ctl message, from any thread (each send is one message: none interleave)."""
+        self.ctl.sendall(frame)
+
     def recv_ctl(self) -> bool:
         """Handle one ctl message. False when the node is gone."""
         fds = array.array("i")
         try:
             # never blocks: a ctl event the loop saw may have been read meanwhile (take_shm_fd)
             # MSG_CMSG_CLOEXEC: a port's channel and shared memory stay the worker's own
-            msg, anc, _, _ = self.ctl.recvmsg(1 << 16, socket.CMSG_SPACE(16 * fds.itemsize),
+            msg, anc, _, _ = self.ctl.recvmsg(P.MAX_CTL_MSG,
+                                              socket.CMSG_SPACE(16 * fds.itemsize),
                                               socket.MSG_DONTWAIT | socket.MSG_CMSG_CLOEXEC)
         except BlockingIOError:
             return True
@@ -141,16 +149,14 @@ class Worker:
             if op == P.CTL_PID_INFO and len(msg) > P.HDR_LEN + 8:
                 raw = P.U64.unpack_from(msg, P.HDR_LEN)[0]
                 self.pids[raw] = decode(msg[P.HDR_LEN + 8:])
+            elif op == P.CTL_ERL_RESULT:
+                self.calls.on_result(P.HEADER.unpack_from(msg)[3], msg[5], msg[P.HDR_LEN:])
             elif op == P.CTL_CLASS_INFO:
                 self.class_info(P.HEADER.unpack_from(msg)[3],
                                 msg[P.HDR_LEN:].decode(errors="replace"))
             elif op == P.CTL_RELOAD and len(msg) >= P.HDR_LEN + 9:
                 self.reload_frames.append((P.HEADER.unpack_from(msg)[3], msg[P.HDR_LEN:]))
         return True
-
-    def send_ctl(self, op: int, body: bytes, rid: int) -> None:
-        """An answer on the ctl socket (the loop thread's)."""
-        self.ctl.sendall(P.frame(op, body, rid=rid))
 
     def wait_ctl(self, deadline: float, late: str) -> None:
         """Handle the next ctl message, waiting for it until deadline (WorkerError: late)."""
@@ -184,7 +190,7 @@ class Worker:
                     + str(getattr(cls, "worker_group", "") or "").encode())
         except Exception as e:
             body = b"\x01" + f"{type(e).__name__}: {e}".encode()[:4000]
-        self.send_ctl(P.CTL_CLASS_INFO, body, rid)
+        self.send_ctl(P.frame(P.CTL_CLASS_INFO, body, rid=rid))
 
     def resolve_pid(self, conn: Conn, raw: int) -> Any:
         pid = self.pids.get(raw)
@@ -347,6 +353,7 @@ class Worker:
         return self.sel.select(timeout)
 
     def shutdown(self) -> None:
+        self.calls.fail_all("the node is gone")
         for conn in list(self.conns):
             conn.close()
         # a port-level port closes on its own thread (stop runs there) and calls this

@@ -6,7 +6,7 @@ _wire.reader and written by _wire.writer; the ctl socket's few frames use frame(
 """
 import struct
 
-PROTOCOL_VERSION = 2
+PROTOCOL_VERSION = 3
 
 # ---- opcodes: keep equal to docs/PROTOCOL.md ----
 CTL_HELLO = 0x01
@@ -18,6 +18,8 @@ CTL_CLASS_INFO = 0x06
 CTL_SHM = 0x07
 CTL_HUNG = 0x08
 CTL_RELOAD = 0x09
+CTL_ERL_CALL = 0x0A
+CTL_ERL_RESULT = 0x0B
 
 PY_OPEN = 0x10
 PY_STOP = 0x11
@@ -85,6 +87,7 @@ OPEN_BLOCKING = 0x01
 OPEN_PORT_LOCKING = 0x02
 FL_CREATED = 0x01
 FL_SHM = 0x80
+FL_MORE = 0x01
 
 PB_CALL_CONTROL = 0xFFFFFF01
 PB_CALL_CALL = 0xFFFFFF02
@@ -101,6 +104,7 @@ DEFAULT_SPIN_US = 50
 MAX_SPIN_US = 10000
 DEFAULT_CALLBACK_LIMIT_MS = 60000
 SHM_MIN = 64 << 10          # bodies from this size go through the port's shared memory
+MAX_CTL_MSG = 64 << 10      # the largest ctl message; longer call bodies go in pieces
 # ---- end of limits ----
 
 HEADER = struct.Struct(">IBBI")     # len, op, fl, id; len counts the bytes after itself

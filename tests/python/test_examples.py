@@ -223,3 +223,14 @@ def test_the_guide_s_worked_example_runs(request, tmp_path):
     erlang = re.search(r"From Erlang, .*?```erlang\n(.*?)```", guide, re.S).group(1)
     (tmp_path / "wordcount.py").write_text(python)
     erl(request, tmp_path, erlang, tmp_path)
+
+
+def test_the_erlport_migration_example_runs(request, tmp_path):
+    """docs/MIGRATING_FROM_ERLPORT.md's ported example, as the page shows it."""
+    guide = (ROOT / "docs/MIGRATING_FROM_ERLPORT.md").read_text()
+    python = re.search(r"```python\n(# textstats\.py\n.*?)```", guide, re.S).group(1)
+    erlang = re.search(r"renames `python` to `pybridge_python`:\n\n```erlang\n(.*?)```",
+                       guide, re.S).group(1)
+    (tmp_path / "textstats.py").write_text(python)
+    start = "{ok, _} = application:ensure_all_started(pybridge), "
+    assert "ported OK" in erl(request, tmp_path, start + erlang, tmp_path)

@@ -136,6 +136,6 @@ def test_each_flag_names_the_opcodes_it_applies_to():
     flags = re.findall(r"`(FL_[A-Z]+)` = (0x[0-9A-F]+) \(on ([^)]+)\)", line)
     assert {f for f, _, _ in flags} == {n for n in doc_table() if n.startswith("FL_")}
     for name, _, on in flags:
-        ops = re.findall(r"`((?:PY|DRV)_[A-Z_0-9]+)`", on)
+        ops = re.findall(r"`((?:PY|DRV|CTL)_[A-Z_0-9]+)`", on)
         assert ops or on == "any frame", name
         assert set(ops) <= doc_table().keys(), name
