@@ -180,7 +180,7 @@ call_rules() ->
     ?assertError(badarg, pybridge:call(Port, 1, x)),
     ?assertError(badarg, erlang:port_call(Port, 2, x)),
     ?assertError({python, 'builtins.KeyError', <<"'missing'">>, _}, pybridge:call(Port, 2, x)),
-    ?assertError({python, 'pybridge._types.EncodeError', _, _}, pybridge:call(Port, 3, x)),
+    ?assertError({python, 'pybridge.EncodeError', _, _}, pybridge:call(Port, 3, x)),
     ?assertError(badarg, erlang:port_call(Port, 16#FFFFFF00, x)),
     ?assertError(badarg, pybridge:call(Port, -1, x)),
     ?assertEqual({ok, still_alive}, pybridge:call(Port, 0, still_alive)),
