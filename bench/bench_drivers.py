@@ -65,14 +65,18 @@ class Array(pybridge.Driver):
 
 
 class SleepPortLocked(pybridge.Driver):
-    """S11: each control waits 10 ms as blocking I/O would, then echoes; port-level locking,
-    so each port's callbacks run on a thread of their own."""
+    """S11: each control, and each command, waits 10 ms as blocking I/O would, then echoes;
+    port-level locking, so each port's callbacks run on a thread of their own."""
 
     flags = pybridge.ERL_DRV_FLAG_USE_PORT_LOCKING
 
     def control(self, command, data):
         time.sleep(0.01)
         return data
+
+    def output(self, data):
+        time.sleep(0.01)
+        self.port.output(data)
 
 
 class Slow(pybridge.Driver):

@@ -15,6 +15,8 @@
 main() ->
     [Out, Python, Floor, SpawnEcho] = [os:getenv(V) || V <- ["PB_BENCH_OUT", "PYBRIDGE_PYTHON",
                                                              "PB_BENCH_FLOOR", "PB_BENCH_SPAWN"]],
+    %% the app's restarts (S1's spin_0, S8) would otherwise print an INFO report each
+    logger:set_primary_config(level, warning),
     ok = erl_ddll:load_driver(filename:absname("_build/bench"), "pb_bench_echo"),
     ok = pb_bench_inproc:load(filename:absname("_build/bench/pb_bench_inproc"), Python,
                               filename:absname("bench")),
@@ -28,6 +30,7 @@ main() ->
       s("S1", "port_control round trip, 8 B, p50 us", lower,
         [{pybridge, fun() -> control_p50(Pyb()) end},
          {pybridge_port_locked, fun() -> control_p50(PybLocked()) end},
+         {pybridge_spin_0, fun() -> without_spin(fun() -> control_p50(Pyb()) end) end},
          {in_process, fun() -> nif_p50(fun pb_bench_inproc:control/1) end},
          {in_process_normal, fun() -> nif_p50(fun pb_bench_inproc:control_normal/1) end},
          {floor, fun() -> floor_p50([Floor, " pipe ", Python, " 20000"]) end},
@@ -63,14 +66,23 @@ main() ->
       s("S10", "8 MiB NumPy float64 array sent with output(arr), GB/s", higher,
         [{pybridge, fun() -> array_rate() end}]),
       s("S11", "100 ports (port-level locking), each control sleeping 10 ms: aggregate over one port",
-        higher, [{pybridge, fun() -> sleepers() end}]),
+        higher, [{pybridge, fun() -> sleepers(control) end},
+                 {pybridge_command, fun() -> sleepers(command) end}]),
       s("idle", "a worker with 10 open ports and no traffic, % of a CPU over 5 s", lower,
         [{pybridge, fun() -> idle() end}])
     ]),
-    ok = file:write_file(Out, json(#{rounds => ?ROUNDS, scenarios => Results,
+    ok = file:write_file(Out, json(#{rounds => ?ROUNDS, scenarios => Results, machine => machine(),
                                      otp => list_to_binary(erlang:system_info(otp_release)),
                                      schedulers => erlang:system_info(schedulers)})),
     io:format("wrote ~s~n", [Out]).
+
+%% What lscpu says of the CPUs this run had.
+machine() ->
+    Want = ["Model name", "CPU(s)", "Core(s) per socket", "Socket(s)", "Thread(s) per core",
+            "Hypervisor vendor"],
+    maps:from_list([{list_to_binary(K), list_to_binary(string:trim(V))}
+                    || L <- string:split(os:cmd("LC_ALL=C lscpu"), "\n", all),
+                       [K, V] <- [string:split(L, ":")], lists:member(K, Want)]).
 
 %% PB_BENCH_ONLY="S1,S3" runs just those scenarios (the others are not measured at all).
 only(Results) -> [R || R <- Results, R =/= skipped].
@@ -88,6 +100,16 @@ start(Pool) ->
     application:set_env(pybridge, python_path, [filename:absname("bench")]),
     application:set_env(pybridge, pool_size, Pool),
     {ok, _} = application:ensure_all_started(pybridge).
+
+%% F() with the app restarted with spin_us 0 (neither side busy-polls), restarted after
+%% with the default.
+without_spin(F) ->
+    application:set_env(pybridge, spin_us, 0),
+    start(1),
+    R = F(),
+    application:unset_env(pybridge, spin_us),
+    start(1),
+    R.
 
 %% The OS pid of the (only) worker: pool_size is 1 but in S8.
 worker() ->
@@ -111,10 +133,10 @@ s_(Id, What, Better, Variants) ->
     #{id => list_to_binary(Id), what => list_to_binary(What), better => Better, results => Res}.
 
 summary([V | _] = Vs) when is_number(V) -> stats(Vs);
-summary([#{value := _} | _] = Vs) ->
+summary([#{value := _} = M | _] = Vs) ->
     maps:merge(stats([maps:get(value, V) || V <- Vs]),
                maps:from_list([{K, maps:get(median, stats([maps:get(K, V) || V <- Vs]))}
-                               || K <- [node_cpu_us, worker_cpu_us], is_map_key(K, hd(Vs))]));
+                               || K <- maps:keys(M), K =/= value]));
 summary([M | _] = Vs) ->
     maps:from_list([{K, stats([maps:get(K, V) || V <- Vs])} || K <- maps:keys(M)]).
 
@@ -145,8 +167,8 @@ p50(Worker, Op, P) ->
         T0 = erlang:monotonic_time(nanosecond), _ = Op(),
         {1, erlang:monotonic_time(nanosecond) - T0} end),
     P =:= none orelse close(P),
-    S = lists:sort(Ts),
-    with_cpu(lists:nth(length(S) div 2, S) / 1000, Win).
+    S = list_to_tuple(lists:sort(Ts)),
+    (with_cpu(element(size(S) div 2, S) / 1000, Win))#{p99 => element(size(S) * 99 div 100, S) / 1000}.
 
 %% The worker behind a port: pybridge's worker, a spawn port's program, none for a driver
 %% or NIF inside the VM.
@@ -164,7 +186,8 @@ floor_p50(Cmd) ->
     Get = fun(K) ->
         {match, [V]} = re:run(Out, "\"" ++ K ++ "\": ([0-9.]+)", [{capture, all_but_first, list}]),
         list_to_float(V) end,
-    #{value => Get("p50"), node_cpu_us => Get("node_cpu_us"), worker_cpu_us => Get("worker_cpu_us")}.
+    #{value => Get("p50"), p99 => Get("p99"), node_cpu_us => Get("node_cpu_us"),
+      worker_cpu_us => Get("worker_cpu_us")}.
 
 %% S2, S3: keep Window messages in flight until at least N have come back (and the
 %% measuring window is long enough).
@@ -305,27 +328,38 @@ sample(K, Max) ->
     receive after 10 -> ok end,
     sample(K - 1, max(Max, now_us() - T0 - 10000)).
 
-%% S11: controls per second of one port alone, then of 100 ports at once, each driven by a
-%% process of its own; both for at least 1 s.
-sleepers() ->
-    One = sleepers_rate(1),
-    All = sleepers_rate(100),
+%% S11: round trips per second of one port alone, then of 100 ports at once, each driven by
+%% a process of its own, for at least 1 s each: with control (as the target says), and with
+%% port_command, which leaves the scheduler free while the worker sleeps.
+sleepers(How) ->
+    One = sleepers_rate(How, 1),
+    All = sleepers_rate(How, 100),
     #{one_port_per_s => One, aggregate_per_s => All, speedup => All / One}.
 
-sleepers_rate(N) ->
+sleepers_rate(How, N) ->
     Self = self(),
-    Ps = [pybridge:open("bench_drivers:SleepPortLocked", [binary]) || _ <- lists:seq(1, N)],
+    %% each process opens its port, so that the port's messages come to it
+    Pids = [spawn_link(fun() ->
+                P = pybridge:open("bench_drivers:SleepPortLocked", [binary]),
+                Self ! {ready, self()},
+                Deadline = receive {go, D} -> D end,
+                Self ! {self(), sleeper(How, P, Deadline, 0)},
+                close(P) end) || _ <- lists:seq(1, N)],
+    [receive {ready, Pid} -> ok end || Pid <- Pids],
     T0 = now_us(),
-    Deadline = T0 + 1000000,
-    Pids = [spawn_link(fun() -> Self ! {self(), sleeper(P, Deadline, 0)} end) || P <- Ps],
+    [Pid ! {go, T0 + 1000000} || Pid <- Pids],
     Done = lists:sum([receive {Pid, K} -> K end || Pid <- Pids]),
-    Rate = Done / ((now_us() - T0) / 1.0e6),
-    [close(P) || P <- Ps],
-    Rate.
+    Done / ((now_us() - T0) / 1.0e6).
 
-sleeper(P, Deadline, K) ->
+sleeper(How, P, Deadline, K) ->
     case now_us() < Deadline of
-        true -> "x" = erlang:port_control(P, 0, <<"x">>), sleeper(P, Deadline, K + 1);
+        true when How =:= control ->
+            "x" = erlang:port_control(P, 0, <<"x">>),
+            sleeper(How, P, Deadline, K + 1);
+        true ->
+            true = erlang:port_command(P, <<"x">>),
+            receive {P, {data, <<"x">>}} -> ok end,
+            sleeper(How, P, Deadline, K + 1);
         false -> K
     end.
 

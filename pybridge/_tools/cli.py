@@ -115,8 +115,9 @@ def shell(spec: str, args: tuple[str, ...], paths: tuple[str, ...], ebin: Path |
                                  "was installed from, or the current directory).")
 def bench(only: str, checkout: Path | None) -> None:
     """Run `make bench` of pybridge's checkout: every scenario of docs/PERFORMANCE.md for
-    pybridge and its baselines (C echo driver, spawn port, pipe floor) side by side, the
-    median of 3 rounds each. The whole run takes about 10 minutes on 2 cores."""
+    pybridge and its baselines (C echo driver, CPython embedded in the VM, spawn port, pipe
+    and spin floors) side by side, the median of 3 rounds each, with CPU time per operation.
+    The whole run takes under 10 minutes on 2 cores."""
     import os
     import subprocess
 
