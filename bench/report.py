@@ -112,7 +112,7 @@ def table(data):
     return "\n".join(lines) + "\n", tg, r
 
 
-def cpu_notes(r):
+def cpu_notes(r, schedulers):
     """Where the CPU goes, from the run's own figures."""
     def cpu(sid, v):
         x = r[sid]["results"][v]
@@ -120,6 +120,7 @@ def cpu_notes(r):
         worker = f" + {w:.2f} us worker" if w is not None else ""
         return f"{x['node_cpu_us']:.2f} us node{worker}"
     s1 = r["S1"]["results"]
+    s11 = {v: x["speedup"]["median"] for v, x in r["S11"]["results"].items()}
     return f"""
 ## Where the CPU goes (this run)
 
@@ -134,10 +135,31 @@ def cpu_notes(r):
   spawn port with erlang-py {cpu("S4", "spawn_port")}.
 - S5, per term: pybridge {cpu("S5", "pybridge")}; in-process {cpu("S5", "in_process")}.
 - S6, per MiB: pybridge {cpu("S6", "pybridge")}; S10, per 8 MiB array: {cpu("S10", "pybridge")}.
+- Busy-polling: S1 with `spin_us` 0 (`pybridge_spin_0`) takes
+  {s1["pybridge_spin_0"]["median"]:.1f} us p50 and {cpu("S1", "pybridge_spin_0")}, against
+  {s1["pybridge"]["median"]:.1f} us and {cpu("S1", "pybridge")} with the default. When the
+  cores are shared with other busy processes, a side that spins can hold the CPU its peer
+  needs to answer.
+- S11: with control, 100 ports reach {s11["pybridge"]:.1f} x one port's rate on this node's
+  {schedulers} schedulers; with port_command, {s11["pybridge_command"]:.1f} x.
 """
 
 
 NOTES = """
+## How the paths get there
+
+- Each port talks to its worker over two pipes: a small write and its read cost about a
+  third of a unix socket's here. Past half of the descriptor limit a port gets one
+  socketpair instead (docs/PROTOCOL.md).
+- While a control/call waits, and after the worker has served a frame, each side
+  busy-polls for up to `spin_us` (50 us) before it sleeps: S1, S2 and S4 pay no wake-up on
+  that side. `spin_us` 0 turns it off; the CPU it spends is the price.
+- port_command data of 64 KiB or more, and any such body from the worker, travels in a
+  per-port shared-memory ring; a body in an empty ring starts at its front, where the
+  cache is warm (S6).
+- A callback's output goes out as it is made (once 64 KiB is queued), so Erlang handles it
+  while the callback still runs (S5).
+
 ## How the baselines are made
 
 - **in_process**: bench/inproc_nif.c embeds the venv's CPython in the VM and calls the
@@ -200,7 +222,8 @@ def png(tg, path):
         hgt = int(min(score, top) * unit)
         rect(x + 6, base - hgt, x + bw - 6, base, (46, 139, 87) if score >= 1 else (205, 92, 92))
         text(x + 4, base + 8, sid)
-        text(x + 4, max(2, base - hgt - 20), f"{score:.1f}x" if score < 10 else f"{score:.0f}x")
+        label = f"{score:.2f}" if score < 1 else f"{score:.1f}" if score < 10 else f"{score:.0f}"
+        text(x + 4, max(2, base - hgt - 20), label + "x")
     rect(pad, base - int(unit), w - pad, base - int(unit) + 2, (0, 0, 0))      # the target line
     raw = b"".join(b"\x00" + b"".join(struct.pack("BBB", *c) for c in row) for row in px)
 
@@ -225,7 +248,8 @@ def main() -> None:
         "with a baseline are ratios within that run. The chart shows each target's "
         "achieved/target (1 = met;\na target of several parts shows its worst part).\n\n"
         f"{summary}\n\n"
-        "![latest](../bench/results/latest.png)\n\n" + md + cpu_notes(r) + NOTES)
+        "![latest](../bench/results/latest.png)\n\n"
+        + md + cpu_notes(r, data["schedulers"]) + NOTES)
     print(md)
     print(summary)
 
