@@ -20,6 +20,7 @@ main() ->
     ok = erl_ddll:load_driver(filename:absname("_build/bench"), "pb_bench_echo"),
     ok = pb_bench_inproc:load(filename:absname("_build/bench/pb_bench_inproc"), Python,
                               filename:absname("bench")),
+    Load0 = load_average(),
     start(1),
     Spawn = fun(Mode) -> open_port({spawn_executable, Python},
                                    [{args, [SpawnEcho, Mode]}, {packet, 4}, binary]) end,
@@ -72,6 +73,7 @@ main() ->
         [{pybridge, fun() -> idle() end}])
     ]),
     ok = file:write_file(Out, json(#{rounds => ?ROUNDS, scenarios => Results, machine => machine(),
+                                     load_average => [Load0, load_average()],
                                      otp => list_to_binary(erlang:system_info(otp_release)),
                                      schedulers => erlang:system_info(schedulers)})),
     io:format("wrote ~s~n", [Out]).
@@ -83,6 +85,11 @@ machine() ->
     maps:from_list([{list_to_binary(K), list_to_binary(string:trim(V))}
                     || L <- string:split(os:cmd("LC_ALL=C lscpu"), "\n", all),
                        [K, V] <- [string:split(L, ":")], lists:member(K, Want)]).
+
+%% The 1-minute load average: how busy the CPUs were with other work around the run.
+load_average() ->
+    {ok, S} = file:read_file("/proc/loadavg"),
+    binary_to_float(hd(string:lexemes(S, " "))).
 
 %% PB_BENCH_ONLY="S1,S3" runs just those scenarios (the others are not measured at all).
 only(Results) -> [R || R <- Results, R =/= skipped].

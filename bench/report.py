@@ -91,8 +91,12 @@ def num(x):
 
 def table(data):
     r = {s["id"]: s for s in data["scenarios"]}
+    load = data.get("load_average")
+    busy = (f" Load average (1 min) {load[0]:.1f} at the start of the run, {load[1]:.1f} at its "
+            f"end, on {data['machine'].get('CPU(s)', '?')} CPUs."
+            if load else "")
     lines = [f"Machine: {machine(data)}; OTP {data['otp']}, {data['schedulers']} schedulers; "
-             f"median of {data['rounds']} rounds. CPU columns: CPU time (user + system, "
+             f"median of {data['rounds']} rounds.{busy} CPU columns: CPU time (user + system, "
              "/proc/PID/stat) per operation of the node and of the worker, in us.", "",
              "| id | scenario | variant | median | min | max | p99 | node CPU/op | worker CPU/op |",
              "|---|---|---|---|---|---|---|---|---|"]
