@@ -1,4 +1,4 @@
-%% `make bench`: issues 4's and 14's scenarios for pybridge and its baselines, side by side
+%% `make bench`: issue 4's and issue 14's scenarios for pybridge and its baselines, side by side
 %% in one run. Every figure is the median of ROUNDS rounds with min and max; a scenario's
 %% variants take turns within each round. Writes JSON. The measuring itself (windows, CPU
 %% time per operation) is in pb_bench_measure.
