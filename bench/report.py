@@ -85,6 +85,11 @@ def machine(data):
             f"Python {platform.python_version()}")
 
 
+def share(score):
+    """achieved/target of an unmet target, with two significant digits however small."""
+    return f"{score:.2f}" if score >= 0.1 else f"{score:.2g}"
+
+
 def num(x):
     return f"{x:,.2f}" if x is not None else ""
 
@@ -111,7 +116,7 @@ def table(data):
     lines += ["", "| id | target | achieved | met |", "|---|---|---|---|"]
     tg = targets(r)
     for sid, text, achieved, score in tg:
-        met = "yes" if score >= 1 else f"no ({score:.2f} of target)"
+        met = "yes" if score >= 1 else f"no ({share(score)} of target)"
         lines.append(f"| {sid} | {text} | {achieved} | {met} |")
     return "\n".join(lines) + "\n", tg, r
 
@@ -243,7 +248,7 @@ def main() -> None:
     md, tg, r = table(data)
     (RES / "latest.md").write_text(md)
     png(tg, RES / "latest.png")
-    unmet = [f"{sid} ({score:.2f} of target)" for sid, _, _, score in tg if score < 1]
+    unmet = [f"{sid} ({share(score)} of target)" for sid, _, _, score in tg if score < 1]
     summary = (f"Met: {len(tg) - len(unmet)} of {len(tg)} targets. "
                + (f"Not met: {', '.join(unmet)}." if unmet else "All met."))
     (ROOT / "docs/PERFORMANCE.md").write_text(
