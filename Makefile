@@ -7,7 +7,7 @@ STAMP   := $(VENV)/.installed
 EBIN    := _build/default/lib/pybridge/ebin
 export PYBRIDGE_PYTHON := $(abspath $(PY))
 
-.PHONY: all setup system python build demo test test-python test-erlang test-fuzz lint bench asan fuzz soak valgrind test-consumers clean
+.PHONY: all setup system python build demo test test-python test-erlang test-fuzz lint bench python-dev asan fuzz soak valgrind test-consumers clean
 
 all: build
 
@@ -68,8 +68,8 @@ test-consumers: setup
 # make test: its first run on a machine builds dialyzer's PLT (about 80 s).
 LINT := _build/lint
 LINT_CFLAGS := -O2 -Wall -Wextra -Werror
-lint: setup
-	@mkdir -p $(LINT); inc="$(ERL_INCLUDE)"; rc=0; \
+lint: setup python-dev
+	@mkdir -p $(LINT); inc="$(ERL_INCLUDE)"; pyinc=$$("$$($(PYCONFIG))" --includes); rc=0; \
 	check() { what=$$1; shift; \
 	  if "$$@" > $(LINT)/last.log 2>&1; then echo "$$what: $$(tail -n 1 $(LINT)/last.log)"; \
 	  else echo "$$what: FAILED"; cat $(LINT)/last.log; rc=1; fi; }; \
@@ -79,8 +79,9 @@ lint: setup
 	check dialyzer eval 'REBAR_COLOR=none rebar3 dialyzer && echo "no warnings"'; \
 	check "cc $(LINT_CFLAGS)" eval '(for f in c_src/*.c; do cwarn $$f -std=c11 -fPIC || exit 1; done) && \
 	  cwarn bench/echo_drv.c -fPIC && cwarn bench/floor.c && \
+	  cwarn bench/inproc_nif.c -fPIC $$pyinc -DPB_LIBPYTHON=\"lib\" && \
 	  cwarn fuzz/fuzz_frames.c && cwarn fuzz/erl_driver_doubles.c && \
-	  echo "c_src/*.c, echo_drv.c, floor.c, fuzz/*.c: no warnings"'; \
+	  echo "c_src/*.c, bench/*.c, fuzz/*.c: no warnings"'; \
 	exit $$rc
 
 # The long run of issue 5: RSS and descriptors of the VM and the worker stay flat.
@@ -113,11 +114,30 @@ test-fuzz: system $(FUZZ)
 # Issue 4's scenarios for pybridge and its baselines in one run (see docs/PERFORMANCE.md).
 BENCH := _build/bench
 ERL_INCLUDE = $(shell erl -noshell -eval 'io:format("~ts/erts-~ts/include", [code:root_dir(), erlang:system_info(version)]), halt().')
-bench: build
+# The in-process baseline embeds the venv's Python: the python3.X-config of its base
+# install gives headers and libpython (for Debian's Python, python3-dev brings them).
+PYCONFIG = $(PY) -c 'import sysconfig as s; print(s.get_config_var("BINDIR") + "/python" + s.get_config_var("VERSION") + "-config")'
+PYSONAME = $(PY) -c 'import sysconfig as s; print(s.get_config_var("INSTSONAME"))'
+python-dev: setup
+	@cfg=$$($(PYCONFIG)); \
+	if ! [ -x "$$cfg" ] || ! "$$cfg" --embed --ldflags >/dev/null 2>&1 || \
+	    ! [ -f "$$($(PY) -c 'import sysconfig as s; print(s.get_config_var("INCLUDEPY"))')/Python.h" ]; then \
+	  echo "==> installing Debian packages: python3-dev"; \
+	  SUDO=; [ "$$(id -u)" -eq 0 ] || SUDO=sudo; \
+	  $$SUDO apt-get update -qq && \
+	  DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq python3-dev >/dev/null; \
+	fi
+
+bench: build python-dev
+	@$(PY) -c 'import numpy' 2>/dev/null || { echo "==> installing the bench extra (NumPy) into $(VENV)"; \
+	  $(PY) -m pip install -q --disable-pip-version-check -e '.[test,lint,bench]'; }
 	@mkdir -p $(BENCH) bench/results
 	@cc -O2 -fPIC -shared -I$(ERL_INCLUDE) -o $(BENCH)/pb_bench_echo.so bench/echo_drv.c
+	@cfg=$$($(PYCONFIG)); cc -O2 -fPIC -shared -I$(ERL_INCLUDE) $$("$$cfg" --includes) \
+	  -DPB_LIBPYTHON="\"$$($(PYSONAME))\"" -o $(BENCH)/pb_bench_inproc.so bench/inproc_nif.c \
+	  $$("$$cfg" --embed --ldflags) -Wl,-rpath,$$($(PY) -c 'import sysconfig as s; print(s.get_config_var("LIBDIR"))')
 	@cc -O2 -o $(BENCH)/floor bench/floor.c
-	@erlc -o $(BENCH) bench/pb_bench.erl
+	@erlc -o $(BENCH) bench/pb_bench.erl bench/pb_bench_measure.erl bench/pb_bench_inproc.erl
 	@PB_BENCH_OUT=$(abspath bench/results/$(if $(PB_BENCH_ONLY),partial,latest).json) \
 	  PB_BENCH_FLOOR=$(abspath $(BENCH)/floor) PB_BENCH_SPAWN=$(abspath bench/spawn_echo.py) \
 	  erl -noshell -pa $(EBIN) -pa $(BENCH) -eval 'pb_bench:main()' -s init stop

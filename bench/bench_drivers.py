@@ -49,6 +49,36 @@ class Cpu(pybridge.Driver):
         self.port.output(b"done")
 
 
+class Array(pybridge.Driver):
+    """S10: control 0 answers the array's size in bytes; control K sends it K times with
+    output(arr): an 8 MiB float64 NumPy array, handed over as it is."""
+
+    def start(self, command):
+        import numpy
+
+        self.arr = numpy.arange(1 << 20, dtype=numpy.float64)
+
+    def control(self, command, data):
+        for _ in range(command):
+            self.port.output(self.arr)
+        return str(self.arr.nbytes).encode()
+
+
+class SleepPortLocked(pybridge.Driver):
+    """S11: each control, and each command, waits 10 ms as blocking I/O would, then echoes;
+    port-level locking, so each port's callbacks run on a thread of their own."""
+
+    flags = pybridge.ERL_DRV_FLAG_USE_PORT_LOCKING
+
+    def control(self, command, data):
+        time.sleep(0.01)
+        return data
+
+    def output(self, data):
+        time.sleep(0.01)
+        self.port.output(data)
+
+
 class Slow(pybridge.Driver):
     """S9: each command's handler takes 100 ms."""
 

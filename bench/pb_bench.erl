@@ -1,15 +1,26 @@
-%% `make bench`: issue 4's scenarios for pybridge and its baselines, side by side in
-%% one run. Every figure is the median of ROUNDS rounds with min and max. Writes JSON.
+%% `make bench`: issue 4's and issue 14's scenarios for pybridge and its baselines, side by side
+%% in one run. Every figure is the median of ROUNDS rounds with min and max; a scenario's
+%% variants take turns within each round. Writes JSON. The measuring itself (windows, CPU
+%% time per operation) is in pb_bench_measure.
 -module(pb_bench).
 -export([main/0]).
 
 -define(ROUNDS, 3).
 -define(TUPLE, {ok, 42, <<"hello">>}).
 
+-import(pb_bench_measure, [measure/3, until/2, with_cpu/2, per_s/1, ops/1, us/1, node_os_pid/0,
+                           cpu_us/1, now_us/0]).
+
+-spec main() -> ok.
 main() ->
     [Out, Python, Floor, SpawnEcho] = [os:getenv(V) || V <- ["PB_BENCH_OUT", "PYBRIDGE_PYTHON",
                                                              "PB_BENCH_FLOOR", "PB_BENCH_SPAWN"]],
+    %% the app's restarts (S1's spin_0, S8) would otherwise print an INFO report each
+    logger:set_primary_config(level, warning),
     ok = erl_ddll:load_driver(filename:absname("_build/bench"), "pb_bench_echo"),
+    ok = pb_bench_inproc:load(filename:absname("_build/bench/pb_bench_inproc"), Python,
+                              filename:absname("bench")),
+    Load0 = load_average(),
     start(1),
     Spawn = fun(Mode) -> open_port({spawn_executable, Python},
                                    [{args, [SpawnEcho, Mode]}, {packet, 4}, binary]) end,
@@ -20,7 +31,11 @@ main() ->
       s("S1", "port_control round trip, 8 B, p50 us", lower,
         [{pybridge, fun() -> control_p50(Pyb()) end},
          {pybridge_port_locked, fun() -> control_p50(PybLocked()) end},
-         {floor, fun() -> floor_p50(Floor, Python) end},
+         {pybridge_spin_0, fun() -> without_spin(fun() -> control_p50(Pyb()) end) end},
+         {in_process, fun() -> nif_p50(fun pb_bench_inproc:control/1) end},
+         {in_process_normal, fun() -> nif_p50(fun pb_bench_inproc:control_normal/1) end},
+         {floor, fun() -> floor_p50([Floor, " pipe ", Python, " 20000"]) end},
+         {spin_floor, fun() -> floor_p50([Floor, " spin 20000"]) end},
          {ceiling, fun() -> control_p50(Ceiling()) end}]),
       s("S2", "port_command echo, 8 B, one outstanding, msg/s", higher,
         [{pybridge, fun() -> echo_rate(Pyb(), 1, 20000) end},
@@ -33,24 +48,48 @@ main() ->
          {ceiling, fun() -> echo_rate(Ceiling(), 1000, 300000) end}]),
       s("S4", "port_call round trip of {ok, 42, <<\"hello\">>}, calls/s", higher,
         [{pybridge, fun() -> call_rate(Pyb()) end},
+         {in_process, fun() -> nif_call_rate(fun pb_bench_inproc:call/1) end},
+         {in_process_normal, fun() -> nif_call_rate(fun pb_bench_inproc:call_normal/1) end},
          {spawn_port, fun() -> term_echo_rate(Spawn("term")) end},
          {ceiling, fun() -> call_rate(Ceiling()) end}]),
       s("S5", "Python -> Erlang terms (output_term of a 5-tuple), terms/s", higher,
-        [{pybridge, fun() -> term_rate() end}]),
+        [{pybridge, fun() -> term_rate() end},
+         {in_process, fun() -> nif_term_rate() end}]),
       s("S6", "1 MiB binary echoed (outputv in, output back), GB/s", higher,
         [{pybridge, fun() -> mib_rate(Pyb()) end},
          {spawn_port, fun() -> mib_rate(Spawn("raw")) end},
          {ceiling, fun() -> mib_rate(Ceiling()) end}]),
-      s7(),
+      s("S7", "10,000 ports open at once", higher, [{pybridge, fun s7/0}]),
       s("S8", "CPU-bound handler, 2 ports, 40 x 10 ms: pool of 2 speed-up over pool of 1", higher,
         [{pybridge, fun() -> pool_speedup() end}]),
       s("S9", "max lateness of a 10 ms Erlang timer while 10 ports' handlers take 100 ms, ms", lower,
-        [{pybridge, fun() -> timer_lateness() end}])
+        [{pybridge, fun() -> timer_lateness() end}]),
+      s("S10", "8 MiB NumPy float64 array sent with output(arr), GB/s", higher,
+        [{pybridge, fun() -> array_rate() end}]),
+      s("S11", "100 ports (port-level locking), each control sleeping 10 ms: aggregate over one port",
+        higher, [{pybridge, fun() -> sleepers(control) end},
+                 {pybridge_command, fun() -> sleepers(command) end}]),
+      s("idle", "a worker with 10 open ports and no traffic, % of a CPU over 5 s", lower,
+        [{pybridge, fun() -> idle() end}])
     ]),
-    ok = file:write_file(Out, json(#{rounds => ?ROUNDS, scenarios => Results,
+    ok = file:write_file(Out, json(#{rounds => ?ROUNDS, scenarios => Results, machine => machine(),
+                                     load_average => [Load0, load_average()],
                                      otp => list_to_binary(erlang:system_info(otp_release)),
                                      schedulers => erlang:system_info(schedulers)})),
     io:format("wrote ~s~n", [Out]).
+
+%% What lscpu says of the CPUs this run had.
+machine() ->
+    Want = ["Model name", "CPU(s)", "Core(s) per socket", "Socket(s)", "Thread(s) per core",
+            "Hypervisor vendor"],
+    maps:from_list([{list_to_binary(K), list_to_binary(string:trim(V))}
+                    || L <- string:split(os:cmd("LC_ALL=C lscpu"), "\n", all),
+                       [K, V] <- [string:split(L, ":")], lists:member(K, Want)]).
+
+%% The 1-minute load average: how busy the CPUs were with other work around the run.
+load_average() ->
+    {ok, S} = file:read_file("/proc/loadavg"),
+    binary_to_float(hd(string:lexemes(S, " "))).
 
 %% PB_BENCH_ONLY="S1,S3" runs just those scenarios (the others are not measured at all).
 only(Results) -> [R || R <- Results, R =/= skipped].
@@ -69,7 +108,23 @@ start(Pool) ->
     application:set_env(pybridge, pool_size, Pool),
     {ok, _} = application:ensure_all_started(pybridge).
 
+%% F() with the app restarted with spin_us 0 (neither side busy-polls), restarted after
+%% with the default.
+without_spin(F) ->
+    application:set_env(pybridge, spin_us, 0),
+    start(1),
+    R = F(),
+    application:unset_env(pybridge, spin_us),
+    start(1),
+    R.
+
+%% The OS pid of the (only) worker: pool_size is 1 but in S8.
+worker() ->
+    [W] = pybridge_sup:managers(),
+    pybridge_manager:os_pid(W).
+
 %% One scenario: each variant measured ROUNDS times, rounds interleaved across variants.
+%% A variant gives a number, a number with CPU times (with_cpu), or a map of named figures.
 s(Id, What, Better, Variants) ->
     case want(Id) of
         true -> s_(Id, What, Better, Variants);
@@ -79,114 +134,154 @@ s(Id, What, Better, Variants) ->
 s_(Id, What, Better, Variants) ->
     io:format("~s ~s~n", [Id, What]),
     Runs = [[{Name, F()} || {Name, F} <- Variants] || _ <- lists:seq(1, ?ROUNDS)],
-    Stats = [{Name, stats([V || Run <- Runs, {N, V} <- Run, N =:= Name])} || {Name, _} <- Variants],
-    [io:format("  ~-12s median ~.2f (min ~.2f, max ~.2f)~n", [N, M, Lo, Hi]) || {N, {M, Lo, Hi}} <- Stats],
-    #{id => list_to_binary(Id), what => list_to_binary(What), better => Better,
-      results => maps:from_list([{N, #{median => M, min => Lo, max => Hi}} || {N, {M, Lo, Hi}} <- Stats])}.
+    Res = maps:from_list([{Name, summary([V || Run <- Runs, {N, V} <- Run, N =:= Name])}
+                          || {Name, _} <- Variants]),
+    [io:format("  ~-20s ~s~n", [N, show(V)]) || {N, V} <- lists:sort(maps:to_list(Res))],
+    #{id => list_to_binary(Id), what => list_to_binary(What), better => Better, results => Res}.
+
+summary([V | _] = Vs) when is_number(V) -> stats(Vs);
+summary([#{value := _} = M | _] = Vs) ->
+    maps:merge(stats([maps:get(value, V) || V <- Vs]),
+               maps:from_list([{K, maps:get(median, stats([maps:get(K, V) || V <- Vs]))}
+                               || K <- maps:keys(M), K =/= value]));
+summary([M | _] = Vs) ->
+    maps:from_list([{K, stats([maps:get(K, V) || V <- Vs])} || K <- maps:keys(M)]).
 
 stats(Vs) ->
     S = lists:sort(Vs),
-    {lists:nth((length(S) + 1) div 2, S), hd(S), lists:last(S)}.
+    #{median => lists:nth((length(S) + 1) div 2, S), min => hd(S), max => lists:last(S)}.
+
+show(#{median := M} = V) ->
+    io_lib:format("median ~.2f (min ~.2f, max ~.2f)~s~s", [M, maps:get(min, V), maps:get(max, V),
+                  cpu_text(" node", node_cpu_us, V), cpu_text(" worker", worker_cpu_us, V)]);
+show(Fields) -> [io_lib:format("~s ~.2f  ", [K, maps:get(median, F)]) || {K, F} <- maps:to_list(Fields)].
+
+cpu_text(Who, K, V) ->
+    case V of #{K := C} -> io_lib:format("~s ~.2f us/op", [Who, C]); _ -> "" end.
 
 close(P) -> catch port_close(P), flush(P).
 
 flush(P) -> receive {P, _} -> flush(P) after 0 -> ok end.
 
-now_us() -> erlang:monotonic_time(microsecond).
+%% S1: p50 of one round trip, timed one by one.
+control_p50(P) -> p50(worker_of(P), fun() -> erlang:port_control(P, 0, <<"12345678">>) end, P).
 
-control_p50(P) ->
-    D = <<"12345678">>,
-    [erlang:port_control(P, 0, D) || _ <- lists:seq(1, 2000)],
-    N = 20000,
-    Ts = [begin T0 = erlang:monotonic_time(nanosecond), _ = erlang:port_control(P, 0, D),
-                erlang:monotonic_time(nanosecond) - T0 end || _ <- lists:seq(1, N)],
-    close(P),
-    lists:nth(N div 2, lists:sort(Ts)) / 1000.
+nif_p50(Nif) -> p50(none, fun() -> Nif(<<"12345678">>) end, none).
 
-floor_p50(Floor, Python) ->
-    Out = os:cmd(Floor ++ " " ++ Python ++ " 20000"),
-    {match, [P50]} = re:run(Out, "\"p50\": ([0-9.]+)", [{capture, all_but_first, list}]),
-    list_to_float(P50).
+p50(Worker, Op, P) ->
+    [Op() || _ <- lists:seq(1, 2000)],
+    {Ts, Win} = measure(Worker, 20000, fun() ->
+        T0 = erlang:monotonic_time(nanosecond), _ = Op(),
+        {1, erlang:monotonic_time(nanosecond) - T0} end),
+    P =:= none orelse close(P),
+    S = list_to_tuple(lists:sort(Ts)),
+    (with_cpu(element(size(S) div 2, S) / 1000, Win))#{p99 => element(size(S) * 99 div 100, S) / 1000}.
 
-%% Keep Window messages in flight until N have come back.
+%% The worker behind a port: pybridge's worker, a spawn port's program, none for a driver
+%% or NIF inside the VM.
+worker_of(P) ->
+    case erlang:port_info(P, os_pid) of
+        {os_pid, Os} when is_integer(Os) -> Os;
+        _ -> case erlang:port_info(P, name) of
+                 {name, "pb_bench_echo"} -> none;
+                 _ -> worker()
+             end
+    end.
+
+floor_p50(Cmd) ->
+    Out = os:cmd(lists:flatten(Cmd)),
+    Get = fun(K) ->
+        {match, [V]} = re:run(Out, "\"" ++ K ++ "\": ([0-9.]+)", [{capture, all_but_first, list}]),
+        list_to_float(V) end,
+    #{value => Get("p50"), p99 => Get("p99"), node_cpu_us => Get("node_cpu_us"),
+      worker_cpu_us => Get("worker_cpu_us")}.
+
+%% S2, S3: keep Window messages in flight until at least N have come back (and the
+%% measuring window is long enough).
 echo_rate(P, Window, N) ->
     D = <<"12345678">>,
-    T0 = now_us(),
-    [true = erlang:port_command(P, D) || _ <- lists:seq(1, min(Window, N))],
-    pump(P, D, N - min(Window, N), N),
-    Rate = N / ((now_us() - T0) / 1.0e6),
+    {[], Win} = until(worker_of(P), fun(Deadline) ->
+        [true = erlang:port_command(P, D) || _ <- lists:seq(1, Window)],
+        {pump(P, D, Window, 0, N, Deadline), []} end),
     close(P),
-    Rate.
+    per_s(Win).
 
-pump(_P, _D, _ToSend, 0) -> ok;
-pump(P, D, ToSend, Left) ->
+pump(_P, _D, 0, Got, _N, _Deadline) -> Got;
+pump(P, D, InFlight, Got, N, Deadline) ->
     receive {P, {data, _}} -> ok end,
-    ToSend > 0 andalso erlang:port_command(P, D),
-    pump(P, D, max(ToSend - 1, 0), Left - 1).
+    case Got + 1 < N orelse now_us() < Deadline of
+        true -> true = erlang:port_command(P, D), pump(P, D, InFlight, Got + 1, N, Deadline);
+        false -> pump(P, D, InFlight - 1, Got + 1, N, Deadline)
+    end.
 
+%% S4: port_call round trips, one at a time.
 call_rate(P) ->
-    N = 20000,
     [erlang:port_call(P, 0, ?TUPLE) || _ <- lists:seq(1, 1000)],
-    T0 = now_us(),
-    [?TUPLE = erlang:port_call(P, 0, ?TUPLE) || _ <- lists:seq(1, N)],
-    Rate = N / ((now_us() - T0) / 1.0e6),
+    Res = measure_rate(worker_of(P), 20000, fun() -> ?TUPLE = erlang:port_call(P, 0, ?TUPLE) end),
     close(P),
-    Rate.
+    Res.
+
+nif_call_rate(Nif) ->
+    [Nif(?TUPLE) || _ <- lists:seq(1, 1000)],
+    measure_rate(none, 20000, fun() -> ?TUPLE = Nif(?TUPLE) end).
 
 term_echo_rate(P) ->
-    N = 20000,
-    Go = fun(K) -> [begin true = erlang:port_command(P, term_to_binary(?TUPLE)),
-                          ?TUPLE = receive {P, {data, B}} -> binary_to_term(B) end end
-                    || _ <- lists:seq(1, K)] end,
-    Go(1000),
-    T0 = now_us(),
-    Go(N),
-    Rate = N / ((now_us() - T0) / 1.0e6),
+    Go = fun() -> true = erlang:port_command(P, term_to_binary(?TUPLE)),
+                  ?TUPLE = receive {P, {data, B}} -> binary_to_term(B) end end,
+    [Go() || _ <- lists:seq(1, 1000)],
+    Res = measure_rate(worker_of(P), 20000, Go),
     close(P),
-    Rate.
+    Res.
 
+measure_rate(Worker, N, Op) ->
+    {[], Win} = measure(Worker, N, fun() -> Op(), {1, none} end),
+    per_s(Win).
+
+%% S5: each batch, one control (or NIF call) makes Python send BATCH 5-tuples.
+-define(BATCH, 100000).
 term_rate() ->
     P = pybridge:open("bench_drivers:Terms", [binary]),
-    N = 200000,
-    T0 = now_us(),
-    [] = erlang:port_control(P, N, <<>>),
-    [receive {ok, 42, <<"hello">>, 3.5, done} -> ok end || _ <- lists:seq(1, N)],
-    Rate = N / ((now_us() - T0) / 1.0e6),
+    Res = batches(worker(), fun() -> [] = erlang:port_control(P, ?BATCH, <<>>), ?BATCH end,
+                  fun() -> receive {ok, 42, <<"hello">>, 3.5, done} -> ok end end),
     close(P),
-    Rate.
+    Res.
 
+nif_term_rate() ->
+    batches(none, fun() -> ok = pb_bench_inproc:terms(?BATCH), ?BATCH end,
+            fun() -> receive {ok, 42, <<"hello">>, 3.5, done} -> ok end end).
+
+%% Start() asks for a batch and says how many items it brings, Take() takes one.
+batches(Worker, Start, Take) ->
+    {[], Win} = measure(Worker, 2 * ?BATCH, fun() ->
+        K = Start(), [Take() || _ <- lists:seq(1, K)], {K, none} end),
+    per_s(Win).
+
+%% S6: 1 MiB echoed, one at a time. GB/s; CPU per MiB.
 mib_rate(P) ->
     D = binary:copy(<<"0123456789abcdef">>, 65536),
-    K = 500,
-    T0 = now_us(),
-    [begin true = erlang:port_command(P, D), collect(P, byte_size(D)) end || _ <- lists:seq(1, K)],
-    Rate = K * byte_size(D) / ((now_us() - T0) / 1.0e6) / 1.0e9,
+    {[], Win} = measure(worker_of(P), 200, fun() ->
+        true = erlang:port_command(P, D), collect(P, byte_size(D)), {1, none} end),
     close(P),
-    Rate.
+    gb_per_s(byte_size(D), Win).
+
+gb_per_s(Size, Win) -> with_cpu(ops(Win) * Size / us(Win) / 1.0e3, Win).
 
 collect(_P, 0) -> ok;
 collect(P, Left) -> receive {P, {data, B}} -> collect(P, Left - iolist_size(B)) end.
 
+%% S10: control K sends the 8 MiB array K times. GB/s; CPU per array.
+array_rate() ->
+    P = pybridge:open("bench_drivers:Array", [binary]),
+    Size = binary_to_integer(iolist_to_binary(erlang:port_control(P, 0, <<>>))),
+    {[], Win} = measure(worker(), 20, fun() ->
+        _ = erlang:port_control(P, 4, <<>>), collect(P, 4 * Size), {4, none} end),
+    close(P),
+    gb_per_s(Size, Win).
+
 %% S7: 10,000 ports open at once.
 s7() ->
-    case want("S7") of
-        true -> s7_();
-        false -> skipped
-    end.
-
-s7_() ->
-    io:format("S7 10,000 ports open at once~n"),
-    Runs = [s7_round() || _ <- lists:seq(1, ?ROUNDS)],
-    Field = fun(K) -> stats([maps:get(K, R) || R <- Runs]) end,
-    Res = maps:from_list([{K, begin {M, Lo, Hi} = Field(K), #{median => M, min => Lo, max => Hi} end}
-                          || K <- [opens_per_s, kib_per_port, round_trip_s]]),
-    [io:format("  ~-14s median ~.2f~n", [K, maps:get(median, V)]) || {K, V} <- maps:to_list(Res)],
-    #{id => <<"S7">>, what => <<"10,000 ports open at once">>, better => higher, results => #{pybridge => Res}}.
-
-s7_round() ->
     N = 10000,
-    [W | _] = pybridge_sup:managers(),
-    OsPid = pybridge_manager:os_pid(W),
+    OsPid = worker(),
     garbage_collect(),
     Mem0 = erlang:memory(total), Rss0 = rss_kib(OsPid),
     T0 = now_us(),
@@ -239,6 +334,53 @@ sample(K, Max) ->
     T0 = now_us(),
     receive after 10 -> ok end,
     sample(K - 1, max(Max, now_us() - T0 - 10000)).
+
+%% S11: round trips per second of one port alone, then of 100 ports at once, each driven by
+%% a process of its own, for at least 1 s each: with control (as the target says), and with
+%% port_command, which leaves the scheduler free while the worker sleeps.
+sleepers(How) ->
+    One = sleepers_rate(How, 1),
+    All = sleepers_rate(How, 100),
+    #{one_port_per_s => One, aggregate_per_s => All, speedup => All / One}.
+
+sleepers_rate(How, N) ->
+    Self = self(),
+    %% each process opens its port, so that the port's messages come to it
+    Pids = [spawn_link(fun() ->
+                P = pybridge:open("bench_drivers:SleepPortLocked", [binary]),
+                Self ! {ready, self()},
+                Deadline = receive {go, D} -> D end,
+                Self ! {self(), sleeper(How, P, Deadline, 0)},
+                close(P) end) || _ <- lists:seq(1, N)],
+    [receive {ready, Pid} -> ok end || Pid <- Pids],
+    T0 = now_us(),
+    [Pid ! {go, T0 + 1000000} || Pid <- Pids],
+    Done = lists:sum([receive {Pid, K} -> K end || Pid <- Pids]),
+    Done / ((now_us() - T0) / 1.0e6).
+
+sleeper(How, P, Deadline, K) ->
+    case now_us() < Deadline of
+        true when How =:= control ->
+            "x" = erlang:port_control(P, 0, <<"x">>),
+            sleeper(How, P, Deadline, K + 1);
+        true ->
+            true = erlang:port_command(P, <<"x">>),
+            receive {P, {data, <<"x">>}} -> ok end,
+            sleeper(How, P, Deadline, K + 1);
+        false -> K
+    end.
+
+%% idle: CPU use of the worker and of the node over 5 s while 10 ports are open and quiet.
+idle() ->
+    Ps = [pybridge:open("bench_drivers:Echo", [binary]) || _ <- lists:seq(1, 10)],
+    [<<"x">> = erlang:port_control(P, 0, <<"x">>) || P <- Ps],
+    receive after 1000 -> ok end,
+    Os = worker(), Node = node_os_pid(),
+    W0 = cpu_us(Os), N0 = cpu_us(Node), T0 = now_us(),
+    receive after 5000 -> ok end,
+    W1 = cpu_us(Os), N1 = cpu_us(Node), T = now_us() - T0,
+    [close(P) || P <- Ps],
+    #{worker_pct => 100 * (W1 - W0) / T, node_pct => 100 * (N1 - N0) / T}.
 
 %% A small JSON writer for maps, lists, numbers, atoms and binaries.
 json(M) when is_map(M) ->

@@ -158,8 +158,15 @@ def test_bench_subset_runs_and_leaves_the_published_table_alone():
     got = json.loads((ROOT / "bench/results/partial.json").read_text())
     [s1] = got["scenarios"]
     assert s1["id"] == "S1"
-    assert {"pybridge", "floor", "ceiling"} <= s1["results"].keys()
-    assert all(v["median"] > 0 for v in s1["results"].values())
+    res = s1["results"]
+    assert {"pybridge", "in_process", "in_process_normal", "floor", "spin_floor",
+            "ceiling"} <= res.keys()
+    assert all(v["median"] > 0 and v["p99"] >= v["median"] for v in res.values())
+    # CPU per round trip: the node's for every variant, the worker's where there is one
+    assert all(v["node_cpu_us"] > 0 for v in res.values())
+    assert res["pybridge"]["worker_cpu_us"] > 0 and res["floor"]["worker_cpu_us"] > 0
+    assert "worker_cpu_us" not in res["in_process"] and "worker_cpu_us" not in res["ceiling"]
+    assert got["machine"]["CPU(s)"] == str(os.cpu_count())
     assert latest.read_bytes() == before
 
 
