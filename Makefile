@@ -117,7 +117,7 @@ bench: build
 	@mkdir -p $(BENCH) bench/results
 	@cc -O2 -fPIC -shared -I$(ERL_INCLUDE) -o $(BENCH)/pb_bench_echo.so bench/echo_drv.c
 	@cc -O2 -o $(BENCH)/floor bench/floor.c
-	@erlc -o $(BENCH) bench/pb_bench.erl
+	@erlc -o $(BENCH) bench/pb_bench.erl bench/pb_bench_pool.erl
 	@PB_BENCH_OUT=$(abspath bench/results/$(if $(PB_BENCH_ONLY),partial,latest).json) \
 	  PB_BENCH_FLOOR=$(abspath $(BENCH)/floor) PB_BENCH_SPAWN=$(abspath bench/spawn_echo.py) \
 	  erl -noshell -pa $(EBIN) -pa $(BENCH) -eval 'pb_bench:main()' -s init stop

@@ -1,5 +1,5 @@
 %% `make bench`: issue 4's scenarios for pybridge and its baselines, side by side in
-%% one run. Every figure is the median of ROUNDS rounds with min and max. Writes JSON.
+%% one run, and issue 16's pool scenarios (pb_bench_pool). Every figure is the median of ROUNDS rounds with min and max. Writes JSON.
 -module(pb_bench).
 -export([main/0]).
 
@@ -45,7 +45,14 @@ main() ->
       s("S8", "CPU-bound handler, 2 ports, 40 x 10 ms: pool of 2 speed-up over pool of 1", higher,
         [{pybridge, fun() -> pool_speedup() end}]),
       s("S9", "max lateness of a 10 ms Erlang timer while 10 ports' handlers take 100 ms, ms", lower,
-        [{pybridge, fun() -> timer_lateness() end}])
+        [{pybridge, fun() -> timer_lateness() end}]),
+      s("S10", "pool_call round trip of {ok, 42, <<\"hello\">>}, p50 us", lower,
+        [{Where, fun() -> pb_bench_pool:call_p50(Where) end} || Where <- [direct, local, remote]]),
+      s("S11", "pool_call, 16 callers, 4 members, calls/s", higher,
+        [{Where, fun() -> pb_bench_pool:call_rate(Where) end} || Where <- [local, remote]]),
+      s("S12", "pool_call to I/O-bound members (10 ms a call), 4 a node, 24 callers, calls/s", higher,
+        [{list_to_atom(integer_to_list(N) ++ "_nodes"), fun() -> pb_bench_pool:scale_out(N) end}
+         || N <- [1, 3]])
     ]),
     ok = file:write_file(Out, json(#{rounds => ?ROUNDS, scenarios => Results,
                                      otp => list_to_binary(erlang:system_info(otp_release)),

@@ -47,6 +47,8 @@ def targets(r):
     add("S8", ">= 1.7 x with 2 workers", f"{a:.2f} x", a / 1.7)
     a = med(r, "S9", "pybridge")
     add("S9", "max lateness <= 5 ms", f"{a:.2f} ms", 5 / max(a, 0.001))
+    a, b = med(r, "S12", "3_nodes"), med(r, "S12", "1_nodes")
+    add("S12", ">= 2.5 x with 3 nodes", f"{a:,.0f}/s = {a / b:.2f} x 1 node", a / b / 2.5)
     return out
 
 
