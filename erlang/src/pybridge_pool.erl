@@ -88,6 +88,8 @@ stop(Pool) ->
 -spec call(atom(), op(), call_option()) -> term().
 call(Pool, Op, Opts) ->
     is_atom(Pool) orelse error(badarg),
+    %% the pg scope runs with the application: without it this node sees no member
+    whereis(pybridge_sup) =:= undefined andalso error({pybridge, not_started}),
     {Retry, Wait, Timeout} = call_options(Opts),
     Deadline = erlang:monotonic_time(millisecond) + Timeout,
     case attempt(Pool, Op, Retry, Wait, Deadline, [], 1) of
@@ -98,6 +100,7 @@ call(Pool, Op, Opts) ->
 %% @doc Every member of Pool that answers within 2 s, by node, with the totals.
 -spec info(atom()) -> info().
 info(Pool) ->
+    whereis(pybridge_sup) =:= undefined andalso error({pybridge, not_started}),
     Members = pg:get_members(pybridge_pool_view:scope(), {members, Pool}),
     Deadline = erlang:monotonic_time(millisecond) + 2000,
     Requests = [gen_server:send_request(M, info) || M <- Members],

@@ -1,8 +1,10 @@
 %% @doc This node's view for routing pool calls (docs/CLUSTER.md): how many calls this
 %% node has in flight at each member, and the `prefer' of the pools started here. One
 %% public ETS table: callers (pybridge_pool) count their calls in it, pool supervisors
-%% write their `prefer'. This process owns it and, every few seconds, forgets the counts of
-%% members that have left their group, which a caller killed mid-call would otherwise leave.
+%% write their `prefer'. This process owns it and forgets the count of a member that leaves
+%% a group, which a caller killed mid-call would otherwise leave behind. Why pg's events
+%% and not a periodic sweep: with a 5 s sweep timer, pybridge_locking_tests' bound (another
+%% port answers within 100 ms while one port's callback blocks) failed most runs.
 -module(pybridge_pool_view).
 -behaviour(gen_server).
 
@@ -13,7 +15,6 @@
 -define(TAB, ?MODULE).
 %% the pg scope of every pool, started by pybridge_sup
 -define(SCOPE, pybridge_pg).
--define(SWEEP_MS, 5000).
 
 %% @doc Start the owner of the table (from pybridge_sup).
 -spec start_link() -> {ok, pid()} | {error, term()}.
@@ -70,27 +71,25 @@ prefer(Pool) ->
         [] -> local
     end.
 
--spec init([]) -> {ok, undefined}.
+-spec init([]) -> {ok, reference()}.
 init([]) ->
     _ = ets:new(?TAB, [named_table, public, set, {write_concurrency, true},
                        {read_concurrency, true}]),
-    _ = erlang:send_after(?SWEEP_MS, self(), sweep),
-    {ok, undefined}.
+    {Ref, _Groups} = pg:monitor_scope(?SCOPE),
+    {ok, Ref}.
 
--spec handle_call(term(), gen_server:from(), undefined) -> {reply, {error, unknown}, undefined}.
-handle_call(_, _From, State) ->
-    {reply, {error, unknown}, State}.
+-spec handle_call(term(), gen_server:from(), reference()) ->
+          {reply, {error, unknown}, reference()}.
+handle_call(_, _From, Ref) ->
+    {reply, {error, unknown}, Ref}.
 
--spec handle_cast(term(), undefined) -> {noreply, undefined}.
-handle_cast(_, State) ->
-    {noreply, State}.
+-spec handle_cast(term(), reference()) -> {noreply, reference()}.
+handle_cast(_, Ref) ->
+    {noreply, Ref}.
 
--spec handle_info(term(), undefined) -> {noreply, undefined}.
-handle_info(sweep, State) ->
-    Counted = ets:select(?TAB, [{{{load, '$1'}, '_', '$2'}, [], [{{'$1', '$2'}}]}]),
-    _ = [ets:delete(?TAB, {load, M}) || {M, Pool} <- Counted,
-                                        not lists:member(M, pg:get_members(?SCOPE, Pool))],
-    _ = erlang:send_after(?SWEEP_MS, self(), sweep),
-    {noreply, State};
-handle_info(_, State) ->
-    {noreply, State}.
+-spec handle_info(term(), reference()) -> {noreply, reference()}.
+handle_info({Ref, leave, _Group, Members}, Ref) ->
+    _ = [ets:delete(?TAB, {load, M}) || M <- Members],
+    {noreply, Ref};
+handle_info(_, Ref) ->
+    {noreply, Ref}.

@@ -212,17 +212,15 @@ overloaded_under_flood(#{c := C}) ->
     Waited = flood(8, 1, fun() -> pybridge:pool_call(flooded, 1, {50, x}, #{wait => true,
                                                                          timeout => 20000}) end),
     ?assertEqual(8, length([O || {ok, _} = O <- Waited])),
-    %% a wait bounded by its timeout ends overloaded
+    stop_pool([C], flooded),
+    %% a wait bounded by its timeout ends overloaded: a member with no queue, busy 3 s
+    start_pool([C], full, #{size => 1, max_queue => 0}),
     Tag = make_ref(),
-    [begin
-         spawn_call(Tag, fun() -> pybridge:pool_call(flooded, 1, {1500, x}) end),
-         true = wait_until(fun() -> maps:with([in_flight, queued], pybridge:pool_info(flooded))
-                                        =:= #{in_flight => 1, queued => Queued} end, 1000)
-     end || Queued <- [0, 1, 2]],
-    ?assertError({pybridge, overloaded},
-                 pybridge:pool_call(flooded, 0, x, #{wait => true, timeout => 200})),
-    ?assertMatch([{ok, _}, {ok, _}, {ok, _}], collect(Tag, 3)),
-    stop_pool([C], flooded).
+    spawn_call(Tag, fun() -> pybridge:pool_call(full, 1, {3000, x}) end),
+    true = wait_until(fun() -> maps:get(in_flight, pybridge:pool_info(full)) =:= 1 end, 2500),
+    ?assertError({pybridge, overloaded}, pybridge:pool_call(full, 0, x, #{wait => true, timeout => 200})),
+    ?assertMatch([{ok, _}], collect(Tag, 1)),
+    stop_pool([C], full).
 
 restart_backs_off(#{c := C}) ->
     File = filename:absname("_build/test/pool_refuse_" ++ os:getpid()),
@@ -280,14 +278,19 @@ node_stopped_mid_load(#{a := A, b := B}) ->
     [WA, WB] = [worker_pid(N) || N <- [A, B]],
     Self = self(),
     Callers = [spawn_link(fun() -> caller(Self, K, 1, []) end) || K <- lists:seq(1, 6)],
-    timer:sleep(400),
-    ?assert(lists:sum([F || #{in_flight := F} <- members(survived, B)]) > 0),
+    timer:sleep(500),
+    %% each call takes 150 ms: b's members are busy nearly all the time
+    true = wait_until(fun() -> lists:sum([F || #{in_flight := F} <- members(survived, B)]) > 0
+                      end, 2000),
     BeamPid = erpc:call(B, os, getpid, []),
     true = monitor_node(B, true),
     _ = os:cmd("kill -9 " ++ BeamPid),
     receive {nodedown, B} -> ok after 10000 -> error(no_nodedown) end,
+    %% from when pg has taken b's members out of this node's view
+    true = wait_until(fun() -> [M || M <- pg:get_members(pybridge_pg, survived), node(M) =:= B] =:= []
+                      end, 5000),
     Seen = erlang:monotonic_time(millisecond),
-    timer:sleep(400),
+    timer:sleep(500),
     [C ! stop || C <- Callers],
     Logs = lists:append([receive {log, C, L} -> L end || C <- Callers]),
     Issued = length(Logs),
@@ -300,7 +303,7 @@ node_stopped_mid_load(#{a := A, b := B}) ->
     ?assertEqual(lists:sum([erlang:crc32(term_to_binary(Q)) || {_, _, Q, _} <- Ok]),
                  lists:sum([erlang:crc32(term_to_binary(R)) || {_, _, _, R} <- Ok])),
     ?assertEqual([], [W || {_, W, _, _} <- Ok, W =/= WA, W =/= WB]),
-    %% calls made once the node was seen down went to the survivor, all answered
+    %% calls made once pg took the node's members out went to the survivor, all answered
     After = [W || {T, W, _, _} <- Ok, T > Seen],
     ?assert(length(After) > 0),
     ?assertEqual([], [X || {down, T} = X <- Logs, T > Seen]),
@@ -314,7 +317,7 @@ node_stopped_mid_load(#{a := A, b := B}) ->
 caller(Parent, K, Seq, Log) ->
     receive stop -> Parent ! {log, self(), Log}
     after 0 ->
-        Req = {30, {K, Seq, rand:bytes(16)}},
+        Req = {150, {K, Seq, rand:bytes(16)}},
         T = erlang:monotonic_time(millisecond),
         Entry = try pybridge:pool_call(survived, 1, Req) of
                     {W, Reply} -> {ok, T, W, Req, Reply}
