@@ -137,7 +137,8 @@ bench: build python-dev
 	  -DPB_LIBPYTHON="\"$$($(PYSONAME))\"" -o $(BENCH)/pb_bench_inproc.so bench/inproc_nif.c \
 	  $$("$$cfg" --embed --ldflags) -Wl,-rpath,$$($(PY) -c 'import sysconfig as s; print(s.get_config_var("LIBDIR"))')
 	@cc -O2 -o $(BENCH)/floor bench/floor.c
-	@erlc -o $(BENCH) bench/pb_bench.erl bench/pb_bench_measure.erl bench/pb_bench_inproc.erl
+	@erlc -o $(BENCH) bench/pb_bench.erl bench/pb_bench_measure.erl bench/pb_bench_inproc.erl \
+	  bench/pb_bench_pool.erl
 	@PB_BENCH_OUT=$(abspath bench/results/$(if $(PB_BENCH_ONLY),partial,latest).json) \
 	  PB_BENCH_FLOOR=$(abspath $(BENCH)/floor) PB_BENCH_SPAWN=$(abspath bench/spawn_echo.py) \
 	  erl -noshell -pa $(EBIN) -pa $(BENCH) -eval 'pb_bench:main()' -s init stop

@@ -85,3 +85,14 @@ class Slow(pybridge.Driver):
     def output(self, data):
         time.sleep(0.1)
         self.port.output(b"done")
+
+
+class Waits10ms(pybridge.Driver):
+    """S12: each call waits 10 ms (I/O-bound: the GIL is free meanwhile), then echoes.
+    Port-level locking, so that the members one worker serves wait at the same time."""
+
+    flags = pybridge.ERL_DRV_FLAG_USE_PORT_LOCKING
+
+    def call(self, command, term):
+        time.sleep(0.01)
+        return term

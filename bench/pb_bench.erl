@@ -1,7 +1,8 @@
-%% `make bench`: issue 4's and issue 14's scenarios for pybridge and its baselines, side by side
-%% in one run. Every figure is the median of ROUNDS rounds with min and max; a scenario's
-%% variants take turns within each round. Writes JSON. The measuring itself (windows, CPU
-%% time per operation) is in pb_bench_measure.
+%% `make bench`: issue 4's and issue 14's scenarios for pybridge and its baselines, and
+%% issue 16's pool scenarios (pb_bench_pool), side by side in one run. Every figure is the
+%% median of ROUNDS rounds with min and max; a scenario's variants take turns within each
+%% round. Writes JSON. The measuring itself (windows, CPU time per operation) is in
+%% pb_bench_measure.
 -module(pb_bench).
 -export([main/0]).
 
@@ -70,7 +71,14 @@ main() ->
         higher, [{pybridge, fun() -> sleepers(control) end},
                  {pybridge_command, fun() -> sleepers(command) end}]),
       s("idle", "a worker with 10 open ports and no traffic, % of a CPU over 5 s", lower,
-        [{pybridge, fun() -> idle() end}])
+        [{pybridge, fun() -> idle() end}]),
+      s("P1", "pool_call round trip of {ok, 42, <<\"hello\">>}, p50 us", lower,
+        [{Where, fun() -> pb_bench_pool:call_p50(Where) end} || Where <- [direct, local, remote]]),
+      s("P2", "pool_call, 16 callers, 4 members, calls/s", higher,
+        [{Where, fun() -> pb_bench_pool:call_rate(Where) end} || Where <- [local, remote]]),
+      s("P3", "pool_call to I/O-bound members (10 ms a call), 4 a node, 24 callers, calls/s", higher,
+        [{list_to_atom(integer_to_list(N) ++ "_nodes"), fun() -> pb_bench_pool:scale_out(N) end}
+         || N <- [1, 3]])
     ]),
     ok = file:write_file(Out, json(#{rounds => ?ROUNDS, scenarios => Results, machine => machine(),
                                      load_average => [Load0, load_average()],

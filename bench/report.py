@@ -71,6 +71,8 @@ def targets(r):
         f"{a:.1f} x with control ({c:.1f} x with port_command)", a / 50)
     a, n = med(r, "idle", "pybridge", "worker_pct"), med(r, "idle", "pybridge", "node_pct")
     add("idle", "worker <= 1 % of a CPU", f"worker {a:.2f} %, node {n:.2f} %", 1 / max(a, 0.001))
+    a, b = med(r, "P3", "3_nodes"), med(r, "P3", "1_nodes")
+    add("P3", ">= 2.5 x with 3 nodes", f"{a:,.0f}/s = {a / b:.2f} x 1 node", a / b / 2.5)
     return out
 
 

@@ -15,6 +15,9 @@
 
 -export([open/2, open/3, command/2, command/3, control/3, call/3, close/1,
          load_driver/2, unload_driver/1, info/1, stats/0, reload/1]).
+%% pools across a cluster: docs/CLUSTER.md
+-export([start_pool/3, pool_spec/3, stop_pool/1, pool_call/3, pool_call/4, pool_control/3,
+         pool_control/4, pool_command/2, pool_command/3, pool_info/1]).
 
 -export_type([spec/0, open_option/0, error_reason/0, reload_counts/0]).
 
@@ -203,6 +206,68 @@ upgraded([], Up, Kept, []) ->
     {ok, #{upgraded => Up, kept => Kept}};
 upgraded([], Up, Kept, Errs) ->
     {error, {code_change, Errs, #{upgraded => Up, kept => Kept}}}.
+
+%% @doc Start the members of Pool on this node: `size' ports of Spec (default 1), opened
+%% with `args' and `timeout' and `open_options', each taking at most `max_queue' calls
+%% behind the one it runs (default 16); `prefer' (local or least_loaded) is how calls made
+%% on this node are routed. See pybridge_pool:start/3.
+-spec start_pool(atom(), spec(), pybridge_pool:option()) -> {ok, pid()} | {error, term()}.
+start_pool(Pool, Spec, Opts) ->
+    pybridge_pool:start(Pool, Spec, Opts).
+
+%% @doc The same as start_pool/3, as a child spec for a supervisor of the caller's.
+-spec pool_spec(atom(), spec(), pybridge_pool:option()) -> supervisor:child_spec().
+pool_spec(Pool, Spec, Opts) ->
+    pybridge_pool:spec(Pool, Spec, Opts).
+
+%% @doc Stop the members of Pool on this node (started by start_pool/3).
+-spec stop_pool(atom()) -> ok | {error, not_found}.
+stop_pool(Pool) ->
+    pybridge_pool:stop(Pool).
+
+%% @equiv pool_call(Pool, Cmd, Term, #{})
+-spec pool_call(atom(), non_neg_integer(), term()) -> term().
+pool_call(Pool, Cmd, Term) ->
+    pool_call(Pool, Cmd, Term, #{}).
+
+%% @doc call/3 on one member of Pool, on any node; raises pybridge_pool:error_reason().
+%% Opts: retry, wait, timeout (pybridge_pool:call/3).
+-spec pool_call(atom(), non_neg_integer(), term(), pybridge_pool:call_option()) -> term().
+pool_call(Pool, Cmd, Term, Opts) when is_integer(Cmd), Cmd >= 0, Cmd < 16#FFFFFF00 ->
+    pybridge_pool:call(Pool, {call, Cmd, Term}, Opts);
+pool_call(_, _, _, _) ->
+    error(badarg).
+
+%% @equiv pool_control(Pool, Cmd, Data, #{})
+-spec pool_control(atom(), non_neg_integer(), iodata()) -> string() | binary().
+pool_control(Pool, Cmd, Data) ->
+    pool_control(Pool, Cmd, Data, #{}).
+
+%% @doc control/3 on one member of Pool: a string, or a binary if the driver set
+%% PORT_CONTROL_FLAG_BINARY.
+-spec pool_control(atom(), non_neg_integer(), iodata(), pybridge_pool:call_option()) ->
+          string() | binary().
+pool_control(Pool, Cmd, Data, Opts) when is_integer(Cmd), Cmd >= 0, Cmd < 16#100000000 ->
+    pybridge_pool:call(Pool, {control, Cmd, Data}, Opts);
+pool_control(_, _, _, _) ->
+    error(badarg).
+
+%% @equiv pool_command(Pool, Data, #{})
+-spec pool_command(atom(), iodata()) -> ok.
+pool_command(Pool, Data) ->
+    pool_command(Pool, Data, #{}).
+
+%% @doc port_command/2 on one member of Pool: ok once that port has taken Data. Members
+%% whose ports are busy hold it in their queues; full ones make it overloaded.
+-spec pool_command(atom(), iodata(), pybridge_pool:call_option()) -> ok.
+pool_command(Pool, Data, Opts) ->
+    pybridge_pool:call(Pool, {command, Data}, Opts).
+
+%% @doc The members of Pool on every node, with their calls in flight, queued, served and
+%% restarts (pybridge_pool:info/1).
+-spec pool_info(atom()) -> pybridge_pool:info().
+pool_info(Pool) ->
+    pybridge_pool:info(Pool).
 
 %% Why not the list's own ETF: port_call decodes it in one go, holding a scheduler, and it
 %% is 2 bytes a byte. binary_to_list/1 yields; in a heap grown as it goes each collection

@@ -50,17 +50,7 @@ running() ->
     lists:keymember(pybridge, 1, application:which_applications()).
 
 wait_until(F, Ms) ->
-    wait_loop(F, erlang:monotonic_time(millisecond) + Ms).
-
-wait_loop(F, Deadline) ->
-    case F() of
-        true -> true;
-        false ->
-            case erlang:monotonic_time(millisecond) > Deadline of
-                true -> false;
-                false -> timer:sleep(10), wait_loop(F, Deadline)
-            end
-    end.
+    pybridge_test_lib:wait_until(F, Ms).
 
 open_error(Spec, Opts) ->
     try open(Spec, Opts) of P -> {ok, P} catch error:R -> R end.

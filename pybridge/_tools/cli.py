@@ -127,8 +127,8 @@ def bench(only: str, checkout: Path | None) -> None:
     root = next((r for r in roots if (r / "bench" / "pb_bench.erl").exists()), None)
     if root is None:
         raise click.ClickException("no pybridge checkout with bench/ found: pass --checkout")
-    if only and not re.fullmatch(r"(S[1-9][0-9]?|idle)(,(S[1-9][0-9]?|idle))*",
+    if only and not re.fullmatch(r"(S[1-9][0-9]?|P[1-9]|idle)(,(S[1-9][0-9]?|P[1-9]|idle))*",
                                  only.replace(" ", "")):
-        raise click.BadParameter("ids like S1,S3,idle", param_hint="--only")
+        raise click.BadParameter("ids like S1,S3,P1,idle", param_hint="--only")
     env = dict(os.environ, PB_BENCH_ONLY=only.replace(" ", ""))
     sys.exit(subprocess.call(["make", "-C", str(root), "bench"], env=env))
