@@ -7,13 +7,14 @@ STAMP   := $(VENV)/.installed
 EBIN    := _build/default/lib/pybridge/ebin
 export PYBRIDGE_PYTHON := $(abspath $(PY))
 
-.PHONY: all setup system python build demo test test-python test-erlang test-fuzz lint bench asan fuzz soak valgrind test-consumers clean
+.PHONY: all setup system python build demo test test-python test-erlang test-fuzz lint bench bench-instructions asan fuzz soak valgrind test-consumers clean
 
 all: build
 
 setup: system python
 
-# Debian's Erlang (with erl_driver.h), rebar3, Python's venv, clang (libFuzzer) and Elixir
+# Debian's Erlang (with erl_driver.h), rebar3, Python's venv and headers (the package's C
+# part), clang (libFuzzer) and Elixir
 # (make test-consumers), unless already there.
 system:
 	@PKGS=; \
@@ -22,6 +23,8 @@ system:
 	  PKGS="erlang-nox erlang-dev rebar3"; \
 	fi; \
 	python3 -c 'import ensurepip, venv' 2>/dev/null || PKGS="$$PKGS python3-venv"; \
+	python3 -c 'import os, sysconfig; os.stat(sysconfig.get_path("include") + "/Python.h")' \
+	  2>/dev/null || PKGS="$$PKGS python3-dev"; \
 	command -v cc >/dev/null || PKGS="$$PKGS gcc make"; \
 	command -v clang >/dev/null || PKGS="$$PKGS clang"; \
 	command -v mix >/dev/null || PKGS="$$PKGS elixir"; \
@@ -32,9 +35,10 @@ system:
 	  DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq $$PKGS >/dev/null; \
 	fi
 
-# The Python package (editable) with its test and lint extras, in a venv of its own.
+# The Python package (editable) with its test and lint extras, in a venv of its own; pip
+# compiles its C part (setup.py: the worker's hot path), again whenever that changes.
 python: $(STAMP)
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml setup.py $(wildcard pybridge/_wire/_accel*)
 	@[ -x $(PY) ] || { echo "==> creating $(VENV)"; python3 -m venv $(VENV); }
 	@echo "==> installing the pybridge Python package into $(VENV)"
 	@$(PY) -m pip install -q --disable-pip-version-check -e '.[test,lint]'
@@ -122,6 +126,12 @@ bench: build
 	  PB_BENCH_FLOOR=$(abspath $(BENCH)/floor) PB_BENCH_SPAWN=$(abspath bench/spawn_echo.py) \
 	  erl -noshell -pa $(EBIN) -pa $(BENCH) -eval 'pb_bench:main()' -s init stop
 	@$(if $(PB_BENCH_ONLY),,$(PY) bench/report.py)
+	@$(if $(PB_BENCH_ONLY),,$(MAKE) -s bench-instructions)
+
+# The worker's CPU instructions per control and per echoed message, compiled hot path and
+# pure Python side by side, counted with callgrind (skipped without valgrind).
+bench-instructions: build
+	@bench/instructions.sh $(abspath $(PY)) $(abspath $(EBIN))
 
 # The EUnit suite with the driver built with AddressSanitizer and UBSan, loaded into the
 # stock emulator with the sanitizer runtimes preloaded. The normal build is restored after.
