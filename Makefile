@@ -7,7 +7,7 @@ STAMP   := $(VENV)/.installed
 EBIN    := _build/default/lib/pybridge/ebin
 export PYBRIDGE_PYTHON := $(abspath $(PY))
 
-.PHONY: all setup system python build demo test test-python test-erlang test-fuzz lint bench bench-instructions asan fuzz soak valgrind test-consumers clean
+.PHONY: all setup system python build demo test test-python test-erlang test-pure test-fuzz lint bench bench-instructions asan fuzz soak valgrind test-consumers clean
 
 all: build
 
@@ -38,7 +38,7 @@ system:
 # The Python package (editable) with its test and lint extras, in a venv of its own; pip
 # compiles its C part (setup.py: the worker's hot path), again whenever that changes.
 python: $(STAMP)
-$(STAMP): pyproject.toml setup.py $(wildcard pybridge/_wire/_accel*)
+$(STAMP): pyproject.toml setup.py $(wildcard pybridge/_wire/_accel*.[ch])
 	@[ -x $(PY) ] || { echo "==> creating $(VENV)"; python3 -m venv $(VENV); }
 	@echo "==> installing the pybridge Python package into $(VENV)"
 	@$(PY) -m pip install -q --disable-pip-version-check -e '.[test,lint]'
@@ -53,13 +53,19 @@ demo: build
 	@erlc -o _build/demo examples/demo.erl
 	@erl -noshell -pa $(EBIN) -pa _build/demo -eval 'demo:main()' -s init stop
 
-test: build test-python test-erlang test-fuzz test-consumers
+test: build test-python test-erlang test-pure test-fuzz test-consumers
 
 test-python:
 	@$(PY) -m pytest -q
 
 test-erlang:
 	@rebar3 eunit
+
+# The Python and EUnit suites again with the workers' pure-Python hot path (PYBRIDGE_PURE=1,
+# docs/DEPLOYMENT.md): both paths must behave alike.
+test-pure:
+	@PYBRIDGE_PURE=1 $(PY) -m pytest -q
+	@PYBRIDGE_PURE=1 rebar3 eunit
 
 # pybridge as the git dependency of a rebar3 and of a mix project, each also run from a
 # release (docs/DEPLOYMENT.md). State in _build/consumers.
@@ -84,7 +90,9 @@ lint: setup
 	check "cc $(LINT_CFLAGS)" eval '(for f in c_src/*.c; do cwarn $$f -std=c11 -fPIC || exit 1; done) && \
 	  cwarn bench/echo_drv.c -fPIC && cwarn bench/floor.c && \
 	  cwarn fuzz/fuzz_frames.c && cwarn fuzz/erl_driver_doubles.c && \
-	  echo "c_src/*.c, echo_drv.c, floor.c, fuzz/*.c: no warnings"'; \
+	  (for f in pybridge/_wire/_accel*.c; do cwarn $$f -fPIC -Wno-unused-parameter \
+	    -I"$$($(PY) -c "import sysconfig; print(sysconfig.get_path('include'))")" || exit 1; done) && \
+	  echo "c_src/*.c, echo_drv.c, floor.c, fuzz/*.c, pybridge/_wire/_accel*.c: no warnings"'; \
 	exit $$rc
 
 # The long run of issue 5: RSS and descriptors of the VM and the worker stay flat.
