@@ -163,6 +163,20 @@ def test_max_frame_itself_is_allowed(ports):
     assert got[0] == got[1] == [("dispatch", P.PY_CALL, 0, 0, bytes(MAX_FRAME - 6))]
 
 
+def test_a_large_frame_then_small_ones(ports):
+    # the compiled reader gives a buffer over 1 MiB back once it is empty
+    big = P.frame(P.PY_CALL, bytes(range(256)) * 8192)          # 2 MiB
+    small = P.frame(P.PY_FLUSH, b"after")
+    got = []
+    for cls in READERS:
+        port = ports(cls, max_frame=4 << 20)
+        chunks = [big[i:i + 65536] for i in range(0, len(big), 65536)] + [small, small]
+        got.append(run(port, chunks))
+    assert got[0] == got[1]
+    assert [g[1] for g in got[0]] == [P.PY_CALL, P.PY_FLUSH, P.PY_FLUSH]
+    assert len(got[0][0][4]) == 2 << 20
+
+
 def test_fill_says_eof_and_nothing_alike(ports):
     for cls in READERS:
         port = ports(cls)
@@ -347,6 +361,30 @@ def test_threads_sending_at_once_never_interleave(ports, cls):
         off += 4 + n
     assert off == len(got)
     assert all(seen[t] == list(range(per)) for t in range(threads))
+
+
+@pytest.mark.parametrize("cls", WRITERS)
+def test_send_waits_for_the_lock_held_elsewhere(ports, cls):
+    # a frame another thread is making (the lock held) is whole before the next one starts
+    port = ports(FrameReader, cls)
+    w = port.writer
+    started = threading.Event()
+
+    def other():
+        started.set()
+        w.send(P.DRV_REPLY, b"second")
+    with w.lock:
+        w.out.append(P.HEADER.pack(6 + 3, P.DRV_OUTPUT, 0, 0))
+        t = threading.Thread(target=other)
+        t.start()
+        started.wait()
+        t.join(0.05)
+        assert t.is_alive()                 # waits for the lock
+        w.out.append(b"one")
+        w.outlen += P.HDR_LEN + 3
+    t.join()
+    assert w.write_out() is True
+    assert port.sent() == P.frame(P.DRV_OUTPUT, b"one") + P.frame(P.DRV_REPLY, b"second")
 
 
 def test_the_lock_behaves_as_threading_lock():
