@@ -86,6 +86,7 @@ test-consumers: setup
 # make test: its first run on a machine builds dialyzer's PLT (about 80 s).
 LINT := _build/lint
 LINT_CFLAGS := -O2 -Wall -Wextra -Werror
+PY_INCLUDE = $(shell $(PY) -c 'import sysconfig; print(sysconfig.get_path("include"))')
 lint: setup
 	@mkdir -p $(LINT); inc="$(ERL_INCLUDE)"; rc=0; \
 	check() { what=$$1; shift; \
@@ -98,8 +99,8 @@ lint: setup
 	check "cc $(LINT_CFLAGS)" eval '(for f in c_src/*.c; do cwarn $$f -std=c11 -fPIC || exit 1; done) && \
 	  cwarn bench/echo_drv.c -fPIC && cwarn bench/floor.c && \
 	  cwarn fuzz/fuzz_frames.c && cwarn fuzz/erl_driver_doubles.c && \
-	  (for f in pybridge/_wire/_accel*.c; do cwarn $$f -fPIC -Wno-unused-parameter \
-	    -I"$$($(PY) -c "import sysconfig; print(sysconfig.get_path('include'))")" || exit 1; done) && \
+	  (for f in pybridge/_wire/_accel*.c; do \
+	    cwarn $$f -fPIC -Wno-unused-parameter -I$(PY_INCLUDE) || exit 1; done) && \
 	  echo "c_src/*.c, echo_drv.c, floor.c, fuzz/*.c, pybridge/_wire/_accel*.c: no warnings"'; \
 	exit $$rc
 
