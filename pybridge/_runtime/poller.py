@@ -72,7 +72,6 @@ class Poller:
         return out
 
 
-
 class CPoller(Poller):
     """Poller whose select() is epoll_wait and ready() in one compiled call."""
 

@@ -30,6 +30,7 @@ SHM_REF = REF.pack
 class FrameWriter:
     """Queues frames for one descriptor and writes them as the descriptor takes them."""
 
+    # the lock's kind: CFrameWriter's compiled send takes an _accel.Lock without a call
     new_lock: Callable[[], Any] = threading.Lock
 
     def __init__(self, fd: int, max_frame: int, rings: Rings,
