@@ -165,4 +165,4 @@ valgrind: build
 	@tests/valgrind/run.sh
 
 clean:
-	rm -rf _build $(VENV) erlang/priv *.egg-info
+	rm -rf _build $(VENV) erlang/priv *.egg-info pybridge/_wire/_accel*.so
