@@ -7,13 +7,14 @@ STAMP   := $(VENV)/.installed
 EBIN    := _build/default/lib/pybridge/ebin
 export PYBRIDGE_PYTHON := $(abspath $(PY))
 
-.PHONY: all setup system python build demo test test-python test-erlang test-fuzz lint bench python-dev asan fuzz soak valgrind test-consumers clean
+.PHONY: all setup system python build demo test test-python test-erlang test-pure test-fuzz lint bench bench-instructions python-dev asan fuzz soak valgrind test-consumers clean
 
 all: build
 
 setup: system python
 
-# Debian's Erlang (with erl_driver.h), rebar3, Python's venv, clang (libFuzzer) and Elixir
+# Debian's Erlang (with erl_driver.h), rebar3, Python's venv and headers (the package's C
+# part), clang (libFuzzer) and Elixir
 # (make test-consumers), unless already there.
 system:
 	@PKGS=; \
@@ -22,6 +23,8 @@ system:
 	  PKGS="erlang-nox erlang-dev rebar3"; \
 	fi; \
 	python3 -c 'import ensurepip, venv' 2>/dev/null || PKGS="$$PKGS python3-venv"; \
+	python3 -c 'import os, sysconfig; os.stat(sysconfig.get_path("include") + "/Python.h")' \
+	  2>/dev/null || PKGS="$$PKGS python3-dev"; \
 	command -v cc >/dev/null || PKGS="$$PKGS gcc make"; \
 	command -v clang >/dev/null || PKGS="$$PKGS clang"; \
 	command -v mix >/dev/null || PKGS="$$PKGS elixir"; \
@@ -32,9 +35,10 @@ system:
 	  DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq $$PKGS >/dev/null; \
 	fi
 
-# The Python package (editable) with its test and lint extras, in a venv of its own.
+# The Python package (editable) with its test and lint extras, in a venv of its own; pip
+# compiles its C part (setup.py: the worker's hot path), again whenever that changes.
 python: $(STAMP)
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml setup.py $(wildcard pybridge/_wire/_accel*.[ch])
 	@[ -x $(PY) ] || { echo "==> creating $(VENV)"; python3 -m venv $(VENV); }
 	@echo "==> installing the pybridge Python package into $(VENV)"
 	@$(PY) -m pip install -q --disable-pip-version-check -e '.[test,lint]'
@@ -49,13 +53,27 @@ demo: build
 	@erlc -o _build/demo examples/demo.erl
 	@erl -noshell -pa $(EBIN) -pa _build/demo -eval 'demo:main()' -s init stop
 
-test: build test-python test-erlang test-fuzz test-consumers
+test: build test-python test-erlang test-pure test-fuzz test-consumers
 
 test-python:
 	@$(PY) -m pytest -q
 
 test-erlang:
 	@rebar3 eunit
+
+# The suites that drive the worker's per-frame hot path (frames, shared memory, sockets,
+# large replies, coroutines, every driver API call under both lockings, slow consumers,
+# threads sending) again with its pure-Python classes (PYBRIDGE_PURE=1, docs/DEPLOYMENT.md):
+# both paths must behave alike. Both whole suites twice would not fit make test's 15
+# minutes; `PYBRIDGE_PURE=1 make test-python test-erlang` runs them all that way.
+COMMA := ,
+PURE_PYTEST := $(addprefix tests/python/,test_frames.py test_shm.py test_transport.py \
+	test_large_replies.py test_asyncio.py test_plugin.py)
+PURE_EUNIT := $(addprefix pybridge_,tests api_tests slow_consumer_tests locking_tests \
+	asyncio_tests garbage_tests limits_tests)
+test-pure:
+	@PYBRIDGE_PURE=1 $(PY) -m pytest -q $(PURE_PYTEST)
+	@PYBRIDGE_PURE=1 rebar3 eunit --module=$(subst $() ,$(COMMA),$(strip $(PURE_EUNIT)))
 
 # pybridge as the git dependency of a rebar3 and of a mix project, each also run from a
 # release (docs/DEPLOYMENT.md). State in _build/consumers.
@@ -68,6 +86,7 @@ test-consumers: setup
 # make test: its first run on a machine builds dialyzer's PLT (about 80 s).
 LINT := _build/lint
 LINT_CFLAGS := -O2 -Wall -Wextra -Werror
+PY_INCLUDE = $(shell $(PY) -c 'import sysconfig; print(sysconfig.get_path("include"))')
 lint: setup python-dev
 	@mkdir -p $(LINT); inc="$(ERL_INCLUDE)"; pyinc=$$("$$($(PYCONFIG))" --includes); rc=0; \
 	check() { what=$$1; shift; \
@@ -81,7 +100,9 @@ lint: setup python-dev
 	  cwarn bench/echo_drv.c -fPIC && cwarn bench/floor.c && \
 	  cwarn bench/inproc_nif.c -fPIC $$pyinc -DPB_LIBPYTHON=\"lib\" && \
 	  cwarn fuzz/fuzz_frames.c && cwarn fuzz/erl_driver_doubles.c && \
-	  echo "c_src/*.c, bench/*.c, fuzz/*.c: no warnings"'; \
+	  (for f in pybridge/_wire/_accel*.c; do \
+	    cwarn $$f -fPIC -Wno-unused-parameter -I$(PY_INCLUDE) || exit 1; done) && \
+	  echo "c_src/*.c, bench/*.c, fuzz/*.c, pybridge/_wire/_accel*.c: no warnings"'; \
 	exit $$rc
 
 # The long run of issue 5: RSS and descriptors of the VM and the worker stay flat.
@@ -143,6 +164,12 @@ bench: build python-dev
 	  PB_BENCH_FLOOR=$(abspath $(BENCH)/floor) PB_BENCH_SPAWN=$(abspath bench/spawn_echo.py) \
 	  erl -noshell -pa $(EBIN) -pa $(BENCH) -eval 'pb_bench:main()' -s init stop
 	@$(if $(PB_BENCH_ONLY),,$(PY) bench/report.py)
+	@$(if $(PB_BENCH_ONLY),,$(MAKE) -s bench-instructions)
+
+# The worker's CPU instructions per control and per echoed message, compiled hot path and
+# pure Python side by side, counted with callgrind (skipped without valgrind).
+bench-instructions: build
+	@bench/instructions.sh $(abspath $(PY)) $(abspath $(EBIN))
 
 # The EUnit suite with the driver built with AddressSanitizer and UBSan, loaded into the
 # stock emulator with the sanitizer runtimes preloaded. The normal build is restored after.
@@ -159,4 +186,4 @@ valgrind: build
 	@tests/valgrind/run.sh
 
 clean:
-	rm -rf _build $(VENV) erlang/priv *.egg-info
+	rm -rf _build $(VENV) erlang/priv *.egg-info pybridge/_wire/_accel*.so

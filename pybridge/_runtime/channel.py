@@ -12,9 +12,9 @@ import select
 import selectors
 from typing import Any, Callable
 
-from .._wire.reader import FrameReader
+from .._wire.reader import READER
 from .._wire.rings import Rings
-from .._wire.writer import FrameWriter
+from .._wire.writer import WRITER
 from .poller import Poller
 
 OUT_HIGH = 8 << 20          # unsent bytes of one port that pause reading it
@@ -28,8 +28,8 @@ class Channel:
         self.rfd, self.wfd = rfd, wfd
         self.sel = sel
         self.rings = Rings()
-        self.writer = FrameWriter(wfd, max_frame, self.rings, queued)
-        self.reader = FrameReader(rfd, max_frame, rbuf, self.rings, self.writer)
+        self.writer = WRITER(wfd, max_frame, self.rings, queued)
+        self.reader = READER(rfd, max_frame, rbuf, self.rings, self.writer)
         self.reading = self.writing = False     # registered with the Poller
 
     def attach(self, fd: int, half: int) -> None:

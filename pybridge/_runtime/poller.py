@@ -1,10 +1,16 @@
 """The Poller: selectors' register/modify/unregister over one epoll, without its per-event
 SelectorKey work; the worker's loop sleeps in it for every port, file object and the ctl
-socket at once."""
+socket at once.
+
+CPoller's select() is one compiled call (pybridge._wire._accel.poll); POLLER is the one the
+worker uses (PYBRIDGE_PURE=1: Poller)."""
 from __future__ import annotations
 
 import select
 from typing import Any
+
+from .._wire import _accel
+from .._wire.accel import PURE
 
 EPOLLIN, EPOLLOUT = select.EPOLLIN, select.EPOLLOUT
 EPOLL_OF = (0, EPOLLIN, EPOLLOUT, EPOLLIN | EPOLLOUT)     # by selectors' EVENT_* bits
@@ -15,6 +21,7 @@ class Poller:
 
     def __init__(self) -> None:
         self.ep = select.epoll()
+        self.epfd = self.ep.fileno()
         self.data: dict[int, tuple[Any, int]] = {}
 
     @staticmethod
@@ -51,6 +58,7 @@ class Poller:
             self.modify(fileobj, new, data)
 
     def select(self, timeout: float | None) -> list[tuple[Any, int]]:
+        """What is ready, waiting up to timeout seconds (None: until something is)."""
         return self.ready(self.ep.poll(-1 if timeout is None else timeout))
 
     def ready(self, events: list[tuple[int, int]]) -> list[tuple[Any, int]]:
@@ -63,3 +71,12 @@ class Poller:
             out.append((d, ((ev & ~EPOLLOUT and 1) | (ev & ~EPOLLIN and 2)) & want))
         return out
 
+
+class CPoller(Poller):
+    """Poller whose select() is epoll_wait and ready() in one compiled call."""
+
+    def select(self, timeout: float | None) -> list[tuple[Any, int]]:
+        return _accel.poll(self.epfd, self.data, timeout)
+
+
+POLLER: type[Poller] = Poller if PURE else CPoller

@@ -39,7 +39,7 @@ from .handlers import HANDLERS
 from .jobs import JobPool
 from .loader import Loader
 from .logs import CtlLogHandler, capture_output
-from .poller import Poller
+from .poller import POLLER
 from .reload import Reloads
 from .runner import Busy
 from .watch import Watch
@@ -76,7 +76,7 @@ class Worker:
         # inherited at fd 3 without close-on-exec; programs a driver runs must not get it
         self.ctl.set_inheritable(False)
         self.ctl.setblocking(True)
-        self.sel = Poller()
+        self.sel = POLLER()
         self.conns: set[Conn] = set()
         self.pids: dict[int, Any] = {}
         self.new_fds: deque[tuple[int, int, int]] = deque()
@@ -340,12 +340,12 @@ class Worker:
         handed, self.handed = self.handed, False
         # spinning keeps the GIL from the port threads just handed work (port-level locking)
         if self.spin and timeout != 0 and not handed:
-            clock, poll = time.perf_counter, self.sel.ep.poll
+            clock, poll = time.perf_counter, self.sel.select
             end = clock() + (self.spin if timeout is None else min(self.spin, timeout))
             while True:
-                events = poll(0)
-                if events:
-                    return self.sel.ready(events)
+                ready = poll(0)
+                if ready:
+                    return ready
                 if clock() >= end:
                     break
             if timeout is not None:

@@ -8,6 +8,9 @@ A body in shared memory (FL_SHM) is copied out of the driver's ring and its spac
 back at once. A callback run from drain() may drain the same reader again (a driver call
 that waits for its answer takes the frames that come meanwhile): drain() notices and
 picks up where that left the buffer.
+
+FrameReader is the pure-Python reader; CFrameReader the same with fill/drain/buffered
+compiled (_accel.c); READER is the one the worker uses (PYBRIDGE_PURE=1: FrameReader).
 """
 from __future__ import annotations
 
@@ -15,7 +18,9 @@ import os
 from typing import Protocol
 
 from .._errors import ProtocolError
+from . import _accel
 from . import protocol as P
+from .accel import PURE
 from .rings import Rings
 from .writer import FrameWriter
 
@@ -98,13 +103,7 @@ class FrameReader:
             off = self.pos = off + 4 + n
             fills = self.fills
             if fl & FL_SHM:
-                view, upto = self.rings.take(bytes(buf[start:off]))
-                self.writer.send(P.DRV_SHM_RETURN, P.U64.pack(upto))
-                if op == PY_OUTPUT and not rid and U32_FROM(view, 0)[0] == len(view) - 4:
-                    deliver([bytes(view[4:])])  # one piece: one copy
-                else:
-                    dispatch(op, fl & ~FL_SHM, rid, bytes(view))
-                del view
+                self.from_ring(sink, op, fl, rid, bytes(buf[start:off]))
             elif op == PY_OUTPUT and not rid:
                 if n >= 10 and U32_FROM(buf, start)[0] == n - 10:    # one piece
                     deliver([bytes(buf[start + 4:off])])
@@ -116,3 +115,20 @@ class FrameReader:
                 # the handler drained this reader itself: buf moved under us
                 sink.resume()
                 off, end = self.pos, len(buf)
+
+    def from_ring(self, sink: FrameSink, op: int, fl: int, rid: int, ref: bytes) -> None:
+        """A FL_SHM frame: its body copied out of the driver's ring, the space handed back."""
+        view, upto = self.rings.take(ref)
+        self.writer.send(P.DRV_SHM_RETURN, P.U64.pack(upto))
+        if op == PY_OUTPUT and not rid and U32_FROM(view, 0)[0] == len(view) - 4:
+            sink.deliver([bytes(view[4:])])  # one piece: one copy
+        else:
+            sink.dispatch(op, fl & ~FL_SHM, rid, bytes(view))
+        del view
+
+
+class CFrameReader(_accel.Reader, FrameReader):
+    """FrameReader with fill, drain and buffered compiled; from_ring is FrameReader's."""
+
+
+READER: type[FrameReader] = FrameReader if PURE else CFrameReader

@@ -6,14 +6,20 @@ output reaches Erlang while it runs. Bodies of SHM_MIN bytes or more go through 
 shared memory when it has room (docs/PROTOCOL.md). send() is the single place where frames
 are made, and it holds the writer's lock: a port's thread (port-level locking), an async_ job
 or any thread of the driver's may send at once, and frames never interleave.
+
+FrameWriter is the pure-Python writer; CFrameWriter the same with send's small frames and
+write_out compiled (_accel.c), its lock an _accel.Lock the compiled code takes without a
+call; WRITER is the one the worker uses (PYBRIDGE_PURE=1: FrameWriter).
 """
 from __future__ import annotations
 
 import os
 import threading
-from typing import Callable
+from typing import Any, Callable
 
+from . import _accel
 from . import protocol as P
+from .accel import PURE
 from .rings import REF, Rings
 
 OUT_FLUSH = 64 << 10        # queued bytes written at once, inside a callback that goes on
@@ -23,6 +29,9 @@ SHM_REF = REF.pack
 
 class FrameWriter:
     """Queues frames for one descriptor and writes them as the descriptor takes them."""
+
+    # the lock's kind: CFrameWriter's compiled send takes an _accel.Lock without a call
+    new_lock: Callable[[], Any] = threading.Lock
 
     def __init__(self, fd: int, max_frame: int, rings: Rings,
                  queued: Callable[[], object]) -> None:
@@ -37,14 +46,12 @@ class FrameWriter:
         self.outlen = 0
         self.write_at = OUT_FLUSH        # outlen at which send() writes at once
         self.closed = False             # nothing is sent any more
-        self.lock = threading.Lock()    # held by send, send_parts and write_out
+        self.lock = self.new_lock()     # held by send, send_parts and write_out
 
     def send(self, op: int, body: bytes = b"", fl: int = 0, rid: int = 0) -> None:
         n = len(body)
         if n >= 512 or n + 6 > self.max_frame:
-            with self.lock:
-                self._send(op, body, fl, rid)
-            self.write_due()
+            self.send_large(op, body, fl, rid)
             return
         # _send's small-frame path inlined, and the lock taken without `with` (which makes
         # two bound methods each time): every control reply and most outputs come here,
@@ -64,6 +71,12 @@ class FrameWriter:
             self.write_out()
         if first:
             self.queued()
+
+    def send_large(self, op: int, body: bytes, fl: int, rid: int) -> None:
+        """send() of a body that is not small (the compiled send's too)."""
+        with self.lock:
+            self._send(op, body, fl, rid)
+        self.write_due()
 
     def write_due(self) -> None:
         """A long callback's output reaches Erlang while it runs, not all at its end: once
@@ -140,3 +153,12 @@ class FrameWriter:
             return True
         finally:
             self.lock.release()
+
+
+class CFrameWriter(_accel.Writer, FrameWriter):
+    """FrameWriter with send's small frames and write_out compiled; the rest is FrameWriter's."""
+
+    new_lock = _accel.Lock
+
+
+WRITER: type[FrameWriter] = FrameWriter if PURE else CFrameWriter
