@@ -40,9 +40,9 @@ open_with_binaries() ->
     ?assertEqual(<<"some args \"quoted\" é"/utf8>>, pybridge:call(E, 1, none)),
     ?assertEqual(<<"a term">>, pybridge:call(E, 0, <<"a term">>)),
     port_close(E),
-    %% a charlist holds characters: the same text arrives
-    L = pybridge:open("echo_term:EchoTerm", [<<"some args ">>, "\"quoted\" é"], []),
-    ?assertEqual(<<"some args \"quoted\" é"/utf8>>, pybridge:call(L, 1, none)),
+    %% a charlist holds characters (past 255 too): the same text arrives
+    L = pybridge:open("echo_term:EchoTerm", [<<"some args ">>, "\"quoted\" é", 256], []),
+    ?assertEqual(<<"some args \"quoted\" é"/utf8, 256/utf8>>, pybridge:call(L, 1, none)),
     port_close(L),
     P = pybridge:open(<<"upper:Upper">>, [binary]),
     true = pybridge:command(P, <<"hi">>),
