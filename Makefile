@@ -7,7 +7,7 @@ STAMP   := $(VENV)/.installed
 EBIN    := _build/default/lib/pybridge/ebin
 export PYBRIDGE_PYTHON := $(abspath $(PY))
 
-.PHONY: all setup system python build demo test test-python test-erlang test-pure test-fuzz lint bench bench-instructions python-dev asan fuzz soak valgrind test-consumers clean
+.PHONY: all setup system python build demo test test-python test-pythons test-erlang test-pure test-fuzz lint bench bench-instructions python-dev asan fuzz soak valgrind test-consumers clean
 
 all: build
 
@@ -53,10 +53,15 @@ demo: build
 	@erlc -o _build/demo examples/demo.erl
 	@erl -noshell -pa $(EBIN) -pa _build/demo -eval 'demo:main()' -s init stop
 
-test: build test-python test-erlang test-pure test-fuzz test-consumers
+test: build test-pythons test-erlang test-pure test-fuzz test-consumers
 
 test-python:
 	@$(PY) -m pytest -q
+
+# The same suite under every CPython 3.10+ found (pyenv's, PATH's), each in its own venv
+# (.venvs/X.Y), one after the other; make test runs this rather than test-python.
+test-pythons: build
+	@tests/pythons/run.sh
 
 test-erlang:
 	@rebar3 eunit

@@ -9,7 +9,7 @@ import math
 import struct
 import zlib
 from collections.abc import Callable
-from typing import NoReturn, Optional
+from typing import NoReturn
 
 import erlang
 
@@ -32,7 +32,7 @@ _I32 = struct.Struct(">i").unpack_from
 _F64 = struct.Struct(">d").unpack_from
 
 # An atom table (see below): UTF-8 atom text -> value; None -> the none_atom name.
-_Atoms = dict[Optional[bytes], Term]
+_Atoms = dict[bytes | None, Term]
 _Decoder = Callable[[bytes, int, _Atoms], tuple[Term, int]]
 
 

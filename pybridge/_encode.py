@@ -198,7 +198,7 @@ def _enc_map(items: Iterable[tuple[Term, Term]], n: int, app: _Append, none: str
     if 1 < n <= 32:
         # OTP writes small maps in Erlang term order of their keys.
         keyed = sorted(((_order(k, none), k, v) for k, v in items), key=lambda e: e[0])
-        for a, b in zip(keyed, keyed[1:]):
+        for a, b in zip(keyed, keyed[1:], strict=False):
             if a[0] == b[0]:
                 raise EncodeError(f"map keys {a[1]!r} and {b[1]!r} are the same Erlang term")
         for _, k, v in keyed:

@@ -6,7 +6,8 @@ called by pybridge_python:call/4, or a message handler, of the instance running 
 """
 from __future__ import annotations
 
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from ._api.python_calls import Python, current
 from ._types import Atom, Pid

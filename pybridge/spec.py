@@ -146,7 +146,7 @@ def evaluate(spec: list[Any], port: Any = None) -> Any:
         elif op == ERL_DRV_MAP:
             n = arg("the map size")
             kv = pop(2 * n if isinstance(n, int) else -1, "ERL_DRV_MAP")
-            m = dict(zip(kv[0::2], kv[1::2]))
+            m = dict(zip(kv[0::2], kv[1::2], strict=True))
             if len(m) != n:
                 raise SpecError("ERL_DRV_MAP with equal keys")
             stack.append(m)

@@ -27,7 +27,7 @@
 -type spec() :: string() | binary() | atom().
 -type open_option() :: {timeout, 0..16#FFFFFFFF}
                      | {python_path, [file:filename()]}
-                     | {worker_group, atom()}
+                     | {worker_group, atom() | binary()}
                      | term().
 %% The open ports of a reloaded module: switched to the new class, or left the old one.
 -type reload_counts() :: #{upgraded := non_neg_integer(), kept := non_neg_integer()}.
@@ -42,18 +42,18 @@
 open(Spec, Opts) ->
     open(Spec, "", Opts).
 
-%% @doc Open a port served by an instance of Spec ("module:Class").
-%% Args reach Driver.start(command). Opts are open_port options plus
+%% @doc Open a port served by an instance of Spec ("module:Class"; a string, binary or
+%% atom). Args (iodata) reach Driver.start(command). Opts are open_port options plus
 %% {timeout, Ms} (0..4294967295), {python_path, Dirs} (a list of directories, each a
-%% string, binary or atom) and {worker_group, Name} (a group of the app env worker_groups;
-%% without it, the class's `worker_group' attribute, else `default'); anything else of
-%% these, or Opts not a proper list, is badarg. A class whose workers kept dying is
-%% refused for a while: {pybridge, crash_loop}.
+%% string, binary or atom) and {worker_group, Name} (an atom or binary naming a group of
+%% the app env worker_groups; without it, the class's `worker_group' attribute, else
+%% `default'); anything else of these, or Opts not a proper list, is badarg. A class whose
+%% workers kept dying is refused for a while: {pybridge, crash_loop}.
 -spec open(spec(), iodata(), [open_option()]) -> port().
 open(Spec, Args, Opts) ->
     whereis(pybridge_sup) =:= undefined andalso error({pybridge, not_started}),
     SpecS = spec_string(Spec),
-    ArgsS = try binary_to_list(iolist_to_binary(Args)) catch error:_ -> error(badarg) end,
+    ArgsS = args_chars(Args),
     is_proper_list(Opts) orelse error(badarg),
     {Mine, PortOpts} = lists:partition(fun is_own_option/1, Opts),
     Timeout = proplists:get_value(timeout, Mine, pybridge_config:timeout()),
@@ -110,21 +110,22 @@ call(_, _, _) ->
 close(Port) ->
     erlang:port_close(Port).
 
-%% @doc Load the Python driver class Spec under its own driver name: then
-%% open_port({spawn_driver, Name ++ " args"}, Opts) opens it, with the class's driver flags
-%% (its `flags` attribute), and erlang:port_info(P, name) says Name.
--spec load_driver(string(), spec()) -> ok | {error, term()}.
+%% @doc Load the Python driver class Spec under its own driver name (a string or a
+%% binary): then open_port({spawn_driver, Name ++ " args"}, Opts) opens it, with the
+%% class's driver flags (its `flags` attribute), and erlang:port_info(P, name) says Name.
+-spec load_driver(string() | binary(), spec()) -> ok | {error, term()}.
 load_driver(Name, Spec) ->
     whereis(pybridge_sup) =:= undefined andalso error({pybridge, not_started}),
     SpecS = spec_string(Spec),
-    (is_list(Name) andalso re:run(Name, "^[a-z][a-z0-9_]{0,63}$", [{capture, none}]) =:= match
-     andalso Name =/= "pybridge") orelse error(badarg),
-    pybridge_drivers:load(Name, SpecS).
+    NameS = name_string(Name),
+    (is_list(NameS) andalso re:run(NameS, "^[a-z][a-z0-9_]{0,63}$", [{capture, none}]) =:= match
+     andalso NameS =/= "pybridge") orelse error(badarg),
+    pybridge_drivers:load(NameS, SpecS).
 
 %% @doc Unload a driver of load_driver/2: its ports exit with reason driver_unloaded.
--spec unload_driver(string()) -> ok | {error, term()}.
+-spec unload_driver(string() | binary()) -> ok | {error, term()}.
 unload_driver(Name) ->
-    pybridge_drivers:unload(Name).
+    pybridge_drivers:unload(name_string(Name)).
 
 %% @doc The port's counters, kept by the driver: callbacks forwarded by kind (output,
 %% control, call, timeout), late_answers (control/call past the timeout),
@@ -307,6 +308,12 @@ is_proper_list(L) -> L =:= [].
 %% The wire index of the port's worker group: the option's, else the class attribute's
 %% (asked once of a worker of the default group, then remembered), else 0 (`default').
 -spec group_index(string(), term()) -> non_neg_integer().
+group_index(Spec, Name) when is_binary(Name) ->
+    %% an Elixir string names a configured group; no atom is made from it
+    case [G || #{name := G} <- pybridge_config:worker_groups(), atom_to_binary(G) =:= Name] of
+        [G] -> group_index(Spec, G);
+        [] -> error(badarg)
+    end;
 group_index(_Spec, Name) when is_atom(Name), Name =/= undefined ->
     case pybridge_config:group_index(Name) of
         {ok, I} -> I;
@@ -378,8 +385,35 @@ spec_string(Spec) when is_list(Spec) ->
 spec_string(_) ->
     error(badarg).
 
-%% Directories travel percent-encoded so that spaces and ':' survive the command line.
+%% Args as open_port must be given them for Python to read their UTF-8: ERTS writes a
+%% spawn_driver command in the VM's native file name encoding (latin1 under LANG=C). Args
+%% are characters (an Elixir string, a charlist) or, where they are no UTF-8, bytes.
+-spec args_chars(term()) -> string().
+args_chars(Args) ->
+    Utf8 = try unicode:characters_to_binary(Args) of
+               B when is_binary(B) -> B;
+               _ -> iolist_to_binary(Args)
+           catch error:badarg -> try iolist_to_binary(Args) catch error:_ -> error(badarg) end
+           end,
+    case {file:native_name_encoding(), unicode:characters_to_list(Utf8)} of
+        {utf8, Chars} when is_list(Chars) -> Chars;
+        _ -> binary_to_list(Utf8)
+    end.
+
+%% A driver name: a binary (an Elixir string) becomes the string erl_ddll knows it by.
+-spec name_string(term()) -> term().
+name_string(Name) when is_binary(Name) ->
+    case unicode:characters_to_list(Name) of
+        L when is_list(L) -> L;
+        _ -> error(badarg)
+    end;
+name_string(Name) ->
+    Name.
+
+%% Directories travel percent-encoded so that spaces and ':' survive the command line; a
+%% binary (an Elixir string) is quoted to a binary, flattened here to the string it spells.
 -spec encode_paths([file:filename()]) -> string().
 encode_paths(Paths) ->
-    Joined = lists:join(":", [uri_string:quote(filename:absname(P), "/") || P <- Paths]),
+    Joined = lists:join(":", [unicode:characters_to_list(uri_string:quote(filename:absname(P), "/"))
+                              || P <- Paths]),
     lists:flatten(Joined).

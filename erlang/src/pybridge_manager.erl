@@ -129,7 +129,17 @@ handle_continue(spawn, S) ->
     spawn_worker(S).
 
 -spec spawn_worker(#state{}) -> {noreply, #state{}} | {stop, term(), #state{}}.
-spawn_worker(S = #state{mgr = Mgr, group = #{index := Index, memory_limit := Limit}}) ->
+spawn_worker(S = #state{started = false}) ->
+    %% the application's start fails with the interpreter's name, not the nanny's status
+    case pybridge_diagnose:python_found(pybridge_config:python()) of
+        ok -> spawn_worker_now(S);
+        NotFound -> {stop, NotFound, S}
+    end;
+spawn_worker(S) ->
+    spawn_worker_now(S).
+
+-spec spawn_worker_now(#state{}) -> {noreply, #state{}} | {stop, term(), #state{}}.
+spawn_worker_now(S = #state{mgr = Mgr, group = #{index := Index, memory_limit := Limit}}) ->
     MaxFrame = pybridge_config:max_frame(),
     Spin = pybridge_config:spin_us(),
     Nanny = filename:join(pybridge_sup:driver_dir(), "pybridge_nanny"),
@@ -275,9 +285,11 @@ handle_ctl({bad_log, undecodable}, S = #state{os_pid = OsPid}) ->
     {noreply, S};
 handle_ctl({worker_exit, Status, _, _}, S = #state{started = false, argv = Argv}) ->
     %% 127: the nanny could not exec the interpreter, as posix_spawn once said itself
-    case exit_of(Status) of
-        {exit_status, 127} -> {stop, {pybridge_spawn_failed, Argv}, S};
-        Exit -> {stop, {pybridge_worker_exited, Exit}, S}
+    Python = pybridge_config:python(),
+    case {exit_of(Status), pybridge_diagnose:python_found(Python)} of
+        {{exit_status, 127}, ok} -> {stop, {pybridge_spawn_failed, Argv}, S};
+        {Exit, _} -> {stop, pybridge_diagnose:worker_exited(Python, pybridge_config:worker_env(),
+                                                           Exit), S}
     end;
 handle_ctl({worker_exit, Status, Busy, Blame}, S) ->
     worker_died(exit_of(Status), blame(Busy, Blame, S#state.ports), S);

@@ -78,5 +78,7 @@ load_driver(Name) ->
     case erl_ddll:load_driver(Dir, Name) of
         ok -> ok;
         {error, already_loaded} -> ok;
-        {error, E} -> error({pybridge_driver_load, Dir, erl_ddll:format_error(E)})
+        %% exit, not error: the application's start error is then this reason alone
+        {error, E} -> exit({driver_load_failed, filename:join(Dir, Name ++ ".so"),
+                            erl_ddll:format_error(E)})
     end.

@@ -29,7 +29,7 @@ wrong_types(P) ->
     ?assertError(badarg, pybridge:open("echo_term:EchoTerm", [binary | improper])),
     ?assertError(badarg, pybridge:open("echo_term:EchoTerm", "", not_a_list)),
     [?assertError(badarg, pybridge:open("echo_term:EchoTerm", J, []))
-     || J <- [[1 | 2], [256], 1.5, foo, [-1], #{}]],
+     || J <- [[1 | 2], [16#110000], 1.5, foo, [-1], #{}]],
     [?assertError(badarg, pybridge:command(J, <<"x">>)) || J <- Junk],
     [?assertError(badarg, pybridge:command(P, J)) || J <- Junk, not is_binary(J), not is_list(J)],
     ?assertError(badarg, pybridge:command(P, [1 | 2])),

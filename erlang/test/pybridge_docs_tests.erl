@@ -1,5 +1,6 @@
 %% The error reasons of pybridge:error_reason() are the ones its module doc, README.md and
-%% docs/TROUBLESHOOTING.md list, so that neither the type nor the docs drift alone.
+%% docs/TROUBLESHOOTING.md list, and the start errors of pybridge_diagnose:start_reason()
+%% the ones TROUBLESHOOTING.md lists, so that neither the types nor the docs drift alone.
 -module(pybridge_docs_tests).
 -include_lib("eunit/include/eunit.hrl").
 
@@ -16,6 +17,19 @@ type_and_troubleshooting_agree_test() ->
     Guide = "docs/TROUBLESHOOTING.md",
     Raised = section(Guide, "## Opening a port fails") ++ section(Guide, "## `control` / `call` fail"),
     ?assertEqual(type_reasons(), table_reasons(Raised)).
+
+%% The reasons the application's start fails with: pybridge_diagnose:start_reason() and the
+%% table of TROUBLESHOOTING.md's "The application does not start", by their tag.
+start_reasons_and_troubleshooting_agree_test() ->
+    {ok, {pybridge_diagnose, [{abstract_code, {raw_abstract_v1, Forms}}]}} =
+        beam_lib:chunks(code:which(pybridge_diagnose), [abstract_code]),
+    [{type, _, union, Types}] = [T || {attribute, _, type, {start_reason, T, []}} <- Forms],
+    Tags = lists:usort([case T of {atom, _, A} -> A; {type, _, tuple, [{atom, _, A} | _]} -> A end
+                        || T <- Types]),
+    Rows = [Cell || "| `" ++ Rest <- section("docs/TROUBLESHOOTING.md", "## The application does not start"),
+                    [Cell | _] <- [string:split(Rest, "`")]],
+    Documented = lists:usort([list_to_atom(hd(string:lexemes(C, "{, "))) || C <- Rows]),
+    ?assertEqual(Tags, Documented).
 
 %% The reasons in the compiled -type error_reason().
 -spec type_reasons() -> [reason()].

@@ -1,7 +1,8 @@
 %% Shared by the EUnit suites: the application with tests/drivers on its python_path,
-%% the worker's resident memory, and waiting for a condition.
+%% the worker's resident memory, waiting for a condition, and a driver module in a directory
+%% of its own.
 -module(pybridge_test_lib).
--export([start/0, stop/1, rss_kib/1, wait_until/2]).
+-export([start/0, stop/1, rss_kib/1, wait_until/2, module_in_new_dir/2]).
 
 -spec start() -> {ok, [atom()]}.
 start() ->
@@ -34,3 +35,14 @@ wait_loop(F, Deadline) ->
                 false -> timer:sleep(10), wait_loop(F, Deadline)
             end
     end.
+
+%% A fresh directory (its name starts with DirPrefix) holding one module of a fresh name
+%% with Source: {Dir, Module}.
+-spec module_in_new_dir(string(), iodata()) -> {file:filename(), string()}.
+module_in_new_dir(DirPrefix, Source) ->
+    Dir = filename:join(filename:basedir(user_cache, "pybridge_test"),
+                        DirPrefix ++ integer_to_list(erlang:unique_integer([positive]))),
+    Mod = "only_here_" ++ integer_to_list(erlang:unique_integer([positive])),
+    ok = filelib:ensure_dir(filename:join(Dir, "x")),
+    ok = file:write_file(filename:join(Dir, Mod ++ ".py"), Source),
+    {Dir, Mod}.

@@ -313,13 +313,9 @@ wait_file(File, N) ->
     end.
 
 python_path_option() ->
-    Dir = filename:join(filename:basedir(user_cache, "pybridge_test"),
-                        "path_" ++ integer_to_list(erlang:unique_integer([positive]))),
-    Mod = "only_here_" ++ integer_to_list(erlang:unique_integer([positive])),
-    ok = filelib:ensure_dir(filename:join(Dir, "x")),
-    ok = file:write_file(filename:join(Dir, Mod ++ ".py"),
-                         "import pybridge\nclass D(pybridge.Driver):\n"
-                         "    def call(self, c, t):\n        return 'from here'\n"),
+    {Dir, Mod} = pybridge_test_lib:module_in_new_dir(
+                   "path_", "import pybridge\nclass D(pybridge.Driver):\n"
+                            "    def call(self, c, t):\n        return 'from here'\n"),
     ?assertError({python, 'builtins.ModuleNotFoundError', _, _}, pybridge:open(Mod ++ ":D", [])),
     Port = pybridge:open(Mod ++ ":D", [{python_path, [Dir]}]),
     ?assertEqual(<<"from here">>, pybridge:call(Port, 0, x)),

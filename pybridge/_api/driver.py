@@ -333,7 +333,7 @@ class Port(PortHandle):
         keys = ["driver_major_version", "driver_minor_version", "thread_support", "smp_support",
                 "async_threads", "scheduler_threads", "nif_major_version", "nif_minor_version",
                 "dirty_scheduler_support"]
-        return dict(zip(keys, v), erts_version=erts, otp_release=otp)
+        return dict(zip(keys, v, strict=True), erts_version=erts, otp_release=otp)
 
     def _time(self, which: int, unit: str) -> int:
         if unit not in TIME_UNITS:

@@ -12,7 +12,8 @@ from __future__ import annotations
 
 import contextvars
 import types
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from .._decode import decode
 from .._errors import error_term

@@ -27,8 +27,8 @@ import math
 import selectors
 import time
 from collections import deque
-from collections.abc import Coroutine
-from typing import Any, Callable
+from collections.abc import Callable, Coroutine
+from typing import Any
 
 from .._errors import ProtocolError
 from .._wire import protocol as P

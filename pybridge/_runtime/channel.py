@@ -10,7 +10,8 @@ from __future__ import annotations
 import os
 import select
 import selectors
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from .._wire.reader import READER
 from .._wire.rings import Rings

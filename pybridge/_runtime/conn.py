@@ -18,10 +18,10 @@ import struct
 import threading
 import time
 from collections import deque
-from collections.abc import Coroutine
+from collections.abc import Callable, Coroutine
 from concurrent.futures import Future
 from types import CoroutineType
-from typing import Any, Callable, Protocol, cast
+from typing import Any, Protocol, cast
 
 from .._api.driver import (
     PORT_CONTROL_FLAG_BINARY,

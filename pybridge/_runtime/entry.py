@@ -13,7 +13,8 @@ it is routed as a whole.
 from __future__ import annotations
 
 import functools
-from typing import Any, Callable, Protocol, cast
+from collections.abc import Callable
+from typing import Any, Protocol, cast
 
 from .._api.driver import PortBackend
 

@@ -18,8 +18,9 @@ import re
 import threading
 import time
 import types
+from collections.abc import Callable
 from types import CoroutineType
-from typing import Any, Callable, Protocol
+from typing import Any, Protocol
 
 from .._api.driver import Driver
 from .._encode import encode

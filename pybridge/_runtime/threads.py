@@ -14,7 +14,8 @@ import math
 import threading
 import time
 from collections import deque
-from typing import Any, Callable, Protocol
+from collections.abc import Callable
+from typing import Any, Protocol
 
 from .._api.driver import ERL_DRV_FLAG_USE_PORT_LOCKING
 from .._errors import WorkerError

@@ -25,8 +25,8 @@ import threading
 import time
 import urllib.parse
 from collections import deque
-from collections.abc import Coroutine
-from typing import TYPE_CHECKING, Any, Callable
+from collections.abc import Callable, Coroutine
+from typing import TYPE_CHECKING, Any
 
 from .._api.driver import CallbackName, Driver
 from .._decode import decode

@@ -15,7 +15,8 @@ from __future__ import annotations
 
 import os
 import threading
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from . import _accel
 from . import protocol as P

@@ -4,7 +4,8 @@
 # checkout's HEAD: they build pybridge as committed. Their own sources are copied from here.
 #   rebar3_app: rebar3 compile (pybridge's own hook builds the driver), EUnit, then a relx
 #               release started with bin/rebar3_app foreground
-#   mix_app:    mix test (mix builds pybridge with rebar3), then a mix release run with eval
+#   mix_app:    docs/ELIXIR.md's project: its venv with deps/pybridge's Python package, mix test
+#               (mix builds pybridge with rebar3), then a mix release run with eval
 # All state stays in _build/consumers; output goes to _build/consumers/last.log, shown on failure.
 set -eu
 ROOT=$(cd "$(dirname "$0")/../.." && pwd)
@@ -25,7 +26,7 @@ expect() {
 # The consumer's sources next to its build state (kept: _build, deps, locks).
 copy() {
     mkdir -p "$WORK/$1"
-    find "$WORK/$1" -mindepth 1 -maxdepth 1 ! -name _build ! -name deps ! -name '*.lock' \
+    find "$WORK/$1" -mindepth 1 -maxdepth 1 ! -name _build ! -name deps ! -name '*.lock' ! -name .venv \
         -exec rm -rf {} +
     (cd "$ROOT/tests/consumers/$1" && tar cf - .) | (cd "$WORK/$1" && tar xf -)
 }
@@ -63,7 +64,14 @@ cd "$WORK/mix_app"
 export MIX_ENV=test HEX_OFFLINE=1 MIX_REBAR3="$(command -v rebar3)"
 if [ -f mix.lock ] && ! grep -q "$REF" mix.lock; then run mix deps.update pybridge; fi
 run mix deps.get
-run mix test
+# docs/ELIXIR.md's virtualenv, made again for each new HEAD: config/config.exs names it, so
+# mix test runs the Python package of deps/pybridge, not PYBRIDGE_PYTHON's
+if [ "$(cat .venv/pybridge_ref 2>/dev/null)" != "$REF" ]; then
+    rm -rf .venv
+    run sh -c 'python3 -m venv .venv && .venv/bin/pip install ./deps/pybridge'
+    echo "$REF" >.venv/pybridge_ref
+fi
+run env -u PYBRIDGE_PYTHON mix test
 run mix release --overwrite --quiet
 # The release finds Python through config/runtime.exs (PYBRIDGE_VENV).
 expect '{<<"HELLO">>,"cba",{count,5,nil}}' env -u PYBRIDGE_PYTHON PYBRIDGE_VENV="$VENV" \

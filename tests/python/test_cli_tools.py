@@ -8,6 +8,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parents[2]
 EBIN = ROOT / "_build/default/lib/pybridge/ebin"
 
@@ -149,6 +151,7 @@ def test_shell_completion_script():
     assert "complete -o nosort -F _pybridge_completion pybridge" in r.stdout
 
 
+@pytest.mark.heavy
 def test_bench_subset_runs_and_leaves_the_published_table_alone():
     latest = ROOT / "bench/results/latest.json"
     before = latest.read_bytes()

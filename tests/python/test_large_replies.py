@@ -6,6 +6,7 @@ address-space caps, so that a regression cannot exhaust the machine."""
 import resource
 import subprocess
 
+import pytest
 from conftest import EBIN, ROOT, node_env
 
 MIB64 = 64 << 20
@@ -61,6 +62,7 @@ def cap_memory():
     resource.setrlimit(resource.RLIMIT_AS, (CAP, CAP))
 
 
+@pytest.mark.heavy
 def test_64_mib_replies_cost_their_size():
     out = subprocess.run(["erl", "-noshell", "-pa", str(EBIN), "-eval", NODE % MIB64],
                          cwd=ROOT, env=node_env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT,

@@ -151,4 +151,5 @@ def test_architecture_md_names_every_source_file_and_only_existing_ones():
     assert not missing, f"not in docs/ARCHITECTURE.md: {missing}"
     existing = {p.name for p in sources} | {"__init__.py"}
     existing |= {p.name for p in (ROOT / "tests/python").glob("*.py")}
+    existing |= {p.name for p in (ROOT / "erlang/test").glob("*.erl")}
     assert not named - existing, f"named but not in the tree: {sorted(named - existing)}"

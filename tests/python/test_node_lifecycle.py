@@ -80,6 +80,7 @@ def parent_of(pid):
         return int(f.read().split(") ")[1].split()[1])
 
 
+@pytest.mark.heavy
 def test_nothing_outlives_a_killed_node(start_node):
     """kill -9 of the VM, again and again: no worker and no nanny is left 1 s later."""
     slowest = 0.0

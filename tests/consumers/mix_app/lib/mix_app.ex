@@ -3,12 +3,11 @@ defmodule MixApp do
 
   @doc """
   A port served by priv/py/tally.py. python_path names the directory per port, so it
-  follows the application wherever it is installed (_build, a release). pybridge takes
-  the spec and the paths as charlists.
+  follows the application wherever it is installed (_build, a release).
   """
-  def open do
-    py = :filename.join(:code.priv_dir(:mix_app), ~c"py")
-    :pybridge.open(~c"tally:Tally", [:binary, {:python_path, [py]}])
+  def open(args \\ "") do
+    py = Path.join(:code.priv_dir(:mix_app), "py")
+    :pybridge.open("tally:Tally", args, [:binary, python_path: [py]])
   end
 
   @doc "A command, a control and a call: {output, control reply, call reply}."

@@ -6,6 +6,7 @@ class Tally(pybridge.Driver):
     none_atom = "nil"  # None reaches Elixir as nil
 
     def start(self, command):
+        self.command = command
         self.bytes = 0
 
     def output(self, data):
@@ -16,4 +17,8 @@ class Tally(pybridge.Driver):
         return data[::-1]
 
     def call(self, command, term):
+        if command == 3:
+            return self.command  # a str: it reaches Elixir as a string
+        if command == 4:
+            return {}[term.decode()]  # an Elixir string arrives as bytes
         return (term, self.bytes, None)
