@@ -39,6 +39,7 @@ static int op_answer(pb_user *u, pb_frame *f)
     if (f->id && f->id == u->awaiting) {
         u->got = 1;
         u->got_op = f->op;
+        u->got_fl = f->fl;
         u->got_len = f->len;
         u->got_body = driver_alloc(f->len ? f->len : 1);
         memcpy(u->got_body, f->body, f->len);

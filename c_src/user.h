@@ -73,6 +73,7 @@ typedef struct pb_user {
     uint32_t awaiting;
     int got;
     int got_op;
+    int got_fl;
     char *got_body;
     size_t got_len;
     int blocking;                        /* strict mode: output and timeout wait for Python */
