@@ -64,16 +64,6 @@ static int op_set_control_flags(pb_user *u, pb_frame *f)
     return OP_OK;
 }
 
-static int op_resolve_pid(pb_user *u, pb_frame *f)
-{
-    ErlDrvTermData raw;
-    if (f->len != 8) return OP_BAD;
-    raw = (ErlDrvTermData)get64(f->body);
-    /* only pids this port handed out itself: a forged value must never become a term */
-    if (pb_is_known(u, raw)) pb_request_pid_info(u, raw);
-    return OP_OK;
-}
-
 /* hlen:u32, header bytes, then the rest: the layout of the OUTPUT2/BINARY/V requests */
 typedef struct {
     char *hdr, *rest;
@@ -332,7 +322,6 @@ static const pb_op ops[256] = {
     [DRV_ERROR] = op_answer,
     [DRV_OUTPUT] = op_output,
     [DRV_SET_CONTROL_FLAGS] = op_set_control_flags,
-    [DRV_RESOLVE_PID] = op_resolve_pid,
     [DRV_OUTPUT2] = op_output2,
     [DRV_OUTPUT_BINARY] = op_output_binary,
     [DRV_OUTPUTV] = op_outputv,

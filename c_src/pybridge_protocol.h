@@ -29,7 +29,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#define PB_PROTOCOL_VERSION 2
+#define PB_PROTOCOL_VERSION 3
 #define PB_DRIVER_VERSION "0.1.0"
 
 /* ---- opcodes: keep equal to docs/PROTOCOL.md ---- */
@@ -41,6 +41,7 @@
 #define CTL_CLASS_INFO 0x06
 #define CTL_SHM 0x07
 #define CTL_HUNG 0x08
+#define CTL_PORT_OPENED 0x09
 
 #define PY_OPEN 0x10
 #define PY_STOP 0x11

@@ -141,7 +141,6 @@ int pb_shm_returned(pb_user *u, uint64_t upto);
 void pb_add_known(pb_user *u, ErlDrvTermData raw);
 int pb_is_known(pb_user *u, ErlDrvTermData raw);
 void pb_note_caller(pb_user *u);
-void pb_request_pid_info(pb_user *u, ErlDrvTermData raw);
 void pb_send_to(pb_user *u, ErlDrvTermData to, ErlDrvTermData *spec, int n);
 
 /* termprog.c */

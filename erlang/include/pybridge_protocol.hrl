@@ -2,7 +2,7 @@
 %% the names and values here equal c_src/pybridge_protocol.h and pybridge/_wire/protocol.py.
 %% The frame layout and the ctl bodies Erlang reads and writes: pybridge_ctl.
 
--define(PB_PROTOCOL_VERSION, 2).
+-define(PB_PROTOCOL_VERSION, 3).
 
 %% ---- opcodes: keep equal to docs/PROTOCOL.md ----
 -define(CTL_HELLO, 16#01).
@@ -13,6 +13,7 @@
 -define(CTL_CLASS_INFO, 16#06).
 -define(CTL_SHM, 16#07).
 -define(CTL_HUNG, 16#08).
+-define(CTL_PORT_OPENED, 16#09).
 
 -define(PY_OPEN, 16#10).
 -define(PY_STOP, 16#11).

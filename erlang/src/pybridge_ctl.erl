@@ -20,7 +20,6 @@
 %%   CTL_CLASS_INFO   Erlang -> worker   the spec "module:Class" (id: the request)
 %%                    worker -> Erlang   0:u8, flags:u32, worker_group (UTF-8, may be
 %%                                       empty) | 1:u8, error message
-%%   CTL_PID_INFO     Erlang -> worker   raw:u64, then the pid's external form
 %%   CTL_HUNG         worker -> Erlang   the spec whose callback hung the worker
 %%
 %% and the MGR_SPAWN control (erlang:port_control/3 on the manager port):
@@ -32,7 +31,7 @@
 
 -include("pybridge_protocol.hrl").
 
--export([spawn_request/5, with_env/2, spawn_reply/1, class_info/2, pid_info/2, decode/1]).
+-export([spawn_request/5, with_env/2, spawn_reply/1, class_info/2, decode/1]).
 -export_type([event/0]).
 
 %% What the manager port says, as pybridge_manager handles it.
@@ -73,11 +72,6 @@ spawn_reply(Reply) ->
 -spec class_info(non_neg_integer(), unicode:chardata()) -> binary().
 class_info(Id, Spec) ->
     frame(?CTL_CLASS_INFO, Id, unicode:characters_to_binary(Spec)).
-
-%% @doc A CTL_PID_INFO event: the external form of the pid the driver names Raw.
--spec pid_info(non_neg_integer(), pid()) -> binary().
-pid_info(Raw, Pid) ->
-    frame(?CTL_PID_INFO, 0, <<Raw:64, (term_to_binary(Pid))/binary>>).
 
 %% @doc One frame that came as manager port data.
 -spec decode(binary()) -> event().

@@ -3,7 +3,7 @@
 %% pybridge_manager per worker of each worker group.
 %%
 %% It checks the worker's handshake, turns the worker's log frames into logger events,
-%% answers pid resolutions and class questions, and, when the worker dies, logs how (its
+%% answers class questions, and, when the worker dies, logs how (its
 %% exit status or signal) and which driver class it blames, makes every port the worker
 %% served exit with {pybridge, worker_down}, and starts a fresh worker in place, after a
 %% backoff that grows while workers keep dying young. Why not the supervisor: its restart
@@ -111,7 +111,8 @@ init({N, Group}) ->
     {ok, #state{n = N, group = Group, mgr = Mgr}, {continue, spawn}}.
 
 %% The spawn runs here, in the server, because the C driver sends the worker's port
-%% notifications ({pybridge_port_opened, _, _} and the rest) to the process that spawned it.
+%% notifications ({pybridge_port_opened, _, _} from the manager port, the rest from the
+%% ports) to the process that spawned it.
 -spec handle_continue(spawn, #state{}) -> {noreply, #state{}} | {stop, term(), #state{}}.
 handle_continue(spawn, S) ->
     spawn_worker(S).
@@ -128,7 +129,10 @@ spawn_worker(S = #state{mgr = Mgr, group = #{index := Index, memory_limit := Lim
                 "--callback-limit", case pybridge_config:callback_limit() of
                                         infinity -> "0";
                                         CallbackLimit -> integer_to_list(CallbackLimit)
-                                    end
+                                    end,
+                %% this process's external form: the manager port adds its raw value, and
+                %% the worker makes every pid's external form from the two (no messages)
+                "--node-pid", binary_to_list(binary:encode_hex(term_to_binary(self())))
                 | lists:append([["--path", P] || P <- pybridge_config:python_path()])]),
     Argv = [Nanny, os:getpid(), integer_to_list(Limit), "--" | Worker],
     Request = pybridge_ctl:spawn_request(pybridge_config:timeout(), MaxFrame, Spin, Index, Argv),
@@ -198,10 +202,6 @@ handle_info({pybridge_port_hung, Port}, S) ->
 handle_info({pybridge_worker_hung, _Port}, S) ->
     %% the driver has killed the frozen worker: its end follows
     {noreply, S#state{down = worker_hung}};
-handle_info({pybridge_resolve, Raw, Pid}, S = #state{mgr = Mgr}) ->
-    %% The worker waits for this inside a callback: answer straight to its ctl socket.
-    erlang:port_command(Mgr, pybridge_ctl:pid_info(Raw, Pid)),
-    {noreply, S};
 handle_info({pybridge_forward, To, Msg}, S) when is_pid(To) ->
     %% send_term to a pid the port never named: only Erlang can address it
     To ! Msg,

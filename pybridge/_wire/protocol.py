@@ -6,7 +6,7 @@ _wire.reader and written by _wire.writer; the ctl socket's few frames use frame(
 """
 import struct
 
-PROTOCOL_VERSION = 2
+PROTOCOL_VERSION = 3
 
 # ---- opcodes: keep equal to docs/PROTOCOL.md ----
 CTL_HELLO = 0x01
@@ -17,6 +17,7 @@ CTL_WORKER_EXIT = 0x05
 CTL_CLASS_INFO = 0x06
 CTL_SHM = 0x07
 CTL_HUNG = 0x08
+CTL_PORT_OPENED = 0x09
 
 PY_OPEN = 0x10
 PY_STOP = 0x11
