@@ -18,8 +18,9 @@
 %%                                       ports waiting for the worker, then the class
 %%                                       of the one that waited longest (may be empty)
 %%   CTL_CLASS_INFO   Erlang -> worker   the spec "module:Class" (id: the request)
-%%                    worker -> Erlang   0:u8, flags:u32, worker_group (UTF-8, may be
-%%                                       empty) | 1:u8, error message
+%%                    worker -> Erlang   0:u8, flags:u32, callbacks:u32 (CB_*),
+%%                                       worker_group (UTF-8, may be empty)
+%%                                       | 1:u8, error message
 %%   CTL_HUNG         worker -> Erlang   the spec whose callback hung the worker
 %%
 %% and the MGR_SPAWN control (erlang:port_control/3 on the manager port):
@@ -41,7 +42,7 @@
                | {worker_exit, Status :: integer(), Busy :: non_neg_integer(), Blame :: binary()}
                | {hung, Spec :: binary()}
                | {class_info, Id :: non_neg_integer(),
-                  {ok, non_neg_integer(), binary()} | {error, binary()}}
+                  {ok, non_neg_integer(), non_neg_integer(), binary()} | {error, binary()}}
                | {unknown, Op :: byte()}.
 
 %% @doc The MGR_SPAWN control data: the worker's limits and group, then the nanny's argv.
@@ -90,8 +91,8 @@ decode(<<_:32, ?CTL_WORKER_EXIT, _:8, _:32, Status:32/signed, Busy:32, Blame/bin
     {worker_exit, Status, Busy, Blame};
 decode(<<_:32, ?CTL_HUNG, _:8, _:32, Spec/binary>>) ->
     {hung, Spec};
-decode(<<_:32, ?CTL_CLASS_INFO, _:8, Id:32, 0, Flags:32, Group/binary>>) ->
-    {class_info, Id, {ok, Flags, Group}};
+decode(<<_:32, ?CTL_CLASS_INFO, _:8, Id:32, 0, Flags:32, Callbacks:32, Group/binary>>) ->
+    {class_info, Id, {ok, Flags, Callbacks, Group}};
 decode(<<_:32, ?CTL_CLASS_INFO, _:8, Id:32, _Status, Message/binary>>) ->
     {class_info, Id, {error, Message}};
 decode(<<_:32, Op, _/binary>>) ->

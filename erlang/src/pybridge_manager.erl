@@ -96,11 +96,13 @@ stats(Pid) ->
 last_exit(Pid) ->
     gen_server:call(Pid, last_exit).
 
-%% @doc The driver flags and worker group name ("" for none) of a Python driver class,
+%% @doc The driver flags, callbacks (CB_*) and worker group name ("" for none) of a
+%% Python driver class,
 %% asked of this manager's worker.
 %% {error, Atom}: the worker could not be asked.
 -spec class_info(pid(), string()) ->
-    {ok, non_neg_integer(), binary()} | {error, binary() | restarting | worker_down}.
+    {ok, non_neg_integer(), non_neg_integer(), binary()}
+    | {error, binary() | restarting | worker_down}.
 class_info(Pid, Spec) ->
     gen_server:call(Pid, {class_info, Spec}, 15000).
 

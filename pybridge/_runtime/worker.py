@@ -28,7 +28,7 @@ from collections import deque
 from collections.abc import Coroutine
 from typing import TYPE_CHECKING, Any, Callable
 
-from .._api.driver import CallbackName, Driver
+from .._api.driver import CallbackName, Driver, class_callbacks
 from .._decode import decode
 from .._encode import use_latin1_atoms
 from .._errors import ProtocolError, WorkerError
@@ -169,6 +169,7 @@ class Worker:
         try:
             cls = self.loader.find_class(spec)
             body = (b"\x00" + P.U32.pack(int(getattr(cls, "flags", 0)) & 0xFFFFFFFF)
+                    + P.U32.pack(class_callbacks(cls))
                     + str(getattr(cls, "worker_group", "") or "").encode())
         except Exception as e:
             body = b"\x01" + f"{type(e).__name__}: {e}".encode()[:4000]
