@@ -352,7 +352,9 @@ static const pb_op ops[256] = {
 int pb_handle_frame(pb_user *u, pb_frame *f)
 {
     pb_op op = ops[f->op & 0xFF];
-    int rc = op ? op(u, f) : OP_BAD;
+    int rc;
+    if (u->state == S_FAILED) return -1;    /* frames after a failure are ignored */
+    rc = op ? op(u, f) : OP_BAD;
     if (rc == OP_BAD) {
         pb_protocol_error(u);
         return -1;

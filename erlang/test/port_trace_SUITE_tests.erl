@@ -26,11 +26,9 @@ port_trace_test_() ->
     {setup, fun pybridge_test_lib:start/0, fun pybridge_test_lib:stop/1,
      [{timeout, 60, {atom_to_list(T), fun() -> per_testcase(T) end}} || T <- tests()]}.
 
-%% failure_eof is not run: a Python driver_failure_eof in strict mode sends {Port, eof}
-%% twice (docs/API.md, "OTP's driver tests").
 tests() ->
     [ports, open_close, command, control, call, output, output2, output_binary, outputv,
-     set_timer, failure_atom, failure_posix, failure, output_term,
+     set_timer, failure_eof, failure_atom, failure_posix, failure, output_term,
      driver_output_term, send_term, driver_send_term].
 
 per_testcase(T) ->
