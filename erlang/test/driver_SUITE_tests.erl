@@ -12,7 +12,34 @@ driver_test_() ->
      [{timeout, 120, {atom_to_list(T), fun ?MODULE:T/0}} || T <- tests()]}.
 
 tests() ->
-    [otp_6879, caller, missing_callbacks].
+    [queue_echo, timer_measure, timer_cancel, timer_delay, timer_change, otp_6879, caller,
+     missing_callbacks, env].
+
+% First byte in communication with the timer driver
+-define(START_TIMER, 0).
+-define(CANCEL_TIMER, 1).
+-define(DELAY_START_TIMER, 2).
+-define(TIMER, 3).
+-define(CANCELLED, 4).
+
+% First byte in communication with queue driver
+-define(PUSHQ, 0).
+-define(ENQ, 1).
+-define(PUSHQ_BIN, 2).
+-define(ENQ_BIN, 3).
+-define(PUSHQV, 4).
+-define(ENQV, 5).
+
+-define(DEQ, 6).
+-define(BYTES_QUEUED, 7).
+-define(READ_HEAD, 8).
+
+-define(RANDOM, random).
+
+% This is the allowed delay when testing the driver timer functionality
+-define(delay, 400).
+
+-define(heap_binary_size, 64).
 
 load_driver(Name, Spec) ->
     _ = pybridge:unload_driver(atom_to_list(Name)),
@@ -134,3 +161,374 @@ missing_callbacks() ->
     receive after 1000 -> ok end,
     stop_driver(Port, Name),
     ok.
+
+%% Check that timers time out in good time.
+timer_measure() ->
+    Name = 'timer_drv',
+    Port = start_driver(Name, "timer_drv:TimerDrv", false),
+    try_timeouts(Port, 8997),
+    stop_driver(Port, Name),
+    ok.
+
+try_timeouts(_, 0) -> ok;
+try_timeouts(Port, Timeout) ->
+    TimeBefore = erlang:monotonic_time(),
+    erlang:port_command(Port, <<?START_TIMER,Timeout:32>>),
+    receive
+        {Port,{data,[?TIMER]}} ->
+            Elapsed = erl_millisecs() - erl_millisecs(TimeBefore),
+            io:format("Elapsed: ~p Timeout: ~p\n", [Elapsed, Timeout]),
+            if
+                Elapsed < Timeout ->
+                    error(too_short);
+                Elapsed > Timeout + ?delay ->
+                    error(too_long);
+                true ->
+                    try_timeouts(Port, Timeout div 2)
+            end
+    after Timeout + 100*?delay ->
+              error("driver failed to timeout")
+    end.
+
+%% Try cancelling timers set in a driver.
+timer_cancel() ->
+    Name = 'timer_drv',
+    Port = start_driver(Name, "timer_drv:TimerDrv", false),
+    try_cancel(Port, 10000),
+    stop_driver(Port, Name),
+    ok.
+
+try_cancel(Port, Timeout) ->
+    T_before = erl_millisecs(),
+    Port ! {self(),{command,<<?START_TIMER,(Timeout + ?delay):32>>}},
+    receive
+        {Port, {data, [?TIMER]}} ->
+            error("driver timed out before cancelling it")
+    after Timeout ->
+              Port ! {self(), {command, [?CANCEL_TIMER]}},
+              receive
+                  {Port, {data, [?TIMER]}} ->
+                      error("driver timed out after cancelling it");
+                  {Port, {data, [?CANCELLED]}} ->
+                      Time_milli_secs = erl_millisecs() - T_before,
+                      io:format("Time_milli_secs: ~p Timeout: ~p\n",
+                                [Time_milli_secs, Timeout]),
+                      if
+                          Time_milli_secs > (Timeout + ?delay) ->
+                              error("too long real time");
+                          Timeout == 0 -> ok;
+                          true -> try_cancel(Port, Timeout div 2)
+                      end
+              after 100*?delay ->
+                        error("No message from driver")
+              end
+    end.
+
+%% Test that timers don't time out too early if we do a sleep
+%% before setting a timer.
+timer_delay() ->
+    Name = 'timer_drv',
+    Port = start_driver(Name, "timer_drv:TimerDrv", false),
+    TimeBefore = erlang:monotonic_time(),
+    Timeout0 = 350,
+    erlang:port_command(Port, <<?DELAY_START_TIMER,Timeout0:32>>),
+    Timeout = Timeout0 + 1000,
+    receive
+        {Port,{data,[?TIMER]}} ->
+            Elapsed = erl_millisecs() - erl_millisecs(TimeBefore),
+            io:format("Elapsed time: ~p Timeout: ~p\n",
+                      [Elapsed,Timeout]),
+            if
+                Elapsed < Timeout ->
+                    error(too_short);
+                Elapsed > Timeout + ?delay ->
+                    error(too_long);
+                true ->
+                    ok
+            end
+    end,
+    stop_driver(Port, Name),
+    ok.
+
+%% Test that driver_set_timer with new timeout really changes
+%% the timer (ticket OTP-5942), it didn't work before
+timer_change() ->
+    Name = 'timer_drv',
+    Port = start_driver(Name, "timer_drv:TimerDrv", false),
+    try_change_timer(Port, 10000),
+    stop_driver(Port, Name),
+    ok.
+
+try_change_timer(_Port, 0) -> ok;
+try_change_timer(Port, Timeout) ->
+    Timeout_3 = Timeout*3,
+    TimeBefore = erlang:monotonic_time(),
+    erlang:port_command(Port, <<?START_TIMER,Timeout_3:32>>),
+    erlang:port_command(Port, <<?START_TIMER,Timeout:32>>),
+    receive
+        {Port,{data,[?TIMER]}} ->
+            Elapsed = erl_millisecs() - erl_millisecs(TimeBefore),
+            io:format("Elapsed: ~p Timeout: ~p\n", [Elapsed,Timeout]),
+            if
+                Elapsed < Timeout ->
+                    error(too_short);
+                Elapsed > Timeout + ?delay ->
+                    error(too_long);
+                true ->
+                    try_timeouts(Port, Timeout div 2)
+            end
+    after Timeout + 100*?delay ->
+              error("driver failed to timeout")
+    end.
+
+%% 1) Queue up data in a driver that uses the full driver_queue API to do this.
+%% 2) Get the data back, a random amount at a time.
+queue_echo() ->
+    Name = 'queue_drv',
+    P = start_driver(Name, "queue_drv:QueueDrv", true),
+    q_echo(P, [{?ENQ, {list,1}},
+               {?ENQ, {list,0}},
+               {?ENQ, {bin,0}},
+               {?ENQ, {bin,1}},
+               {?ENQ, {bin,2}},
+               {?ENQ, {bin,3}},
+               {?ENQ, {bin,4}},
+               {?ENQ, {bin,5}},
+               {?ENQ, {bin,600}},
+               {?PUSHQ, {list,0}},
+               {?PUSHQ, {list,1}},
+               {?PUSHQ, {bin,0}},
+               {?PUSHQ, {bin,1}},
+               {?PUSHQ, {bin,888}},
+               {?ENQ_BIN, {bin,0}},
+               {?ENQ_BIN, {bin,1}},
+               {?ENQ_BIN, {bin,2}},
+               {?ENQ_BIN, {bin,3}},
+               {?ENQ_BIN, {bin,4}},
+               {?ENQ_BIN, {bin,777}},
+               {?PUSHQ_BIN, {bin,0}},
+               {?PUSHQ_BIN, {bin,1}},
+               {?PUSHQ_BIN, {bin,334}},
+               {?ENQV, [{bin,0},{list,1},{bin,1},{bin,555}]},
+               {?ENQV, [{bin,0},{list,1},{bin,1}]},
+               {?PUSHQV, [{bin,0},{list,1},{bin,1},{bin,319}]}]),
+    stop_driver(P, Name),
+    ok.
+
+q_echo(Port, SpecList) ->
+    io:format("Heap binaries"),
+    HeapData = [{M,build_data(T)} || {M,T} <- SpecList],
+    {HeapDataReturn,HeapDataLen} = feed_driver(Port, HeapData),
+    dequeue(Port, HeapDataReturn, HeapDataLen, 1),
+
+    %% Try sub binaries.
+    io:format("Sub binaries of heap binaries"),
+    SubHeapData = make_sub_binaries(HeapData),
+    {HeapDataReturn,HeapDataLen} = feed_driver(Port, SubHeapData),
+    dequeue(Port, HeapDataReturn, HeapDataLen, 1),
+
+    %% Try refc binaries.
+    io:format("Refc binaries"),
+    RefcData = make_refc_binaries(HeapData),
+    {RefcDataReturn,RefcDataLen} = feed_driver(Port, RefcData),
+    dequeue(Port, RefcDataReturn, RefcDataLen, 1),
+
+    %% Try sub binaries of refc binaries.
+    io:format("Sub binaries of refc binaries"),
+    SubRefcData = make_sub_binaries(RefcData),
+    {RefcDataReturn,RefcDataLen} = feed_driver(Port, SubRefcData),
+    dequeue(Port, RefcDataReturn, RefcDataLen, 1),
+
+    %% Try a writable binary.
+    io:format("Writable binaries"),
+    WritableBinData = make_writable_binaries(HeapData),
+    {WritableDataReturn,WritableDatalen} = feed_driver(Port, WritableBinData),
+    _ = append_to_writable_binaries(WritableBinData),
+    dequeue(Port, WritableDataReturn, WritableDatalen, 1),
+
+    %% Try dequeing more than one byte at the time.
+    io:format("Heap binaries -- dequeueing more than one byte at the time"),
+    feed_and_dequeue(Port, HeapData, 2),
+    feed_and_dequeue(Port, HeapData, 3),
+    feed_and_dequeue(Port, HeapData, 4),
+
+    io:format("\n").
+
+feed_and_dequeue(Port, Data, DeqSize) ->
+    {DataReturn,DataLen} = feed_driver(Port, Data),
+    dequeue(Port, DataReturn, DataLen, DeqSize),
+    ok.
+
+feed_driver(Port, Description) ->
+    feed_driver(Port, Description, <<>>, 0).
+
+feed_driver(Port, [], ExpectedInPort, Qb) ->
+    io:format("Expected in port: ~P", [ExpectedInPort,12]),
+    io:format("In port: ~P", [read_head(Port, Qb),12]),
+    {ExpectedInPort,Qb};
+feed_driver(Port, [{Method0,Data}|T], Expected_return, Qb_before) ->
+    Method = case Method0 of
+                 ?RANDOM -> uniform(6)-1;
+                 Other -> Other
+             end,
+    Size = size(list_to_binary([Data])),
+    queue_op(Port, Method, Data),
+    Qb_in_driver = bytes_queued(Port),
+    case Qb_before + Size of
+        Qb_in_driver -> ok;
+        Sum ->
+            error({Qb_before, Sum, Qb_in_driver})
+    end,
+    X_return = case Method of
+                   ?ENQ -> list_to_binary([Expected_return,Data]);
+                   ?PUSHQ -> list_to_binary([Data,Expected_return]);
+                   ?PUSHQ_BIN -> list_to_binary([Data,Expected_return]);
+                   ?ENQ_BIN -> list_to_binary([Expected_return,Data]);
+                   ?PUSHQV -> list_to_binary([Data,Expected_return]);
+                   ?ENQV -> list_to_binary([Expected_return,Data])
+               end,
+    feed_driver(Port, T, X_return, Qb_before + Size).
+
+dequeue(Port, DataList, LenToGet, DeqSize) ->
+    io:format("Dequeuing ~p bytes, ~p byte(s) at once...", [LenToGet,DeqSize]),
+    compare_return(Port, DataList, LenToGet, DeqSize).
+
+compare_return(Port, _Data_list, 0, _Back_len) ->
+    0 = bytes_queued(Port);
+compare_return(Port, QueuedInPort0, Len_to_get, DeqSize) ->
+    case bytes_queued(Port) of
+        Len_to_get -> ok;
+        BytesInQueue ->
+            error({Len_to_get, BytesInQueue})
+    end,
+    BytesToDequeue = if (DeqSize > Len_to_get) -> Len_to_get;
+                        true -> DeqSize
+                     end,
+    Dequeued = read_head(Port, BytesToDequeue),
+    case bin_prefix(Dequeued, QueuedInPort0) of
+        true ->
+            deq(Port, BytesToDequeue),
+            <<_:BytesToDequeue/binary,QueuedInPort/binary>> = QueuedInPort0,
+            compare_return(Port, QueuedInPort, Len_to_get - BytesToDequeue, DeqSize);
+        false ->
+            error({BytesToDequeue, Dequeued, QueuedInPort0})
+    end.
+
+bin_prefix(<<C:8,PreTail/binary>>, <<C:8,Tail/binary>>) ->
+    bin_prefix(PreTail, Tail);
+bin_prefix(<<>>, _Bin) -> true;
+bin_prefix(_, _) -> false.
+
+queue_op(Port, Method, Data) ->
+    [] = erlang:port_control(Port, Method, []),
+    Port ! {self(),{command,Data}},
+    ok.
+
+bytes_queued(Port) ->
+    case erlang:port_control(Port, ?BYTES_QUEUED, []) of
+        <<I:32>> -> I;
+        Bad -> error({bad_result,Bad})
+    end.
+
+deq(Port, Size) ->
+    [] = erlang:port_control(Port, ?DEQ, <<Size:32>>).
+
+read_head(Port, Size) ->
+    erlang:port_control(Port, ?READ_HEAD, <<Size:32>>).
+
+%% Tests whether erl_drv_putenv reflects in os:getenv and vice versa.
+env() ->
+    load_driver(env_drv, "env_drv:EnvDrv"),
+    Port = open_port({spawn_driver, env_drv}, []),
+    true = is_port(Port),
+    Keys = ["env_drv_a_key", "env_drv_b_key", "env_drv_c_key"],
+    Values = ["a_value", "b_value", "c_value"],
+    [env_put_test(Port, Key, Value) || Key <- Keys, Value <- Values],
+    [env_get_test(Port, Key, Value) || Key <- Keys, Value <- Values],
+    [env_oversize_test(Port, Key) || Key <- Keys],
+    [env_notfound_test(Port, Key) || Key <- Keys],
+    true = port_close(Port),
+    pybridge:unload_driver("env_drv"),
+    ok.
+
+env_control(Port, Command, Key, Value) ->
+    KeyBin = list_to_binary(Key),
+    ValueBin = list_to_binary(Value),
+    Header = <<(byte_size(KeyBin)), (byte_size(ValueBin))>>,
+    Payload = <<KeyBin/binary, ValueBin/binary>>,
+    port_control(Port, Command, <<Header/binary, Payload/binary>>).
+
+env_put_test(Port, Key, Value) ->
+    os:unsetenv(Key),
+    [0] = env_control(Port, 0, Key, Value),
+    Value = os:getenv(Key).
+
+env_get_test(Port, Key, ExpectedValue) ->
+    true = os:putenv(Key, ExpectedValue),
+    [0] = env_control(Port, 1, Key, ExpectedValue).
+
+env_oversize_test(Port, Key) ->
+    os:putenv(Key, [$A || _ <- lists:seq(1, 1024)]),
+    [127] = env_control(Port, 1, Key, "").
+
+env_notfound_test(Port, Key) ->
+    true = os:unsetenv(Key),
+    [255] = env_control(Port, 1, Key, "").
+
+%% Utilities, as in OTP's suite
+
+build_data({bin,Size})  -> build_binary(Size);
+build_data({list,Size}) -> build_list(Size);
+build_data(int) -> random_char();
+build_data([])  -> [];
+build_data([H|T]) -> [build_data(H)|build_data(T)].
+
+transform_bins(_Transform, []) -> [];
+transform_bins(Transform, [H|T]) ->
+    [transform_bins(Transform, H)|transform_bins(Transform, T)];
+transform_bins(Transform, Tuple) when is_tuple(Tuple) ->
+    list_to_tuple([transform_bins(Transform, E) || E <- tuple_to_list(Tuple)]);
+transform_bins(Transform, Bin) when is_binary(Bin) ->
+    Transform(Bin);
+transform_bins(_Transform, Other) -> Other.
+
+make_sub_binaries(Term) ->
+    MakeSub = fun(Bin0) ->
+                      Bin1 = <<243:8,0:3,Bin0/binary,31:5,19:8>>,
+                      Sz = size(Bin0),
+                      <<243:8,0:3,Bin:Sz/binary,31:5,19:8>> = id(Bin1),
+                      Bin
+              end,
+    transform_bins(MakeSub, Term).
+
+id(I) -> I.
+
+make_refc_binaries(Term) ->
+    F = fun(B0) -> list_to_binary([build_binary(?heap_binary_size+1),B0]) end,
+    transform_bins(F, Term).
+
+build_binary(Elements) ->
+    rand:bytes(Elements).
+
+build_list(Elements) -> build_list(Elements, []).
+
+build_list(0, Acc) -> Acc;
+build_list(Elements, Acc) -> build_list(Elements-1, [random_char()|Acc]).
+
+make_writable_binaries(Term) ->
+    transform_bins(fun(Bin) -> <<Bin/binary,1,2,3>> end, Term).
+
+append_to_writable_binaries(Term) ->
+    transform_bins(fun(Bin) -> <<Bin/binary,0:(64*1024*8)>> end, Term).
+
+random_char() ->
+    uniform(256) - 1.
+
+uniform(N) ->
+    rand:uniform(N).
+
+erl_millisecs() ->
+    erl_millisecs(erlang:monotonic_time()).
+
+erl_millisecs(MonotonicTime) ->
+    (1000*MonotonicTime)/erlang:convert_time_unit(1,second,native).
