@@ -13,7 +13,7 @@ driver_test_() ->
 
 tests() ->
     [queue_echo, timer_measure, timer_cancel, timer_delay, timer_change, otp_6879, caller,
-     missing_callbacks, env].
+     missing_callbacks, env, driver_monitor].
 
 % First byte in communication with the timer driver
 -define(START_TIMER, 0).
@@ -40,6 +40,12 @@ tests() ->
 -define(delay, 400).
 
 -define(heap_binary_size, 64).
+
+-define(MON_OP_I_AM_IPID,1).
+-define(MON_OP_MONITOR_ME,2).
+-define(MON_OP_DEMONITOR_ME,3).
+-define(MON_OP_MONITOR_ME_LATER,4).
+-define(MON_OP_DO_DELAYED_MONITOR,5).
 
 load_driver(Name, Spec) ->
     _ = pybridge:unload_driver(atom_to_list(Name)),
@@ -532,3 +538,165 @@ erl_millisecs() ->
 
 erl_millisecs(MonotonicTime) ->
     (1000*MonotonicTime)/erlang:convert_time_unit(1,second,native).
+
+%% Test monitoring of processes from drivers
+driver_monitor() ->
+    Name = monitor_drv,
+    Port = start_driver(Name, "monitor_drv:MonitorDrv", false),
+    "ok" = port_control(Port,?MON_OP_I_AM_IPID,[]),
+    "ok" = port_control(Port,?MON_OP_MONITOR_ME,[]),
+    "ok" = port_control(Port,?MON_OP_DEMONITOR_ME,[]),
+    {monitors, []} = erlang:port_info(Port,monitors),
+
+    "ok:"++Id1 = port_control(Port,?MON_OP_MONITOR_ME_LATER,[]),
+    {monitored_by, []} = process_info(self(),monitored_by),
+    "ok" = port_control(Port,?MON_OP_DO_DELAYED_MONITOR,Id1),
+    {monitored_by, [Port]} = process_info(self(),monitored_by),
+    "ok" = port_control(Port,?MON_OP_DEMONITOR_ME,[]),
+    {monitored_by, []} = process_info(self(),monitored_by),
+
+    "ok" = port_control(Port,?MON_OP_MONITOR_ME,[]),
+    Me = self(),
+    {Pid1,Ref1} =
+    spawn_monitor(fun() ->
+                          Me ! port_control(Port,?MON_OP_MONITOR_ME,[]),
+                          Me ! process_info(self(),monitored_by),
+                          Me ! erlang:port_info(Port,monitors)
+                  end),
+    ok = receive
+             "ok" ->
+                 ok
+         after 1000 ->
+                   timeout
+         end,
+    ok = receive
+             {monitored_by, L} ->
+                 L2 = lists:sort(L),
+                 L3 = lists:sort([Me,Port]),
+                 case L2 of
+                     L3 ->
+                         ok;
+                     _ ->
+                         mismatch
+                 end
+         after 1000 ->
+                   timeout
+         end,
+    ok = receive
+             {monitors, LL} ->
+                 LL2 = lists:sort(LL),
+                 LL3 = lists:sort([{process,Me},{process,Pid1}]),
+                 case LL2 of
+                     LL3 ->
+                         ok;
+                     _ ->
+                         mismatch
+                 end
+         after 1000 ->
+                   timeout
+         end,
+    ok = receive
+             {'DOWN', Ref1, process, Pid1, _} ->
+                 ok
+         after 1000 ->
+                   timeout
+         end,
+    ok = receive
+             {monitor_fired,Port,Pid1} ->
+                 ok
+         after 1000 ->
+                   timeout
+         end,
+    "ok" = port_control(Port,?MON_OP_DEMONITOR_ME,[]),
+    {monitors,[]} = erlang:port_info(Port,monitors),
+    {monitored_by, []} = process_info(self(),monitored_by),
+
+    "ok" = port_control(Port,?MON_OP_MONITOR_ME,[]),
+    {Pid2,Ref2} =
+    spawn_monitor(fun() ->
+                          receive go -> ok end,
+                          Me ! port_control(Port,?MON_OP_MONITOR_ME_LATER,[]),
+                          Me ! process_info(self(),monitored_by),
+                          Me ! erlang:port_info(Port,monitors)
+                  end),
+    Pid2 ! go,
+    {ok,Id2} = receive
+                   "ok:"++II ->
+                       {ok,II}
+               after 1000 ->
+                         timeout
+               end,
+    ok = receive
+             {monitored_by, [Me]} ->
+                 ok
+         after 1000 ->
+                   timeout
+         end,
+    ok = receive
+             {monitors, [{process,Me}]} ->
+                 ok
+         after 1000 ->
+                   timeout
+         end,
+    ok = receive
+             {'DOWN', Ref2, process, Pid2, _} ->
+                 ok
+         after 1000 ->
+                   timeout
+         end,
+    "noproc" = port_control(Port,?MON_OP_DO_DELAYED_MONITOR,Id2),
+    {monitors,[{process,Me}]} = erlang:port_info(Port,monitors),
+    "ok" = port_control(Port,?MON_OP_DEMONITOR_ME,[]),
+    "not_monitored" = port_control(Port,?MON_OP_DEMONITOR_ME,[]),
+    {monitors,[]} = erlang:port_info(Port,monitors),
+    {monitored_by, []} = process_info(self(),monitored_by),
+
+    "ok" = port_control(Port,?MON_OP_MONITOR_ME,[]),
+    {Pid3,Ref3} =
+    spawn_monitor(fun() ->
+                          receive go -> ok end,
+                          Me ! port_control(Port,?MON_OP_MONITOR_ME_LATER,[]),
+                          Me ! process_info(self(),monitored_by),
+                          Me ! erlang:port_info(Port,monitors) ,
+                          receive die -> ok end
+                  end),
+    Pid3 ! go,
+    {ok,Id3} = receive
+                   "ok:"++III ->
+                       {ok,III}
+               after 1000 ->
+                         timeout
+               end,
+    ok = receive
+             {monitored_by, [Me]} ->
+                 ok
+         after 1000 ->
+                   timeout
+         end,
+    ok = receive
+             {monitors, [{process,Me}]} ->
+                 ok
+         after 1000 ->
+                   timeout
+         end,
+    "ok" = port_control(Port,?MON_OP_DO_DELAYED_MONITOR,Id3),
+    LLL1 = lists:sort([{process,Me},{process,Pid3}]),
+    {monitors,LLL2} = erlang:port_info(Port,monitors),
+    LLL1 = lists:sort(LLL2),
+    "ok" = port_control(Port,?MON_OP_DEMONITOR_ME,[]),
+    {monitors,[{process,Pid3}]} = erlang:port_info(Port,monitors),
+    Pid3 ! die,
+    ok = receive
+             {'DOWN', Ref3, process, Pid3, _} ->
+                 ok
+         after 1000 ->
+                   timeout
+         end,
+    "not_found" = port_control(Port,?MON_OP_DO_DELAYED_MONITOR,Id2),
+    {monitors,[]} = erlang:port_info(Port,monitors),
+    "not_monitored" = port_control(Port,?MON_OP_DEMONITOR_ME,[]),
+    {monitors,[]} = erlang:port_info(Port,monitors),
+    {monitored_by, []} = process_info(self(),monitored_by),
+
+    stop_driver(Port, Name),
+    ok.
