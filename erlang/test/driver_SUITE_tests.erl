@@ -13,7 +13,9 @@ driver_test_() ->
 
 tests() ->
     [queue_echo, timer_measure, timer_cancel, timer_delay, timer_change, otp_6879, caller,
-     missing_callbacks, env, driver_monitor].
+     missing_callbacks, env, driver_monitor, ioq_exit_ready_input, ioq_exit_ready_output,
+     ioq_exit_timeout, ioq_exit_ready_async, ioq_exit_ready_input_async,
+     ioq_exit_ready_output_async, ioq_exit_timeout_async].
 
 % First byte in communication with the timer driver
 -define(START_TIMER, 0).
@@ -40,6 +42,14 @@ tests() ->
 -define(delay, 400).
 
 -define(heap_binary_size, 64).
+
+-define(IOQ_EXIT_READY_INPUT, 1).
+-define(IOQ_EXIT_READY_OUTPUT, 2).
+-define(IOQ_EXIT_TIMEOUT, 3).
+-define(IOQ_EXIT_READY_ASYNC, 4).
+-define(IOQ_EXIT_READY_INPUT_ASYNC, 6).
+-define(IOQ_EXIT_READY_OUTPUT_ASYNC, 7).
+-define(IOQ_EXIT_TIMEOUT_ASYNC, 8).
 
 -define(MON_OP_I_AM_IPID,1).
 -define(MON_OP_MONITOR_ME,2).
@@ -700,3 +710,50 @@ driver_monitor() ->
 
     stop_driver(Port, Name),
     ok.
+
+ioq_exit_test(TestNo) ->
+    Drv = ioq_exit_drv,
+    try
+        begin
+            load_driver(Drv, "ioq_exit_drv:IoqExitDrv"),
+            case open_port({spawn, Drv}, []) of
+                Port when is_port(Port) ->
+                    try port_control(Port, TestNo, "") of
+                        "ok" ->
+                            ok;
+                        [$e,$r,$r,$o,$r,$:,$ | Error] ->
+                            error(Error)
+                    after
+                        Port ! {self(), close},
+                        receive {Port, closed} -> ok end,
+                        false = lists:member(Port, erlang:ports()),
+                        ok
+                    end;
+                Error ->
+                    error({open_port_failed, Error})
+            end
+        end
+    after
+        pybridge:unload_driver(atom_to_list(Drv))
+    end.
+
+ioq_exit_ready_input() ->
+    ioq_exit_test(?IOQ_EXIT_READY_INPUT).
+
+ioq_exit_ready_output() ->
+    ioq_exit_test(?IOQ_EXIT_READY_OUTPUT).
+
+ioq_exit_timeout() ->
+    ioq_exit_test(?IOQ_EXIT_TIMEOUT).
+
+ioq_exit_ready_async() ->
+    ioq_exit_test(?IOQ_EXIT_READY_ASYNC).
+
+ioq_exit_ready_input_async() ->
+    ioq_exit_test(?IOQ_EXIT_READY_INPUT_ASYNC).
+
+ioq_exit_ready_output_async() ->
+    ioq_exit_test(?IOQ_EXIT_READY_OUTPUT_ASYNC).
+
+ioq_exit_timeout_async() ->
+    ioq_exit_test(?IOQ_EXIT_TIMEOUT_ASYNC).
