@@ -15,7 +15,7 @@ tests() ->
     [queue_echo, timer_measure, timer_cancel, timer_delay, timer_change, otp_6879, caller,
      missing_callbacks, env, driver_monitor, ioq_exit_ready_input, ioq_exit_ready_output,
      ioq_exit_timeout, ioq_exit_ready_async, ioq_exit_ready_input_async,
-     ioq_exit_ready_output_async, ioq_exit_timeout_async].
+     ioq_exit_ready_output_async, ioq_exit_timeout_async, otp_9302].
 
 % First byte in communication with the timer driver
 -define(START_TIMER, 0).
@@ -757,3 +757,39 @@ ioq_exit_ready_output_async() ->
 
 ioq_exit_timeout_async() ->
     ioq_exit_test(?IOQ_EXIT_TIMEOUT_ASYNC).
+
+otp_9302() ->
+    load_driver(otp_9302_drv, "otp_9302_drv:Otp9302Drv"),
+    Port = open_port({spawn, otp_9302_drv}, []),
+    true = is_port(Port),
+    port_command(Port, ""),
+    {msg, block} = get_port_msg(Port, infinity),
+    {msg, job} = get_port_msg(Port, infinity),
+    C = case erlang:system_info(thread_pool_size) of
+            0 ->
+                {msg, cancel} = get_port_msg(Port, infinity),
+                {msg, job} = get_port_msg(Port, infinity),
+                false;
+            _ ->
+                case get_port_msg(Port, infinity) of
+                    {msg, cancel} -> %% Cancel always fail in Rel >= 15
+                        {msg, job} = get_port_msg(Port, infinity),
+                        false;
+                    {msg, job} ->
+                        ok,
+                        true
+                end
+        end,
+    {msg, end_of_jobs} = get_port_msg(Port, infinity),
+    no_msg = get_port_msg(Port, 2000),
+    port_close(Port),
+    pybridge:unload_driver("otp_9302_drv"),
+    {comment, "Async cancel " ++ case C of true -> "succeeded"; false -> "failed" end}.
+
+get_port_msg(Port, Timeout) ->
+    receive
+        {Port, What} ->
+            {msg, What}
+    after Timeout ->
+              no_msg
+    end.
