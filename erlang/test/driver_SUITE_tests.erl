@@ -12,7 +12,7 @@ driver_test_() ->
      [{timeout, 120, {atom_to_list(T), fun ?MODULE:T/0}} || T <- tests()]}.
 
 tests() ->
-    [queue_echo, timer_measure, timer_cancel, timer_delay, timer_change, otp_6879, caller,
+    [outputv_errors, outputv_echo, queue_echo, timer_measure, timer_cancel, timer_delay, timer_change, otp_6879, caller,
      missing_callbacks, env, driver_monitor, ioq_exit_ready_input, ioq_exit_ready_output,
      ioq_exit_timeout, ioq_exit_ready_async, ioq_exit_ready_input_async,
      ioq_exit_ready_output_async, ioq_exit_timeout_async, otp_9302].
@@ -792,4 +792,129 @@ get_port_msg(Port, Timeout) ->
             {msg, What}
     after Timeout ->
               no_msg
+    end.
+
+%% Test sending bad types to port with an outputv-capable driver.
+outputv_errors() ->
+    load_driver(outputv_drv, "outputv_drv:OutputvDrv"),
+    outputv_bad_types(fun(T) ->
+                              outputv_errors_1(T),
+                              outputv_errors_1([1|T]),
+                              L = [1,2,3],
+                              outputv_errors_1([L,T]),
+                              outputv_errors_1([L|T])
+                      end),
+    outputv_errors_1(42).
+
+outputv_bad_types(Test) ->
+    Types = [-1,256,atom,42.0,{a,b,c},make_ref(),fun() -> 42 end,
+             [1|2],<<1:1>>,<<1:9>>,<<1:15>>],
+    _ = [Test(Type) || Type <- Types],
+    ok.
+
+outputv_errors_1(Term) ->
+    Port = open_port({spawn_driver,outputv_drv}, []),
+    {'EXIT',{badarg,_}} = (catch port_command(Port, Term)),
+    port_close(Port).
+
+%% Test echoing data with a driver that supports outputv.
+outputv_echo() ->
+    Name = 'outputv_drv',
+    P = start_driver(Name, "outputv_drv:OutputvDrv", true),
+
+    ov_test(P, {bin,0}),
+    ov_test(P, {bin,1}),
+    ov_test(P, {bin,2}),
+    ov_test(P, {bin,3}),
+    ov_test(P, {bin,4}),
+    ov_test(P, {bin,5}),
+    ov_test(P, {bin,6}),
+    ov_test(P, {bin,7}),
+    ov_test(P, {bin,8}),
+    ov_test(P, {bin,15}),
+    ov_test(P, {bin,16}),
+    ov_test(P, {bin,17}),
+
+    ov_test(P, {list,0}),
+    ov_test(P, {list,1}),
+    ov_test(P, {list,2}),
+    ov_test(P, [int,int,{list,0},int]),
+    ov_test(P, [int,int,{list,1},int]),
+    ov_test(P, [int,int,{list,2}]),
+    ov_test(P, [{list,3},int,int,{list,2}]),
+    ov_test(P, {list,33}),
+
+    ov_test(P, [{bin,0}]),
+    ov_test(P, [{bin,1}]),
+    ov_test(P, [{bin,2}]),
+    ov_test(P, [{bin,3}]),
+    ov_test(P, [{bin,4}]),
+    ov_test(P, [{bin,5}]),
+    ov_test(P, [{bin,6},int]),
+    ov_test(P, [int,{bin,3}]),
+    ov_test(P, [int|{bin,4}]),
+    ov_test(P, [{bin,17},int,{bin,13}|{bin,3}]),
+
+    ov_test(P, [int,{bin,17},int,{bin,?heap_binary_size+1}|{bin,3}]),
+
+    stop_driver(P, Name),
+    ok.
+
+ov_test(Port, Template) ->
+    Self = self(),
+    spawn_opt(erlang, apply, [fun () -> ov_test(Self, Port, Template) end,[]],
+              [link,{fullsweep_after,0}]),
+    receive
+        done -> ok
+    end.
+
+ov_test(Parent, Port, Template) ->
+    true = port_connect(Port, self()),
+
+    HeapData = build_data(Template),
+    io:format("Mostly heap binaries"),
+    ov_send_and_test(Port, HeapData, HeapData),
+
+    %% Try sub binaries.
+    io:format("Mostly sub binaries of heap binaries"),
+    SubHeapData = make_sub_binaries(HeapData),
+    ov_send_and_test(Port, SubHeapData, HeapData),
+
+    %% Try refc binaries.
+    io:format("Refc binaries"),
+    RefcData = make_refc_binaries(HeapData),
+    ov_send_and_test(Port, RefcData, RefcData),
+
+    %% Try sub binaries of heap binaries.
+    io:format("Sub binaries of refc binaries"),
+    SubRefcData = make_sub_binaries(RefcData),
+    ov_send_and_test(Port, SubRefcData, RefcData),
+    io:format("", []),
+
+    %% Garbage collect and make sure that there are no binaries left.
+    erlang:garbage_collect(),
+    {binary,[]} = process_info(self(), binary),
+
+    %% Reassign Port back to parent and tell him we are done.
+    true = port_connect(Port, Parent),
+    Parent ! done.
+
+ov_send_and_test(Port, Data, ExpectedResult) ->
+    io:format("~p ! ~P", [Port,Data,12]),
+    Port ! {self(),{command,Data}},
+    receive
+        {Port,{data,ReturnData}} ->
+            io:format("~p returned ~P", [Port,ReturnData,12]),
+            compare(ReturnData, ExpectedResult);
+        {Port,{data,OtherData}} ->
+            error({wrong_data, Port, OtherData});
+        Wrong ->
+            error({unexpected_port_or_data,Wrong})
+    end.
+
+compare(Got, Expected) ->
+    case {list_to_binary([Got]),list_to_binary([Expected])} of
+        {B,B} -> ok;
+        {_Gb,_Eb} ->
+            error(got_bad_data)
     end.
