@@ -8,7 +8,9 @@
 
 busy_port_test_() ->
     {setup, fun pybridge_test_lib:start/0, fun pybridge_test_lib:stop/1,
-     [{timeout, 60, {atom_to_list(T), fun ?MODULE:T/0}} || T <- tests()]}.
+     %% each case in a process of its own, as common_test runs them: a case's late
+     %% messages must not reach the next
+     [{spawn, {timeout, 60, {atom_to_list(T), fun ?MODULE:T/0}}} || T <- tests()]}.
 
 tests() ->
     [hard_busy_driver, soft_busy_driver].

@@ -9,7 +9,8 @@
 
 driver_test_() ->
     {setup, fun pybridge_test_lib:start/0, fun pybridge_test_lib:stop/1,
-     [{timeout, 120, {atom_to_list(T), fun ?MODULE:T/0}} || T <- tests()]}.
+     %% each case in a process of its own, as common_test runs them
+     [{spawn, {timeout, 120, {atom_to_list(T), fun ?MODULE:T/0}}} || T <- tests()]}.
 
 tests() ->
     [outputv_errors, outputv_echo, queue_echo, timer_measure, timer_cancel, timer_delay, timer_change, otp_6879, caller,

@@ -7,7 +7,8 @@
 
 port_test_() ->
     {setup, fun pybridge_test_lib:start/0, fun pybridge_test_lib:stop/1,
-     [{timeout, 60, {atom_to_list(T), fun ?MODULE:T/0}} || T <- tests()]}.
+     %% each case in a process of its own, as common_test runs them
+     [{spawn, {timeout, 60, {atom_to_list(T), fun ?MODULE:T/0}}} || T <- tests()]}.
 
 tests() ->
     [spawn_driver, parallelism_option].

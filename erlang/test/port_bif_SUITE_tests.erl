@@ -9,7 +9,8 @@
 
 port_bif_test_() ->
     {setup, fun pybridge_test_lib:start/0, fun pybridge_test_lib:stop/1,
-     [{timeout, 300, {atom_to_list(T), fun ?MODULE:T/0}} || T <- tests()]}.
+     %% each case in a process of its own, as common_test runs them
+     [{spawn, {timeout, 300, {atom_to_list(T), fun ?MODULE:T/0}}} || T <- tests()]}.
 
 tests() ->
     [command, port_info1, port_info2, connect, control, echo_to_busy].

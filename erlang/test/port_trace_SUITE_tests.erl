@@ -24,7 +24,8 @@
 
 port_trace_test_() ->
     {setup, fun pybridge_test_lib:start/0, fun pybridge_test_lib:stop/1,
-     [{timeout, 60, {atom_to_list(T), fun() -> per_testcase(T) end}} || T <- tests()]}.
+     %% each case in a process of its own, as common_test runs them
+     [{spawn, {timeout, 60, {atom_to_list(T), fun() -> per_testcase(T) end}}} || T <- tests()]}.
 
 tests() ->
     [ports, open_close, command, control, call, output, output2, output_binary, outputv,

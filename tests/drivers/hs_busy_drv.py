@@ -8,6 +8,9 @@ import pybridge
 
 
 class HardBusyDrv(pybridge.Driver):
+    # a command is done when port_command returns, as in C (strict mode)
+    blocking = True
+
     def output(self, data):
         self.port.output_term((self.port, pybridge.Atom("caller"), self.port.caller()))
 
