@@ -320,7 +320,12 @@ int pb_read_frames(pb_user *u)
         f.id = get32(h + 6);
         f.body = h + HDR_LEN;
         f.len = (size_t)len - HDR_AFTER_LEN;
-        if ((f.fl & FL_SHM ? pb_shm_frame(u, &f) : pb_handle_frame(u, &f)) < 0) return -1;
+        if ((f.fl & FL_SHM ? pb_shm_frame(u, &f) : pb_handle_frame(u, &f)) < 0) {
+            /* the port failed: what is left is ignored, and what was handled must never
+             * be handled again (a port opened with eof lives on after failure_eof) */
+            u->ilen = 0;
+            return -1;
+        }
     }
     if (off) {
         memmove(u->ibuf, u->ibuf + off, u->ilen - off);

@@ -6,6 +6,7 @@
  * pybridge.so also owns the registry of workers (workers.h), which pybridge_manager.so
  * and the named drivers find here by name.
  */
+#include <string.h>
 #include <unistd.h>
 
 #include "etf.h"
@@ -56,6 +57,20 @@ static void drv_outputv(ErlDrvData d, ErlIOVec *ev)
     ENTER(u);
     pb_user_outputv(u, ev);
     LEAVE(u);
+}
+
+/* A named driver whose class has output but no outputv: ERTS hands over one buffer. */
+static void drv_output(ErlDrvData d, char *buf, ErlDrvSizeT len)
+{
+    SysIOVec v;
+    ErlIOVec ev;
+    memset(&ev, 0, sizeof(ev));
+    v.iov_base = buf;
+    v.iov_len = len;
+    ev.vsize = 1;
+    ev.size = len;
+    ev.iov = &v;
+    drv_outputv(d, &ev);
 }
 
 static ErlDrvSSizeT drv_control(ErlDrvData d, unsigned int cmd, char *buf, ErlDrvSizeT len,
@@ -166,8 +181,25 @@ static ErlDrvEntry user_entry = {
     NULL                                 /* emergency_close */
 };
 
+/*
+ * A named driver's entry has exactly the callbacks its class defines (the .conf's CB_*
+ * bits), NULL for the others, so that ERTS treats its ports as the same C driver's: a
+ * command to a class without outputv arrives as one binary, in traces too. The bridge's
+ * own callbacks (start, stop, ready_*, timeout, stop_select) stay.
+ */
+static void keep_callbacks(unsigned long cb)
+{
+    user_entry.output = (cb & CB_OUTPUT) && !(cb & CB_OUTPUTV) ? drv_output : NULL;
+    user_entry.outputv = cb & CB_OUTPUTV ? drv_outputv : NULL;
+    if (!(cb & CB_CONTROL)) user_entry.control = NULL;
+    if (!(cb & CB_CALL)) user_entry.call = NULL;
+    if (!(cb & CB_FLUSH)) user_entry.flush = NULL;
+    if (!(cb & CB_PROCESS_EXIT)) user_entry.process_exit = NULL;
+}
+
 DRIVER_INIT(pybridge)
 {
-    pb_configure(&user_entry);
+    unsigned long cb;
+    if (pb_configure(&user_entry, &cb)) keep_callbacks(cb);
     return &user_entry;
 }

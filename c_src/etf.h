@@ -13,6 +13,7 @@
 #define ETF_VERSION 131
 #define SMALL_INTEGER_EXT 97             /* u8 */
 #define INTEGER_EXT 98                   /* i32 */
+#define ATOM_EXT 100                     /* len:u16, Latin-1 name */
 #define SMALL_TUPLE_EXT 104              /* arity:u8, elements */
 #define SMALL_BIG_EXT 110                /* n:u8, sign:u8, n little-endian digits */
 #define MAP_EXT 116                      /* arity:u32, key, value, ... */

@@ -39,6 +39,7 @@ static int op_answer(pb_user *u, pb_frame *f)
     if (f->id && f->id == u->awaiting) {
         u->got = 1;
         u->got_op = f->op;
+        u->got_fl = f->fl;
         u->got_len = f->len;
         u->got_body = driver_alloc(f->len ? f->len : 1);
         memcpy(u->got_body, f->body, f->len);
@@ -60,16 +61,6 @@ static int op_set_control_flags(pb_user *u, pb_frame *f)
     if (f->len != 4) return OP_BAD;
     u->control_flags = (int)get32(f->body) & PORT_CONTROL_FLAG_BINARY;
     set_port_control_flags(u->c.port, u->control_flags);
-    return OP_OK;
-}
-
-static int op_resolve_pid(pb_user *u, pb_frame *f)
-{
-    ErlDrvTermData raw;
-    if (f->len != 8) return OP_BAD;
-    raw = (ErlDrvTermData)get64(f->body);
-    /* only pids this port handed out itself: a forged value must never become a term */
-    if (pb_is_known(u, raw)) pb_request_pid_info(u, raw);
     return OP_OK;
 }
 
@@ -331,7 +322,6 @@ static const pb_op ops[256] = {
     [DRV_ERROR] = op_answer,
     [DRV_OUTPUT] = op_output,
     [DRV_SET_CONTROL_FLAGS] = op_set_control_flags,
-    [DRV_RESOLVE_PID] = op_resolve_pid,
     [DRV_OUTPUT2] = op_output2,
     [DRV_OUTPUT_BINARY] = op_output_binary,
     [DRV_OUTPUTV] = op_outputv,
@@ -362,7 +352,9 @@ static const pb_op ops[256] = {
 int pb_handle_frame(pb_user *u, pb_frame *f)
 {
     pb_op op = ops[f->op & 0xFF];
-    int rc = op ? op(u, f) : OP_BAD;
+    int rc;
+    if (u->state == S_FAILED) return -1;    /* frames after a failure are ignored */
+    rc = op ? op(u, f) : OP_BAD;
     if (rc == OP_BAD) {
         pb_protocol_error(u);
         return -1;

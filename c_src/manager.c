@@ -17,6 +17,7 @@
 #define _GNU_SOURCE                      /* kill with -std=c11 */
 #include <errno.h>
 #include <signal.h>
+#include <stdio.h>
 #include <string.h>
 #include <sys/socket.h>
 #include <unistd.h>
@@ -102,6 +103,24 @@ static void write_queued(pb_manager *m)
 static void mgr_ready_input(ErlDrvData d, ErlDrvEvent e);
 
 /*
+ * {pybridge_port_opened, Port, Spec} to pybridge_manager for the port of that serial (0:
+ * every one not yet told), sent by this manager port: the user port's own signals show
+ * nothing of the bridge.
+ */
+static void announce(pb_manager *m, uint32_t serial)
+{
+    pb_opened o;
+    while (pb_worker_take_opened(m->c.worker, serial, &o)) {
+        ErlDrvTermData t[9] = { ERL_DRV_ATOM, driver_mk_atom("pybridge_port_opened"),
+                                ERL_DRV_PORT, o.port,
+                                ERL_DRV_BUF2BINARY, (ErlDrvTermData)o.spec,
+                                (ErlDrvTermData)strlen(o.spec), ERL_DRV_TUPLE, 3 };
+        erl_drv_output_term(driver_mk_port(m->c.port), t, 9);
+        if (serial) return;
+    }
+}
+
+/*
  * The worker is gone, with this wait status: pass on the ctl frames it sent last (its
  * traceback), forget it, and tell Erlang CTL_WORKER_EXIT: the status, how many ports
  * waited for it, and the class of the one that waited longest.
@@ -113,6 +132,7 @@ static void worker_gone(pb_manager *m, int status)
     size_t blen = strlen(h + HDR_LEN + 8);
     pb_worker_dying(m->c.worker);
     if (m->ctl_fd >= 0) mgr_ready_input((ErlDrvData)m, (ErlDrvEvent)(long)m->ctl_fd);
+    announce(m, 0);                      /* so that they exit with the others */
     drop_queue(m);
     unwatch(m, &m->ctl_fd);
     unwatch(m, &m->status_fd);
@@ -150,12 +170,15 @@ static int send_hello(pb_manager *m)
 
 /*
  * MGR_SPAWN: timeout_ms:u32 max_frame:u32 spin_us:u32 group:u32, then the nanny's argv as
- * NUL-terminated strings. Reply os_pid:u32 (the worker's) worker_index:u32.
+ * NUL-terminated strings. Reply os_pid:u32 (the worker's) worker_index:u32. The worker's
+ * argv gets "--node-pid-raw RAW", the raw value of the caller (pybridge_manager), whose
+ * external form its argv has already (--node-pid): Python makes every pid's external
+ * form from these two (docs/PROTOCOL.md, "Pids").
  */
 static ErlDrvSSizeT spawn_worker(pb_manager *m, char *buf, size_t len, char **rbuf,
                                  ErlDrvSizeT rlen)
 {
-    char *argv[MAX_ARGS], *a, *end = buf + len, *o;
+    char *argv[MAX_ARGS], *a, *end = buf + len, *o, raw[24];
     int argc = 0;
     pb_worker_conf conf;
     pb_spawned sp;
@@ -166,10 +189,14 @@ static ErlDrvSSizeT spawn_worker(pb_manager *m, char *buf, size_t len, char **rb
     conf.spin_us = get32(buf + 8) > MAX_SPIN_US ? MAX_SPIN_US : get32(buf + 8);
     conf.group = get32(buf + 12);
     conf.notify = driver_caller(m->c.port);
-    for (a = buf + SPAWN_FIXED; a < end && argc < MAX_ARGS - 1; a += strlen(a) + 1)
+    for (a = buf + SPAWN_FIXED; a < end && argc < MAX_ARGS - 3; a += strlen(a) + 1)
         argv[argc++] = a;
+    if (argc == 0) return -1;
+    snprintf(raw, sizeof(raw), "%llu", (unsigned long long)conf.notify);
+    argv[argc++] = "--node-pid-raw";
+    argv[argc++] = raw;
     argv[argc] = NULL;
-    if (argc == 0 || pb_spawn(argv, &sp) < 0) return -1;
+    if (pb_spawn(argv, &sp) < 0) return -1;
     m->c.os_pid = sp.worker;
     m->ctl_fd = sp.ctl_fd;
     m->status_fd = sp.status_fd;
@@ -252,6 +279,10 @@ static void mgr_ready_input(ErlDrvData d, ErlDrvEvent e)
             return;
         }
         if (r < HDR_LEN || get32(buf) != (uint32_t)r - 4) continue;   /* not a frame: ignore */
+        if (buf[4] == CTL_PORT_OPENED) {
+            announce(m, get32(buf + 6));
+            continue;
+        }
         if (buf[4] == CTL_HELLO && r >= HDR_LEN + 2 && buf[HDR_LEN] == 0 &&
             buf[HDR_LEN + 1] == PB_PROTOCOL_VERSION)
             pb_worker_live(m->c.worker);
@@ -259,9 +290,8 @@ static void mgr_ready_input(ErlDrvData d, ErlDrvEvent e)
     }
 }
 
-/* port_command on the manager port: one whole ctl frame for the worker (CTL_PID_INFO,
- * CTL_CLASS_INFO, CTL_RELOAD, CTL_ERL_RESULT), queued behind those that wait. Others are
- * ignored. */
+/* port_command on the manager port: one whole ctl frame for the worker (CTL_CLASS_INFO,
+ * CTL_RELOAD, CTL_ERL_RESULT), queued behind those that wait. Others are ignored. */
 static void mgr_outputv(ErlDrvData d, ErlIOVec *ev)
 {
     pb_manager *m = (pb_manager *)d;
@@ -269,8 +299,7 @@ static void mgr_outputv(ErlDrvData d, ErlIOVec *ev)
     if (m->ctl_fd < 0 || ev->size < HDR_LEN || ev->size > MAX_CTL_MSG) return;
     driver_vec_to_buf(ev, h, HDR_LEN);
     if (get32(h) != ev->size - 4 ||
-        (h[4] != CTL_PID_INFO && h[4] != CTL_CLASS_INFO && h[4] != CTL_RELOAD &&
-         h[4] != CTL_ERL_RESULT))
+        (h[4] != CTL_CLASS_INFO && h[4] != CTL_RELOAD && h[4] != CTL_ERL_RESULT))
         return;
     driver_enqv(m->c.port, ev, 0);
     write_queued(m);

@@ -12,6 +12,6 @@ extern char pb_driver_name[];            /* "pybridge", or a named driver's NAME
 extern char pb_driver_spec[];            /* a named driver's "module:Class", else "" */
 extern char pb_owner_path[];             /* a named driver's pybridge.so */
 
-void pb_configure(ErlDrvEntry *entry);
+int pb_configure(ErlDrvEntry *entry, unsigned long *callbacks);
 
 #endif

@@ -44,6 +44,7 @@
 #define CTL_RELOAD 0x09
 #define CTL_ERL_CALL 0x0A
 #define CTL_ERL_RESULT 0x0B
+#define CTL_PORT_OPENED 0x0C
 
 #define PY_OPEN 0x10
 #define PY_STOP 0x11
@@ -109,6 +110,12 @@
 #define FL_NONE 0x01
 #define OPEN_BLOCKING 0x01
 #define OPEN_PORT_LOCKING 0x02
+#define CB_OUTPUT 0x01
+#define CB_OUTPUTV 0x02
+#define CB_CONTROL 0x04
+#define CB_CALL 0x08
+#define CB_FLUSH 0x10
+#define CB_PROCESS_EXIT 0x20
 #define FL_CREATED 0x01
 #define FL_SHM 0x80
 #define FL_MORE 0x01

@@ -144,11 +144,18 @@ static ErlDrvSSizeT etf_reply(pb_user *u, int wrapped, char *body, size_t blen, 
     return (ErlDrvSSizeT)blen;
 }
 
-/* port_control's reply: the bytes, in a binary if the port said so (DRV_SET_CONTROL_FLAGS) */
+/*
+ * port_control's reply: the bytes, in a binary if the port said so (DRV_SET_CONTROL_FLAGS).
+ * None (FL_NONE) is a NULL *rbuf, which ERTS turns into [] in either mode.
+ */
 static ErlDrvSSizeT control_reply(pb_user *u, char *body, size_t blen, char **rbuf,
                                   ErlDrvSizeT rlen)
 {
     if (u->got_op != DRV_REPLY) return -1;
+    if (u->got_fl & FL_NONE) {
+        *rbuf = NULL;
+        return 0;
+    }
     if (u->control_flags & PORT_CONTROL_FLAG_BINARY) {
         ErlDrvBinary *b = driver_alloc_binary(blen);
         memcpy(b->orig_bytes, body, blen);

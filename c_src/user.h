@@ -73,6 +73,7 @@ typedef struct pb_user {
     uint32_t awaiting;
     int got;
     int got_op;
+    int got_fl;
     char *got_body;
     size_t got_len;
     int blocking;                        /* strict mode: output and timeout wait for Python */
@@ -140,7 +141,6 @@ int pb_shm_returned(pb_user *u, uint64_t upto);
 void pb_add_known(pb_user *u, ErlDrvTermData raw);
 int pb_is_known(pb_user *u, ErlDrvTermData raw);
 void pb_note_caller(pb_user *u);
-void pb_request_pid_info(pb_user *u, ErlDrvTermData raw);
 void pb_send_to(pb_user *u, ErlDrvTermData to, ErlDrvTermData *spec, int n);
 
 /* termprog.c */

@@ -70,8 +70,9 @@ static const char *text_spec(const char *text, size_t *len)
 /*
  * A port attached to its worker (pb_channel_open) starts reading, and tells Python
  * (PY_OPEN, with id and flags: a request from open_port, FL_CREATED from
- * driver_create_port) and its pybridge_manager process ({pybridge_port_opened, Port,
- * Spec}: the manager blames a class for its worker's death by what its ports were doing).
+ * driver_create_port). Its pybridge_manager process learns of it from the manager port
+ * (pb_worker_opened), never from a message of this port's: the manager blames a class for
+ * its worker's death by what its ports were doing.
  */
 void pb_user_begin(pb_user *u, int fl, uint32_t id, const char *text, size_t tlen)
 {
@@ -79,16 +80,13 @@ void pb_user_begin(pb_user *u, int fl, uint32_t id, const char *text, size_t tle
     struct iovec iov[3];
     size_t slen;
     const char *spec = text_spec(text, &slen);
-    ErlDrvTermData t[9] = { ERL_DRV_ATOM, driver_mk_atom("pybridge_port_opened"),
-                            ERL_DRV_PORT, u->port_term,
-                            ERL_DRV_BUF2BINARY, (ErlDrvTermData)spec, (ErlDrvTermData)slen,
-                            ERL_DRV_TUPLE, 3 };
     memcpy(u->spec, spec, slen < PB_SPEC_MAX ? slen : PB_SPEC_MAX - 1);
     if (id) pb_note_busy(u);             /* start runs: a death now is this class's */
     driver_select(u->c.port, (ErlDrvEvent)(long)u->fd, ERL_DRV_READ | ERL_DRV_USE, 1);
     erl_drv_set_os_pid(u->c.port, u->c.os_pid);
     pb_add_known(u, u->last_caller);
     pb_add_known(u, u->last_connected);
+    pb_worker_opened(u->c.worker, u->serial, u->port_term, u->spec);
     put64(b, (uint64_t)u->port_term);
     put64(b + 8, (uint64_t)u->last_caller);
     put64(b + 16, (uint64_t)u->last_connected);
@@ -97,7 +95,6 @@ void pb_user_begin(pb_user *u, int fl, uint32_t id, const char *text, size_t tle
     iov[1].iov_base = b; iov[1].iov_len = OPEN_FIXED;
     iov[2].iov_base = (char *)text; iov[2].iov_len = tlen;
     pb_send_iov(u, iov, 3, NULL);
-    pb_send_to(u, u->notify, t, 9);
 }
 
 /* The port waits for its worker (start, control, call): see pb_worker_busy. */

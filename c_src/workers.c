@@ -132,6 +132,9 @@ void pb_worker_remove(pb_worker_ref w)
     if ((k = lookup(w))) {
         k->state = WS_FREE;
         k->ctl_fd = -1;
+        driver_free(k->opened);
+        k->opened = NULL;
+        k->nopened = k->copened = 0;
     }
     erl_drv_mutex_unlock(reg->lock);
 }
@@ -328,4 +331,48 @@ int pb_worker_send_fd(pb_worker_ref w, int op, uint32_t id, int fd)
     if ((k = lookup(w)) && k->state == WS_LIVE) ok = send_ctl_fds(k->ctl_fd, op, id, &fd, 1);
     erl_drv_mutex_unlock(reg->lock);
     return ok;
+}
+
+/*
+ * A port of this worker, to be announced to its pybridge_manager by the manager port (not
+ * by the user port: a traced user port must show only what a C driver's would). The
+ * worker says when it has the port (CTL_PORT_OPENED); the manager port takes it then, or
+ * at the worker's end.
+ */
+void pb_worker_opened(pb_worker_ref w, uint32_t serial, ErlDrvTermData port, const char *spec)
+{
+    pb_worker *k;
+    erl_drv_mutex_lock(reg->lock);
+    if ((k = lookup(w))) {
+        pb_opened *o;
+        if (k->nopened == k->copened) {
+            k->copened = k->copened ? 2 * k->copened : 8;
+            k->opened = driver_realloc(k->opened, k->copened * sizeof(*k->opened));
+        }
+        o = &k->opened[k->nopened++];
+        o->serial = serial;
+        o->port = port;
+        strncpy(o->spec, spec, PB_SPEC_MAX - 1);
+        o->spec[PB_SPEC_MAX - 1] = 0;
+    }
+    erl_drv_mutex_unlock(reg->lock);
+}
+
+/* The port of that serial (0: any) into *out and forgotten: 1, or 0 when there is none. */
+int pb_worker_take_opened(pb_worker_ref w, uint32_t serial, pb_opened *out)
+{
+    pb_worker *k;
+    size_t i;
+    int found = 0;
+    erl_drv_mutex_lock(reg->lock);
+    if ((k = lookup(w))) {
+        for (i = 0; i < k->nopened && !found; i++) {
+            if (serial && k->opened[i].serial != serial) continue;
+            *out = k->opened[i];
+            k->opened[i] = k->opened[--k->nopened];
+            found = 1;
+        }
+    }
+    erl_drv_mutex_unlock(reg->lock);
+    return found;
 }

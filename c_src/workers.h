@@ -37,6 +37,13 @@ typedef struct {
 
 enum pb_worker_state { WS_FREE, WS_HANDSHAKE, WS_LIVE, WS_DEAD };
 
+/* A port given to a worker, until its manager port tells pybridge_manager of it. */
+typedef struct {
+    uint32_t serial;                     /* of its CTL_NEW_PORT */
+    ErlDrvTermData port;                 /* driver_mk_port of the user port */
+    char spec[PB_SPEC_MAX];              /* its class */
+} pb_opened;
+
 typedef struct {
     enum pb_worker_state state;
     int ctl_fd;                          /* the manager port's; kept to pass descriptors */
@@ -54,6 +61,8 @@ typedef struct {
     uint32_t blame_of;                   /* the port whose spec is in blame */
     ErlDrvTime lost_ms;                  /* that port saw the worker's end first: when */
     ErlDrvTime suspect_ms;               /* when a port of it last saw its channel end */
+    pb_opened *opened;                   /* ports not announced yet (pb_worker_opened) */
+    size_t nopened, copened;
 } pb_worker;
 
 typedef struct {
@@ -102,6 +111,8 @@ void pb_worker_idle(pb_worker_ref w, uint32_t serial, int lost);
 void pb_worker_suspect(pb_worker_ref w);
 int pb_worker_blame(pb_worker_ref w, char *spec);
 void pb_worker_drop_port(pb_worker_ref w);
+void pb_worker_opened(pb_worker_ref w, uint32_t serial, ErlDrvTermData port, const char *spec);
+int pb_worker_take_opened(pb_worker_ref w, uint32_t serial, pb_opened *out);
 int pb_worker_send_fd(pb_worker_ref w, int op, uint32_t id, int fd);
 
 #endif

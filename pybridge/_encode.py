@@ -1,9 +1,11 @@
 """Erlang External Term Format (ETF) encoder: Python terms to the bytes OTP's binary_to_term reads.
 
 Pure Python, for the hot path, with pybridge's mapping between Python and Erlang terms (see
-encode; _decode is its inverse). encode writes exactly the bytes of OTP's
-term_to_binary(T, [{minor_version, 2}]), except that maps with more than 32 keys
-(hash-ordered in OTP) are written in dict order.
+encode; _decode is its inverse). encode writes exactly the bytes of the running OTP's
+term_to_binary/1 (use_latin1_atoms says which: OTP 25 and older write atoms whose
+characters are all Latin-1 as ATOM_EXT, OTP 26 and later as SMALL_ATOM_UTF8_EXT, the
+default here), pids, ports and references included, except that maps with more than 32
+keys (hash-ordered in OTP) are written in dict order.
 """
 from __future__ import annotations
 
@@ -45,6 +47,7 @@ _OrderKey = tuple[Any, ...]  # nested tuples that compare in Erlang's term order
 
 
 _ATOM_ETF: dict[str, bytes] = {}  # atom name -> its encoding
+_LATIN1_ATOMS = [False]  # minor_version 1 (OTP 25's default): Latin-1 atoms as ATOM_EXT
 
 
 def _atom_etf(name: str) -> bytes:
@@ -52,11 +55,23 @@ def _atom_etf(name: str) -> bytes:
     if etf is None:
         if len(name) > 255:
             raise EncodeError(f"atom longer than 255 characters: {name[:20]!r}...")
-        raw = name.encode("utf-8")
-        etf = (_TAG_U8(119, len(raw)) if len(raw) < 256 else _TAG_U16(118, len(raw))) + raw
+        if _LATIN1_ATOMS[0] and all(ord(c) < 256 for c in name):
+            etf = _TAG_U16(100, len(name)) + name.encode("latin-1")
+        else:
+            raw = name.encode("utf-8")
+            etf = (_TAG_U8(119, len(raw)) if len(raw) < 256 else _TAG_U16(118, len(raw))) + raw
         if len(_ATOM_ETF) < CACHE_LIMIT:
             _ATOM_ETF[name] = etf
     return etf
+
+
+def use_latin1_atoms(latin1: bool) -> None:
+    """Write atoms as the running OTP's term_to_binary/1 does: True for OTP 25 and older
+    (the worker sees which in the node's pid, pybridge._runtime.pids)."""
+    global _TRUE, _FALSE
+    _LATIN1_ATOMS[0] = latin1
+    _ATOM_ETF.clear()
+    _TRUE, _FALSE = _atom_etf("true"), _atom_etf("false")
 
 
 _TRUE = _atom_etf("true")
@@ -137,6 +152,11 @@ def _enc_other(t: Term, app: _Append, none: str) -> None:
         _enc(t.tail, app, none)
     elif isinstance(t, MapKey):
         _enc_map(t.items, len(t.items), app, none)
+    elif isinstance(t, _NODE_TERMS):
+        _enc_node_term(t, app)
+    elif isinstance(t, erlang.OtpErlangAtom):
+        v = t.value
+        app(_atom_etf(v.decode("latin-1") if isinstance(v, bytes) else str(v)))
     elif isinstance(t, _ERLANG_PY):
         app(t.binary())
     elif isinstance(t, (bytes, bytearray, memoryview)):
@@ -160,6 +180,24 @@ def _enc_other(t: Term, app: _Append, none: str) -> None:
     else:
         raise EncodeError(f"cannot encode {type(t).__module__}.{type(t).__qualname__} "
                           f"as an Erlang term")
+
+
+_NODE_TERMS = (erlang.OtpErlangPid, erlang.OtpErlangPort, erlang.OtpErlangReference)
+
+
+def _node_atom(node: Any) -> bytes:
+    v = node.value
+    return _atom_etf(v.decode("latin-1") if isinstance(v, bytes) else str(v))
+
+
+def _enc_node_term(t: Any, app: _Append) -> None:
+    """A pid, port or reference as term_to_binary writes it: erlang-py's own layout but
+    its node atom written as the other atoms are."""
+    own = t.binary()
+    node = t.node.binary()
+    # erlang-py writes: tag, [u16 length for references], node atom, the rest
+    head = 3 if isinstance(t, erlang.OtpErlangReference) and own[0] != 101 else 1
+    app(own[:head] + _node_atom(t.node) + own[head + len(node):])
 
 
 def _bignum(t: int) -> bytes:

@@ -173,8 +173,8 @@ class PortHandle:
 
 class LocalPid(Pid):  # type: ignore[misc]  # Pid is erlang-py's, untyped: Any to mypy
     """A pid the driver named by its raw value (caller, connected): an erlang-py pid
-    whose external form is fetched from the node only when it is needed (encoding,
-    comparing with other pids, hashing), so asking for it never blocks a callback."""
+    whose external form is made from the raw value when it is needed (encoding, comparing
+    with other pids, hashing) by the worker (_runtime.pids), without asking the node."""
 
     __slots__ = ("raw", "origin", "_resolve", "_pid")
 

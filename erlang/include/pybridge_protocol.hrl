@@ -16,6 +16,7 @@
 -define(CTL_RELOAD, 16#09).
 -define(CTL_ERL_CALL, 16#0A).
 -define(CTL_ERL_RESULT, 16#0B).
+-define(CTL_PORT_OPENED, 16#0C).
 
 -define(PY_OPEN, 16#10).
 -define(PY_STOP, 16#11).
@@ -81,6 +82,12 @@
 -define(FL_NONE, 16#01).
 -define(OPEN_BLOCKING, 16#01).
 -define(OPEN_PORT_LOCKING, 16#02).
+-define(CB_OUTPUT, 16#01).
+-define(CB_OUTPUTV, 16#02).
+-define(CB_CONTROL, 16#04).
+-define(CB_CALL, 16#08).
+-define(CB_FLUSH, 16#10).
+-define(CB_PROCESS_EXIT, 16#20).
 -define(FL_CREATED, 16#01).
 -define(FL_SHM, 16#80).
 -define(FL_MORE, 16#01).

@@ -334,8 +334,8 @@ class_group(Spec) ->
                  [] -> {error, restarting}
              end,
     case Answer of
-        {ok, _Flags, <<>>} -> remember(Spec, default);
-        {ok, _Flags, Name} ->
+        {ok, _Flags, _Callbacks, <<>>} -> remember(Spec, default);
+        {ok, _Flags, _Callbacks, Name} ->
             case [G || #{name := G} <- pybridge_config:worker_groups(), atom_to_binary(G) =:= Name] of
                 [G] -> remember(Spec, G);
                 [] -> error(badarg)

@@ -18,9 +18,9 @@
 %%                                       ports waiting for the worker, then the class
 %%                                       of the one that waited longest (may be empty)
 %%   CTL_CLASS_INFO   Erlang -> worker   the spec "module:Class" (id: the request)
-%%                    worker -> Erlang   0:u8, flags:u32, worker_group (UTF-8, may be
-%%                                       empty) | 1:u8, error message
-%%   CTL_PID_INFO     Erlang -> worker   raw:u64, then the pid's external form
+%%                    worker -> Erlang   0:u8, flags:u32, callbacks:u32 (CB_*),
+%%                                       worker_group (UTF-8, may be empty)
+%%                                       | 1:u8, error message
 %%   CTL_HUNG         worker -> Erlang   the spec whose callback hung the worker
 %%   CTL_RELOAD       Erlang -> worker   phase:u8 (0 load, 1 commit, 2 abort), token:u64,
 %%                                       then the module (load) or timeout_ms:u32 (commit)
@@ -42,7 +42,7 @@
 
 -include("pybridge_protocol.hrl").
 
--export([spawn_request/5, with_env/2, spawn_reply/1, class_info/2, pid_info/2, reload/2,
+-export([spawn_request/5, with_env/2, spawn_reply/1, class_info/2, reload/2,
          erl_result/2, decode/1]).
 -export_type([event/0, reload_request/0, reload_answer/0]).
 
@@ -63,7 +63,7 @@
                | {worker_exit, Status :: integer(), Busy :: non_neg_integer(), Blame :: binary()}
                | {hung, Spec :: binary()}
                | {class_info, Id :: non_neg_integer(),
-                  {ok, non_neg_integer(), binary()} | {error, binary()}}
+                  {ok, non_neg_integer(), non_neg_integer(), binary()} | {error, binary()}}
                | {reload, Id :: non_neg_integer(), reload_answer()}
                | {erl_call, Id :: non_neg_integer(), More :: boolean(), Piece :: binary()}
                | {unknown, Op :: byte()}.
@@ -96,11 +96,6 @@ spawn_reply(Reply) ->
 -spec class_info(non_neg_integer(), unicode:chardata()) -> binary().
 class_info(Id, Spec) ->
     frame(?CTL_CLASS_INFO, Id, unicode:characters_to_binary(Spec)).
-
-%% @doc A CTL_PID_INFO event: the external form of the pid the driver names Raw.
--spec pid_info(non_neg_integer(), pid()) -> binary().
-pid_info(Raw, Pid) ->
-    frame(?CTL_PID_INFO, 0, <<Raw:64, (term_to_binary(Pid))/binary>>).
 
 %% @doc A CTL_RELOAD request, answered under id Id.
 -spec reload(non_neg_integer(), reload_request()) -> binary().
@@ -140,8 +135,8 @@ decode(<<_:32, ?CTL_WORKER_EXIT, _:8, _:32, Status:32/signed, Busy:32, Blame/bin
     {worker_exit, Status, Busy, Blame};
 decode(<<_:32, ?CTL_HUNG, _:8, _:32, Spec/binary>>) ->
     {hung, Spec};
-decode(<<_:32, ?CTL_CLASS_INFO, _:8, Id:32, 0, Flags:32, Group/binary>>) ->
-    {class_info, Id, {ok, Flags, Group}};
+decode(<<_:32, ?CTL_CLASS_INFO, _:8, Id:32, 0, Flags:32, Callbacks:32, Group/binary>>) ->
+    {class_info, Id, {ok, Flags, Callbacks, Group}};
 decode(<<_:32, ?CTL_CLASS_INFO, _:8, Id:32, _Status, Message/binary>>) ->
     {class_info, Id, {error, Message}};
 decode(<<_:32, ?CTL_RELOAD, _:8, Id:32, Answer/binary>>) ->

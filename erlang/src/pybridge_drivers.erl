@@ -70,13 +70,14 @@ do_load(Name, Spec) ->
         undefined -> {error, no_worker};
         Manager ->
             case pybridge_manager:class_info(Manager, Spec) of
-                {ok, Flags, _Group} -> install(Name, Spec, Flags);
+                {ok, Flags, Callbacks, _Group} -> install(Name, Spec, Flags, Callbacks);
                 {error, Why} -> {error, {python, Why}}
             end
     end.
 
--spec install(string(), string(), non_neg_integer()) -> {ok, file:filename()} | {error, term()}.
-install(Name, Spec, Flags) ->
+-spec install(string(), string(), non_neg_integer(), non_neg_integer()) ->
+    {ok, file:filename()} | {error, term()}.
+install(Name, Spec, Flags, Callbacks) ->
     Main = filename:join(pybridge_sup:driver_dir(), "pybridge.so"),
     Dir = filename:join([filename:basedir(user_cache, "pybridge"),
                          os:getpid() ++ "-" ++ integer_to_list(erlang:unique_integer([positive])),
@@ -84,7 +85,8 @@ install(Name, Spec, Flags) ->
     ok = filelib:ensure_dir(filename:join(Dir, "x")),
     {ok, _} = file:copy(Main, filename:join(Dir, Name ++ ".so")),
     ok = file:write_file(filename:join(Dir, Name ++ ".conf"),
-                         [Name, $\n, Spec, $\n, integer_to_list(Flags), $\n, Main, $\n]),
+                         [Name, $\n, Spec, $\n, integer_to_list(Flags), $\n, Main, $\n,
+                          integer_to_list(Callbacks), $\n]),
     case erl_ddll:load_driver(Dir, Name) of
         ok -> {ok, Dir};
         {error, E} ->

@@ -3,13 +3,12 @@
 %% pybridge_manager per worker of each worker group.
 %%
 %% It checks the worker's handshake, turns the worker's log frames into logger events,
-%% answers pid resolutions and class questions, relays a reload's phases, hands the
-%% worker's calls to Erlang (Port.call_erlang) to pybridge_erl_call, and, when the worker
-%% dies, logs how (its exit status or signal) and which driver class it blames, makes
-%% every port the worker served exit with {pybridge, worker_down}, and starts a fresh
-%% worker in place, after a backoff that grows while workers keep dying young. Why not the
-%% supervisor: its restart intensity would end the application (and a permanent one, the
-%% node) after enough deaths.
+%% answers class questions, relays a reload's phases, hands the worker's calls to Erlang
+%% (Port.call_erlang) to pybridge_erl_call, and, when the worker dies, logs how (its exit
+%% status or signal) and which driver class it blames, makes every port the worker served
+%% exit with {pybridge, worker_down}, and starts a fresh worker in place, after a backoff
+%% that grows while workers keep dying young. Why not the supervisor: its restart
+%% intensity would end the application (and a permanent one, the node) after enough deaths.
 %% Frames: pybridge_ctl and docs/PROTOCOL.md.
 -module(pybridge_manager).
 -behaviour(gen_server).
@@ -100,11 +99,13 @@ stats(Pid) ->
 last_exit(Pid) ->
     gen_server:call(Pid, last_exit).
 
-%% @doc The driver flags and worker group name ("" for none) of a Python driver class,
+%% @doc The driver flags, callbacks (CB_*) and worker group name ("" for none) of a
+%% Python driver class,
 %% asked of this manager's worker.
 %% {error, Atom}: the worker could not be asked.
 -spec class_info(pid(), string()) ->
-    {ok, non_neg_integer(), binary()} | {error, binary() | restarting | worker_down}.
+    {ok, non_neg_integer(), non_neg_integer(), binary()}
+    | {error, binary() | restarting | worker_down}.
 class_info(Pid, Spec) ->
     gen_server:call(Pid, {class_info, Spec}, 15000).
 
@@ -123,7 +124,8 @@ init({N, Group}) ->
     {ok, #state{n = N, group = Group, mgr = Mgr}, {continue, spawn}}.
 
 %% The spawn runs here, in the server, because the C driver sends the worker's port
-%% notifications ({pybridge_port_opened, _, _} and the rest) to the process that spawned it.
+%% notifications ({pybridge_port_opened, _, _} from the manager port, the rest from the
+%% ports) to the process that spawned it.
 -spec handle_continue(spawn, #state{}) -> {noreply, #state{}} | {stop, term(), #state{}}.
 handle_continue(spawn, S) ->
     spawn_worker(S).
@@ -150,7 +152,10 @@ spawn_worker_now(S = #state{mgr = Mgr, group = #{index := Index, memory_limit :=
                 "--callback-limit", case pybridge_config:callback_limit() of
                                         infinity -> "0";
                                         CallbackLimit -> integer_to_list(CallbackLimit)
-                                    end
+                                    end,
+                %% this process's external form: the manager port adds its raw value, and
+                %% the worker makes every pid's external form from the two (no messages)
+                "--node-pid", binary_to_list(binary:encode_hex(term_to_binary(self())))
                 | lists:append([["--path", P] || P <- pybridge_config:python_path()])]),
     Argv = [Nanny, os:getpid(), integer_to_list(Limit), "--" | Worker],
     Request = pybridge_ctl:spawn_request(pybridge_config:timeout(), MaxFrame, Spin, Index, Argv),
@@ -229,10 +234,6 @@ handle_info({pybridge_port_hung, Port}, S) ->
 handle_info({pybridge_worker_hung, _Port}, S) ->
     %% the driver has killed the frozen worker: its end follows
     {noreply, S#state{down = worker_hung}};
-handle_info({pybridge_resolve, Raw, Pid}, S = #state{mgr = Mgr}) ->
-    %% The worker waits for this inside a callback: answer straight to its ctl socket.
-    erlang:port_command(Mgr, pybridge_ctl:pid_info(Raw, Pid)),
-    {noreply, S};
 handle_info({pybridge_forward, To, Msg}, S) when is_pid(To) ->
     %% send_term to a pid the port never named: only Erlang can address it
     To ! Msg,

@@ -168,6 +168,9 @@ control_rules() ->
     ?assertEqual(lists:seq(0, 255), lists:sublist(Large, 256)),
     ?assertEqual(<<"bin">>, erlang:port_control(Port, 3, <<"bin">>)),
     ?assertEqual(<<"bin2">>, pybridge:control(Port, 9, [<<"bin">>, $2])),
+    %% None is a NULL *rbuf: [] in binary mode too, as ERTS gives (OTP's queue_echo)
+    ?assertEqual([], erlang:port_control(Port, 0, <<>>)),
+    ?assertEqual([], pybridge:control(Port, 0, <<>>)),
     LargeBin = erlang:port_control(Port, 4, <<"65536">>),
     ?assertEqual(65536, byte_size(LargeBin)),
     ?assertEqual("list", erlang:port_control(Port, 5, <<"list">>)),

@@ -41,6 +41,16 @@ CallbackName = Literal["start", "stop", "output", "outputv", "control", "call", 
                        "stop_select", "code_change"]
 CALLBACKS: tuple[CallbackName, ...] = get_args(CallbackName)
 
+#: The callbacks whose absence ERTS can tell, as the bits of CTL_CLASS_INFO's callbacks
+#: (docs/PROTOCOL.md): a named driver's entry has NULL where the class has none.
+_CB_BITS = {"output": P.CB_OUTPUT, "outputv": P.CB_OUTPUTV, "control": P.CB_CONTROL,
+            "call": P.CB_CALL, "flush": P.CB_FLUSH, "process_exit": P.CB_PROCESS_EXIT}
+
+
+def class_callbacks(cls: type) -> int:
+    """The CB_* bits of the callbacks a Driver class defines."""
+    return sum(bit for name, bit in _CB_BITS.items() if callable(getattr(cls, name, None)))
+
 TIME_UNITS = {"second": 0, "millisecond": 1, "microsecond": 2, "nanosecond": 3}
 
 

@@ -40,6 +40,7 @@ from .._wire.termprog import program
 from .channel import Channel
 from .entry import Entry
 from .erlcalls import ErlCalls
+from .pids import Node
 from .poller import Poller
 from .runner import Busy, Runner
 from .threads import Answer, Loop, PortThreads, Waiter
@@ -60,7 +61,7 @@ class Host(Loop, Protocol):
     sel: Poller
     max_frame: int
     rbuf: memoryview                # the read buffer every port's reader shares
-    pids: dict[int, Any]
+    node: Node                      # makes the pids the driver names (_runtime.pids)
     later: list[tuple[Conn, CallbackName, Any]]   # callbacks due after this turn
     conns: set[Conn]
     busy: Busy                      # what the loop thread runs, for the watchdog
@@ -69,7 +70,7 @@ class Host(Loop, Protocol):
 
     def load(self, conn: Conn, text: str) -> tuple[type[Driver], str]: ...
 
-    def resolve_pid(self, conn: Conn, raw: int) -> Any: ...
+    def port_opened(self, serial: int) -> None: ...
 
     def take_shm_fd(self, serial: int) -> int: ...
 
@@ -305,7 +306,7 @@ class Conn(PortThreads):
                 raise WorkerError("the port is gone")
 
     def local_pid(self, raw: int) -> LocalPid:
-        return LocalPid(raw, functools.partial(self.host.resolve_pid, self), self.port)
+        return LocalPid(raw, self.host.node.pid, self.port)
 
     # -- input: the FrameSink of the channel's reader --
     def on_readable(self) -> None:

@@ -79,6 +79,7 @@ def reply(conn: Conn, rid: int) -> None:
 
 # -- PY_OPEN --
 def on_open(conn: Conn, fl: int, rid: int, body: bytes) -> None:
+    conn.host.port_opened(conn.serial)
     conn.port_raw, conn.caller_raw, conn.connected_raw = (
         P.U64.unpack_from(body, 0)[0], P.U64.unpack_from(body, 8)[0],
         P.U64.unpack_from(body, 16)[0])
@@ -169,7 +170,7 @@ def on_control(conn: Conn, fl: int, rid: int, body: bytes) -> None:
     try:
         if wrapped:
             cmd, data, me = unwrap_request(decode(body[4:], conn.none_atom))
-            conn.host.pids[conn.caller_raw] = me
+            conn.host.node.learn(conn.caller_raw, me)
             data = flatten_iodata(data)
         else:
             cmd, data = P.U32.unpack_from(body)[0], body[4:]
@@ -201,7 +202,7 @@ def on_call(conn: Conn, fl: int, rid: int, body: bytes) -> None:
         term = decode(body[4:], conn.none_atom)
         if fl & P.FL_WRAPPED:
             cmd, term, me = unwrap_request(term)
-            conn.host.pids[conn.caller_raw] = me
+            conn.host.node.learn(conn.caller_raw, me)
         else:
             cmd = P.U32.unpack_from(body)[0]
         answer(conn, rid, "call", (cmd, term), call_reply, 0)

@@ -28,8 +28,9 @@ from collections import deque
 from collections.abc import Callable, Coroutine
 from typing import TYPE_CHECKING, Any
 
-from .._api.driver import CallbackName, Driver
+from .._api.driver import CallbackName, Driver, class_callbacks
 from .._decode import decode
+from .._encode import use_latin1_atoms
 from .._errors import ProtocolError, WorkerError
 from .._version import __version__
 from .._wire import protocol as P
@@ -39,6 +40,7 @@ from .handlers import HANDLERS
 from .jobs import JobPool
 from .loader import Loader
 from .logs import CtlLogHandler, capture_output
+from .pids import Node
 from .poller import POLLER
 from .reload import Reloads
 from .runner import Busy
@@ -78,7 +80,7 @@ class Worker:
         self.ctl.setblocking(True)
         self.sel = POLLER()
         self.conns: set[Conn] = set()
-        self.pids: dict[int, Any] = {}
+        self.node = Node()
         self.new_fds: deque[tuple[int, int, int]] = deque()
         self.shm_fds: dict[int, int] = {}       # port serial -> its region, until attached
         # driver modules come from these directories only (app env python_path, open -p);
@@ -146,10 +148,7 @@ class Worker:
         else:
             for fd in fds:   # descriptors we did not ask for
                 os.close(fd)
-            if op == P.CTL_PID_INFO and len(msg) > P.HDR_LEN + 8:
-                raw = P.U64.unpack_from(msg, P.HDR_LEN)[0]
-                self.pids[raw] = decode(msg[P.HDR_LEN + 8:])
-            elif op == P.CTL_ERL_RESULT:
+            if op == P.CTL_ERL_RESULT:
                 self.calls.on_result(P.HEADER.unpack_from(msg)[3], msg[5], msg[P.HDR_LEN:])
             elif op == P.CTL_CLASS_INFO:
                 self.class_info(P.HEADER.unpack_from(msg)[3],
@@ -187,27 +186,16 @@ class Worker:
         try:
             cls = self.loader.find_class(spec)
             body = (b"\x00" + P.U32.pack(int(getattr(cls, "flags", 0)) & 0xFFFFFFFF)
+                    + P.U32.pack(class_callbacks(cls))
                     + str(getattr(cls, "worker_group", "") or "").encode())
         except Exception as e:
             body = b"\x01" + f"{type(e).__name__}: {e}".encode()[:4000]
         self.send_ctl(P.frame(P.CTL_CLASS_INFO, body, rid=rid))
 
-    def resolve_pid(self, conn: Conn, raw: int) -> Any:
-        pid = self.pids.get(raw)
-        if pid is not None:
-            return pid
-        if not self.on_loop():          # the ctl socket is the loop thread's
-            return self.jobs.call(self.resolve_pid, conn, raw)
-        deadline = time.monotonic() + conn.timeout_ms / 1000
-        if not conn.closed:
-            conn.send(P.DRV_RESOLVE_PID, P.U64.pack(raw))
-            conn.flush_blocking(deadline)
-        while raw not in self.pids:
-            self.wait_ctl(deadline, "the node did not resolve a pid in time")
-        if len(self.pids) > 100_000:
-            self.pids.clear()
-            return self.resolve_pid(conn, raw)
-        return self.pids[raw]
+    def port_opened(self, serial: int) -> None:
+        """CTL_PORT_OPENED: the manager port tells pybridge_manager of the port (the port
+        itself must send no message a C driver's would not)."""
+        self.ctl.sendall(P.frame(P.CTL_PORT_OPENED, rid=serial))
 
     def take_shm_fd(self, serial: int) -> int:
         """The region CTL_SHM brought for this port: the driver sent it before PY_SHM_ATTACH,
@@ -232,7 +220,7 @@ class Worker:
             if opt == "-t" and arg.isdigit():
                 conn.timeout_ms = int(arg)
             elif opt == "-o":
-                self.pids[conn.caller_raw] = decode(bytes.fromhex(arg))
+                self.node.learn(conn.caller_raw, decode(bytes.fromhex(arg)))
             elif opt == "-p":
                 paths = [urllib.parse.unquote(x) for x in arg.split(":") if x]
                 conn.open_paths = arg       # a port it creates imports from them too
@@ -407,7 +395,8 @@ class _AnyPort:
 
 def main(fd: int, paths: list[str], async_threads: int = 4, max_frame: int = P.DEFAULT_MAX_FRAME,
          spin_us: int = P.DEFAULT_SPIN_US,
-         callback_limit: int = P.DEFAULT_CALLBACK_LIMIT_MS) -> None:
+         callback_limit: int = P.DEFAULT_CALLBACK_LIMIT_MS,
+         node_pid: tuple[int, bytes] = (0, b"")) -> None:
     _die_with_parent()
     _keep_large_blocks()
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
@@ -419,4 +408,9 @@ def main(fd: int, paths: list[str], async_threads: int = 4, max_frame: int = P.D
     root = logging.getLogger()
     root.addHandler(handler)
     root.setLevel(logging.INFO)
+    if node_pid[1]:
+        worker.node.learn(node_pid[0], decode(node_pid[1]))
+        # the node atom of term_to_binary(self()): ATOM_EXT (100) where the default
+        # minor_version is 1 (OTP 25 and older), so replies are written as that OTP would
+        use_latin1_atoms(node_pid[1][2:3] == b"d")
     worker.run()

@@ -38,11 +38,16 @@ def main() -> None:
 @click.option("--callback-limit", type=click.IntRange(0),
               default=P.DEFAULT_CALLBACK_LIMIT_MS, show_default=True,
               help="Milliseconds a callback may run before it is hung (0: no limit).")
+@click.option("--node-pid", default="",
+              help="A pid of the node in external term format, hex (pybridge_manager's).")
+@click.option("--node-pid-raw", type=click.IntRange(0), default=0,
+              help="The driver's raw value of that pid (the manager port adds it).")
 def worker(fd: int, paths: tuple[str, ...], async_threads: int, max_frame: int,
-           spin_us: int, callback_limit: int) -> None:
+           spin_us: int, callback_limit: int, node_pid: str, node_pid_raw: int) -> None:
     """Serve ports for a node (started by the pybridge Erlang app, not by hand)."""
     from .._runtime.worker import main as run
-    run(fd, list(paths), async_threads, max_frame, spin_us, callback_limit)
+    run(fd, list(paths), async_threads, max_frame, spin_us, callback_limit,
+        (node_pid_raw, bytes.fromhex(node_pid)))
 
 
 @main.command(short_help="Create a driver skeleton with its test.")

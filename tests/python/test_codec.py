@@ -12,7 +12,7 @@ import erlang
 import pytest
 
 from pybridge._decode import decode, decode_from
-from pybridge._encode import encode
+from pybridge._encode import encode, use_latin1_atoms
 from pybridge._types import (
     Atom,
     BitString,
@@ -359,9 +359,11 @@ def test_matches_erlang_py():
 
 def test_erlang_py_objects_encode_as_themselves():
     pid = erlang.OtpErlangPid(erlang.OtpErlangAtom("n@h"), b"\0\0\0\1", b"\0\0\0\0", b"\0\0\0\1")
-    for obj in [pid, erlang.OtpErlangAtom("x"), erlang.OtpErlangAtom(b"x"),
+    for obj in [pid, erlang.OtpErlangAtom("x"),
                 erlang.OtpErlangBinary(b"ab"), erlang.OtpErlangList([1, 2], improper=True)]:
         assert encode(obj) == b"\x83" + obj.binary()
+    # an atom erlang-py read from ATOM_EXT is written as term_to_binary writes atoms
+    assert encode(erlang.OtpErlangAtom(b"x")) == encode(Atom("x"))
     assert decode(encode(pid)) == pid
     assert decode(encode((pid, [pid]))) == (pid, [pid])
 
@@ -370,7 +372,7 @@ def test_erlang_py_objects_encode_as_themselves():
 
 ERLANG_SIDE = r"""
 Write = fun(Fd, B) -> ok = file:write(Fd, [<<(byte_size(B)):32>>, B]) end,
-V2 = fun(T) -> term_to_binary(T, [{minor_version, 2}]) end,
+V2 = fun(T) -> term_to_binary(T, [{minor_version, @MINOR@}]) end,
 try
     {ok, In} = file:read_file("@IN@"),
     {ok, Fd} = file:open("@OUT@", [write, raw, binary]),
@@ -403,11 +405,21 @@ def unpack_blobs(data):
     return blobs
 
 
-def test_matches_otp(tmp_path):
+@pytest.fixture(params=[1, 2], ids=["minor_version_1", "minor_version_2"])
+def minor(request):
+    """The atom encoding of OTP's term_to_binary minor_version 1 (OTP 25's default: Latin-1
+    atoms as ATOM_EXT) or 2 (OTP 26's), as the worker picks it for its node."""
+    use_latin1_atoms(request.param == 1)
+    yield request.param
+    use_latin1_atoms(False)
+
+
+def test_matches_otp(tmp_path, minor):
     terms = HAND_WRITTEN + random_terms(3, 2000)
     src, dst = tmp_path / "in.bin", tmp_path / "out.bin"
     src.write_bytes(pack_blobs([encode(t) for t in terms]))
-    code = ERLANG_SIDE.replace("@IN@", str(src)).replace("@OUT@", str(dst))
+    code = (ERLANG_SIDE.replace("@IN@", str(src)).replace("@OUT@", str(dst))
+            .replace("@MINOR@", str(minor)))
     assert '"' not in str(tmp_path) and "\\" not in str(tmp_path)
     # Not skipped when erl is missing: FileNotFoundError fails the test.
     proc = subprocess.run(["erl", "-noshell", "-eval", code], capture_output=True, timeout=120)
@@ -439,7 +451,11 @@ def test_matches_otp(tmp_path):
                           {ListKey([1]): (Atom("x"),), MapKey({Atom("a"): ListKey([1])}): [2],
                            1.0: 1, Atom("b"): 2})
     assert encode(plain) == v2
-    assert decode(default) == plain  # OTP 25's default: latin-1 ATOM_EXT
+    assert decode(default) == plain
+    # the running OTP's term_to_binary/1: the worker reads which from its node's pid
+    # (an ATOM_EXT node name: minor_version 1), as here from Plain's first atom, ok
+    use_latin1_atoms(default[3] == 100)
+    assert encode(plain) == default
     assert compressed[1] == 80 and decode(compressed) == plain
 
 

@@ -5,7 +5,7 @@ from pathlib import Path
 import pybridge._wire.protocol as proto
 
 ROOT = Path(__file__).resolve().parents[2]
-NAME = r"(?:CTL|PY|DRV|FL|PB_CALL|MGR|T|FAIL|TIME|OPEN)_[A-Z_0-9]+"
+NAME = r"(?:CTL|PY|DRV|FL|PB_CALL|MGR|T|FAIL|TIME|OPEN|CB)_[A-Z_0-9]+"
 
 
 def doc_table():
@@ -15,7 +15,7 @@ def doc_table():
     row = rf"^\| `({NAME})` \| (0x[0-9A-Fa-f]+|16#[0-9A-Fa-f]+|\d+) \|"
     for name, value in re.findall(row, text, re.M):
         rows[name] = int(value[3:], 16) if value.startswith("16#") else int(value, 0)
-    flag = r"`((?:FL|FAIL|TIME|OPEN)_[A-Z_]+)` = (0x[0-9A-Fa-f]+|\d+)"
+    flag = r"`((?:FL|FAIL|TIME|OPEN|CB)_[A-Z_]+)` = (0x[0-9A-Fa-f]+|\d+)"
     for name, value in re.findall(flag, text):
         rows[name] = int(value, 0)
     return rows
