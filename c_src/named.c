@@ -2,7 +2,8 @@
  * named.c - named drivers (docs/PROTOCOL.md, "Named drivers"): loaded as NAME.so, a copy
  * of pybridge.so made by pybridge:load_driver, the driver reads NAME.conf beside it: the
  * name, the "module:Class" it serves, the class's driver flags, the path of the original
- * pybridge.so, whose workers it uses, and the callbacks the class defines.
+ * pybridge.so, whose workers it uses, the callbacks the class defines, and the worker group
+ * its ports go to (the class's worker_group attribute; 0 is the default group).
  */
 #define _GNU_SOURCE                      /* dladdr */
 #include <dlfcn.h>
@@ -15,6 +16,7 @@
 char pb_driver_name[256] = "pybridge";
 char pb_driver_spec[512];
 char pb_owner_path[4096];
+uint32_t pb_driver_group;
 
 static int read_line(FILE *f, char *buf, size_t n)
 {
@@ -34,7 +36,7 @@ static int read_line(FILE *f, char *buf, size_t n)
 int pb_configure(ErlDrvEntry *entry, unsigned long *callbacks)
 {
     Dl_info info;
-    char conf[4096], name[256], spec[512], flags[32], owner[4096], cb[32];
+    char conf[4096], name[256], spec[512], flags[32], owner[4096], cb[32], group[32];
     int named = 0;
     const char *base;
     size_t l;
@@ -58,6 +60,8 @@ int pb_configure(ErlDrvEntry *entry, unsigned long *callbacks)
         entry->driver_name = pb_driver_name;
         entry->driver_flags |= (int)(fl & (ERL_DRV_FLAG_SOFT_BUSY | ERL_DRV_FLAG_NO_BUSY_MSGQ));
         *callbacks = strtoul(cb, NULL, 10);
+        pb_driver_group = read_line(f, group, sizeof(group)) == 0
+                              ? (uint32_t)strtoul(group, NULL, 10) : 0;
         named = 1;
     }
     fclose(f);

@@ -184,6 +184,7 @@ ErlDrvData pb_user_start(ErlDrvPort port, char *cmd)
         named[sl] = ' ';
         memcpy(named + sl + 1, text, al + 1);
         text = named;
+        u->c.group = pb_driver_group;
     } else {
         read_options(u, text);
     }

@@ -70,14 +70,28 @@ do_load(Name, Spec) ->
         undefined -> {error, no_worker};
         Manager ->
             case pybridge_manager:class_info(Manager, Spec) of
-                {ok, Flags, Callbacks, _Group} -> install(Name, Spec, Flags, Callbacks);
+                {ok, Flags, Callbacks, Group} ->
+                    case group_of(Group) of
+                        {ok, Index} -> install(Name, Spec, Flags, Callbacks, Index);
+                        error -> {error, {unknown_worker_group, Group}}
+                    end;
                 {error, Why} -> {error, {python, Why}}
             end
     end.
 
--spec install(string(), string(), non_neg_integer(), non_neg_integer()) ->
+%% The index of the group the class's worker_group attribute names (<<>>: the default).
+-spec group_of(binary()) -> {ok, non_neg_integer()} | error.
+group_of(<<>>) ->
+    {ok, 0};
+group_of(Name) ->
+    case [G || #{name := G} <- pybridge_config:worker_groups(), atom_to_binary(G) =:= Name] of
+        [G] -> pybridge_config:group_index(G);
+        [] -> error
+    end.
+
+-spec install(string(), string(), non_neg_integer(), non_neg_integer(), non_neg_integer()) ->
     {ok, file:filename()} | {error, term()}.
-install(Name, Spec, Flags, Callbacks) ->
+install(Name, Spec, Flags, Callbacks, Group) ->
     Main = filename:join(pybridge_sup:driver_dir(), "pybridge.so"),
     Dir = filename:join([filename:basedir(user_cache, "pybridge"),
                          os:getpid() ++ "-" ++ integer_to_list(erlang:unique_integer([positive])),
@@ -86,7 +100,7 @@ install(Name, Spec, Flags, Callbacks) ->
     {ok, _} = file:copy(Main, filename:join(Dir, Name ++ ".so")),
     ok = file:write_file(filename:join(Dir, Name ++ ".conf"),
                          [Name, $\n, Spec, $\n, integer_to_list(Flags), $\n, Main, $\n,
-                          integer_to_list(Callbacks), $\n]),
+                          integer_to_list(Callbacks), $\n, integer_to_list(Group), $\n]),
     case erl_ddll:load_driver(Dir, Name) of
         ok -> {ok, Dir};
         {error, E} ->

@@ -16,7 +16,8 @@ lifecycle_test_() ->
 tests() ->
     [crash_loop_never_escalates, death_seen_through_a_forked_child,
      death_seen_through_popen_child, exit_status_and_signal_reported,
-     descriptors_are_close_on_exec, groups_take_their_ports, unknown_group_is_badarg,
+     descriptors_are_close_on_exec, groups_take_their_ports, named_drivers_take_their_group,
+     unknown_group_is_badarg,
      a_group_keeps_its_deaths, a_group_keeps_its_hangs, memory_limit_bounds_a_group,
      crash_loop_under_port_locking, exit_in_stop_ends_only_its_worker].
 
@@ -188,6 +189,26 @@ groups_take_their_ports() ->
                  lists:usort([maps:get(group, S) || S <- pybridge:stats()])),
     [port_close(X) || X <- [P, Q, R]],
     ok.
+
+%% A named driver's ports go where the class's worker_group attribute says, as opens do;
+%% a class naming a group this node lacks is refused at load.
+named_drivers_take_their_group() ->
+    ?assert(restarted(isolated)),
+    [Isolated] = group_pids(isolated),
+    ok = pybridge:load_driver("iso_named", "dies_on_control:Isolated"),
+    ok = pybridge:load_driver("plain_named", "upper:Upper"),
+    try
+        P = open_port({spawn_driver, "iso_named"}, [binary]),
+        ?assertEqual({os_pid, Isolated}, erlang:port_info(P, os_pid)),
+        Q = open_port({spawn_driver, "plain_named"}, [binary]),
+        ?assertEqual({os_pid, hd(group_pids(default))}, erlang:port_info(Q, os_pid)),
+        [port_close(X) || X <- [P, Q]],
+        ?assertEqual({error, {unknown_worker_group, <<"nowhere">>}},
+                     pybridge:load_driver("lost_named", "in_a_group:Nowhere"))
+    after
+        pybridge:unload_driver("iso_named"),
+        pybridge:unload_driver("plain_named")
+    end.
 
 unknown_group_is_badarg() ->
     ?assertError(badarg, open("upper:Upper", [{worker_group, nowhere}])),
