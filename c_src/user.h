@@ -49,6 +49,8 @@ typedef struct pb_user {
     unsigned timeout_ms;
     uint32_t max_frame;                  /* frames over it are errors, not allocations */
     unsigned spin_us;                    /* busy-poll before sleeping on an answer */
+    unsigned spin_misses;                /* answers in a row that came after the spin */
+    unsigned spin_turn;                  /* requests since the last probe (spin_misses) */
     uint32_t serial;                     /* of the CTL_NEW_PORT that took the channel over */
     char spec[PB_SPEC_MAX];              /* its class, "module:Class" (named: the driver's) */
     int in_python;                       /* a start/control/call counted by pb_worker_busy */

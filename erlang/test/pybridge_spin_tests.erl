@@ -9,7 +9,9 @@ spin_test_() ->
      || Us <- [0, 10000, 1000000]]
     ++ [{"idle, spin_us " ++ integer_to_list(Us),
          {setup, fun() -> start(Us) end, fun stop/1, fun an_idle_worker_sleeps/0}}
-        || Us <- [0, 50]].
+        || Us <- [0, 50]]
+    ++ [{"late answers, spin_us 10000",
+         {setup, fun() -> start(10000) end, fun stop/1, fun late_answers_stop_the_spinning/0}}].
 
 start(Us) ->
     application:stop(pybridge),
@@ -39,6 +41,24 @@ an_idle_worker_sleeps() ->
     T0 = cpu_ticks(OsPid),
     timer:sleep(500),
     ?assert(cpu_ticks(OsPid) - T0 < 10),        % ticks of 10 ms: under 20% of the time
+    port_close(P).
+
+%% Answers and frames that come after the spin stop it on both sides (spinning would hold a
+%% CPU the peer may need): 50 controls that each take 20 ms, then 50 commands 20 ms apart.
+%% Spinning on, each would cost its 10 ms spin: 500 ms of the node's CPU, then 500 ms of
+%% the worker's; spinning only until it has missed twice (and once every 32 turns after)
+%% costs a few spins.
+late_answers_stop_the_spinning() ->
+    P = pybridge:open("slow_control:SlowControl", [binary]),
+    [#{os_pid := OsPid}] = pybridge:stats(),
+    {_, _} = erlang:statistics(runtime),
+    [?assertEqual("0", pybridge:control(P, 0, <<"20">>)) || _ <- lists:seq(1, 50)],
+    {_, NodeMs} = erlang:statistics(runtime),
+    ?assert(NodeMs < 250),
+    W0 = cpu_ticks(OsPid),
+    [begin true = erlang:port_command(P, <<"x">>), timer:sleep(20) end
+     || _ <- lists:seq(1, 50)],
+    ?assert(cpu_ticks(OsPid) - W0 < 25),        % ticks of 10 ms: under 250 ms
     port_close(P).
 
 cpu_ticks(OsPid) ->

@@ -68,6 +68,8 @@ class Worker:
         self.busy.ident = self.loop_ident
         self.handed = False             # a port's thread was given work this turn
         self.spin = spin_us / 1e6
+        self.spin_misses = 0            # spins in a row that found nothing (spin_now)
+        self.spin_turn = 0
         # one read buffer for every port: a fresh 256 KiB bytes per recv costs an mmap
         self.rbuf = memoryview(bytearray(READ_SIZE))
         self.jobs = JobPool(async_threads)
@@ -327,18 +329,30 @@ class Worker:
         timeout = None if self.aio is None else self.aio.timeout()
         handed, self.handed = self.handed, False
         # spinning keeps the GIL from the port threads just handed work (port-level locking)
-        if self.spin and timeout != 0 and not handed:
+        if self.spin and timeout != 0 and not handed and self.spin_now():
             clock, poll = time.perf_counter, self.sel.select
             end = clock() + (self.spin if timeout is None else min(self.spin, timeout))
             while True:
                 ready = poll(0)
                 if ready:
+                    self.spin_misses = 0
                     return ready
                 if clock() >= end:
                     break
+            self.spin_misses += 1
             if timeout is not None:
                 timeout = max(0.0, timeout - self.spin)
         return self.sel.select(timeout)
+
+    def spin_now(self) -> bool:
+        """Spinning pays only while the next frame comes within the spin: on a loaded
+        machine a spinning worker holds the CPU the node needs. After SPIN_MISSES spins in
+        a row found nothing, the worker sleeps at once, and spins every SPIN_PROBE-th turn
+        to see whether frames come quickly again (the C driver does the same)."""
+        if self.spin_misses < SPIN_MISSES:
+            return True
+        self.spin_turn += 1
+        return self.spin_turn % SPIN_PROBE == 0
 
     def shutdown(self) -> None:
         self.calls.fail_all("the node is gone")
@@ -358,6 +372,9 @@ class Worker:
             self.aio.shutdown()
         self.jobs.close()
 
+
+SPIN_MISSES = 2             # spins in a row that found nothing: stop spinning (Worker.spin_now)
+SPIN_PROBE = 32             # then spin again every this many turns
 
 # seconds a shutdown waits for port-level ports' stop: within the node's STOP_GRACE_MS (200)
 SHUTDOWN_S = 0.15
