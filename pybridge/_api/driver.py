@@ -159,6 +159,18 @@ class PortBackend(Protocol):
         """The same, for a coroutine to await."""
 
 
+def _flat(data: Any) -> Any:
+    """bytes as they are; another buffer as a flat byte view of it (no copy), or, when it is
+    not contiguous, its bytes. The writer copies what it keeps past the call."""
+    if data.__class__ is bytes:
+        return data
+    try:
+        view = memoryview(data)
+    except TypeError:               # what bytes() takes besides buffers (a list of ints)
+        return bytes(data)
+    return view.cast("B") if view.c_contiguous else view.tobytes()
+
+
 class Port(PortHandle):
     """The port an instance serves: what a C driver reaches through its ErlDrvPort."""
 
@@ -167,9 +179,12 @@ class Port(PortHandle):
     def __init__(self, backend: PortBackend) -> None:
         self._b = backend
 
-    def output(self, data: bytes) -> None:
-        """driver_output: ``{Port, {data, Data}}`` to the connected process."""
-        self._b.send(P.DRV_OUTPUT, bytes(data))
+    def output(self, data: Any) -> None:
+        """driver_output: ``{Port, {data, Data}}`` to the connected process. Data is any
+        buffer-protocol object (bytes, bytearray, memoryview, array.array, a NumPy array);
+        a large C-contiguous one is copied straight into the port's shared memory, with no
+        intermediate bytes. It is not kept: change it as soon as output returns."""
+        self._b.send(P.DRV_OUTPUT, _flat(data))
 
     def set_port_control_flags(self, flags: int) -> None:
         """set_port_control_flags: PORT_CONTROL_FLAG_BINARY makes control replies binaries."""
