@@ -452,6 +452,9 @@ info_and_stats() ->
     ?assert(maps:get(bytes_to_python, I) > 10 * 3 + 20 andalso maps:get(bytes_from_python, I) > 10 * 3),
     ?assert(maps:get(latency_p50_us, I) > 0),
     ?assert(maps:get(latency_p50_us, I) =< maps:get(latency_p99_us, I)),
-    [W] = [W || W = #{os_pid := Pid} <- pybridge:stats(), Pid =:= OsPid],
-    ?assertMatch(#{worker := 1, rss_kib := R, ports := Ps} when R > 0 andalso Ps >= 1, W),
+    %% the manager counts a port once the worker's CTL_PORT_OPENED has reached it through
+    %% the manager port, which may run after the port's first controls: wait for it
+    Stats = fun() -> hd([W || W = #{os_pid := Pid} <- pybridge:stats(), Pid =:= OsPid]) end,
+    ?assert(pybridge_test_lib:wait_until(fun() -> maps:get(ports, Stats()) >= 1 end, 2000)),
+    ?assertMatch(#{worker := 1, rss_kib := R} when R > 0, Stats()),
     port_close(P).

@@ -191,35 +191,38 @@ class Port(PortHandle):
         self._b.set_control_flags(flags)
 
     # -- output (driver_output2 / _binary / _v, erl_drv_output_term, erl_drv_send_term) --
-    def output2(self, hdr: bytes, data: bytes) -> None:
+    def output2(self, hdr: bytes, data: Any) -> None:
         """driver_output2: the header bytes arrive as list elements before the data."""
         hdr = bytes(hdr)
-        self._b.send_parts(P.DRV_OUTPUT2, [P.U32.pack(len(hdr)) + hdr, bytes(data)])
+        self._b.send_parts(P.DRV_OUTPUT2, [P.U32.pack(len(hdr)) + hdr, _flat(data)])
 
-    def output_binary(self, hdr: bytes, data: bytes, offset: int = 0,
+    def output_binary(self, hdr: bytes, data: Any, offset: int = 0,
                       length: int | None = None) -> None:
-        """driver_output_binary: data[offset:offset+length] arrives as a binary after the header."""
+        """driver_output_binary: data[offset:offset+length] (bytes of any buffer, as for
+        output) arrives as a binary after the header."""
+        data = _flat(data)
         if offset < 0 or offset > len(data) or (
                 length is not None and (length < 0 or offset + length > len(data))):
             raise ValueError("offset/length outside the data")
         end = len(data) if length is None else offset + length
         hdr = bytes(hdr)
-        self._b.send_parts(P.DRV_OUTPUT_BINARY,
-                              [P.U32.pack(len(hdr)) + hdr, bytes(data[offset:end])])
+        self._b.send_parts(P.DRV_OUTPUT_BINARY, [P.U32.pack(len(hdr)) + hdr, data[offset:end]])
 
-    def outputv(self, hdr: bytes, iov: list[bytes], skip: int = 0) -> None:
+    def outputv(self, hdr: bytes, iov: Sequence[Any], skip: int = 0) -> None:
         """driver_outputv: the header as list elements, then one binary per piece, skipping
         the first ``skip`` bytes of the pieces."""
         if not hdr and not skip and len(iov) == 1:
             # the echo shape (one piece, no header): one pack, one concatenation
             piece = iov[0]
+            if piece.__class__ is not bytes:
+                piece = _flat(piece)
             if len(piece) < P.SHM_MIN:
                 self._b.send(P.DRV_OUTPUTV, _TWO_U32(0, len(piece)) + piece)
             else:
                 self._b.send_parts(P.DRV_OUTPUTV, [_TWO_U32(0, len(piece)), piece])
             return
         parts, pack = [P.U32.pack(len(hdr)), bytes(hdr)], P.U32.pack
-        for piece in iov:
+        for piece in map(_flat, iov):
             if skip:
                 if skip >= len(piece):
                     skip -= len(piece)
