@@ -16,7 +16,12 @@ every_kind_of_buffer() ->
          ?assertEqual("sent", pybridge:control(P, 0, Data)),
          [?assertEqual({data, Data}, got(P)) || _ <- lists:seq(1, 4)],
          ?assertEqual({data, <<1.5/float-little, -2.25/float-little>>}, got(P)),
-         ?assertEqual({data, << <<B>> || <<B, _>> <= Data >>}, got(P))
+         ?assertEqual({data, << <<B>> || <<B, _>> <= Data >>}, got(P)),
+         ?assertEqual("sent", pybridge:control(P, 3, Data)),
+         ?assertEqual({data, Data}, got(P)),
+         ?assertEqual({data, [$h, Data | Data]}, got(P)),
+         ?assertEqual({data, [$h | Data]}, got(P)),
+         ?assertEqual({data, [$h | binary:part(Data, 1, 3)]}, got(P))
      end || Size <- [8, 1024, 256 * 1024]],
     port_close(P).
 
