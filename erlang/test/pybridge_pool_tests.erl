@@ -106,12 +106,18 @@ kill(OsPid) ->
     _ = os:cmd("kill -9 " ++ integer_to_list(OsPid)),
     ok.
 
-%% the OS pid of the worker of the member of Pool that has a call in flight
-busy_worker(Pool) ->
-    true = wait_until(fun() -> maps:get(in_flight, pybridge:pool_info(Pool)) > 0 end, 5000),
-    [{Node, OsPid}] = [{N, P} || {N, Ms} <- maps:to_list(maps:get(members, pybridge:pool_info(Pool))),
-                                 #{in_flight := 1, os_pid := P} <- Ms],
-    {Node, OsPid}.
+%% The node of the member of Pool that this node has a call in flight at, and the OS pid
+%% of its worker (Workers: node -> worker, taken before the call). Counted here, not asked
+%% of the member: its node may be too busy with that very call to answer in time (a
+%% port_call holds its scheduler; docs/CLUSTER.md).
+busy_worker(Pool, Workers) ->
+    true = wait_until(fun() -> busy_members(Pool, 1) =/= [] end, 5000),
+    timer:sleep(200),                           % the member hands the call to Python
+    [M] = busy_members(Pool, 1),
+    {node(M), maps:get(node(M), Workers)}.
+
+busy_members(Pool, Load) ->
+    [M || M <- pg:get_members(pybridge_pg, {members, Pool}), pybridge_pool_view:load(M) >= Load].
 
 worker_pid(Node) ->
     [#{os_pid := P}] = erpc:call(Node, pybridge, stats, []),
@@ -175,7 +181,7 @@ worker_killed_mid_call(#{b := B}) ->
     Old = worker_pid(B),
     Tag = make_ref(),
     spawn_call(Tag, fun() -> pybridge:pool_call(killed, 1, {3000, x}) end),
-    {B, Old} = busy_worker(killed),
+    {B, Old} = busy_worker(killed, #{B => Old}),
     kill(Old),
     ?assertEqual([{error, {pybridge, member_down}}], collect(Tag, 1)),
     %% both members were on that worker: both restarted, each counted
@@ -189,9 +195,10 @@ worker_killed_mid_call(#{b := B}) ->
 
 retry_goes_to_another_member(#{a := A, c := C}) ->
     start_pool([A, C], retried, #{size => 1}),
+    Workers = #{A => worker_pid(A), C => worker_pid(C)},
     Tag = make_ref(),
     spawn_call(Tag, fun() -> pybridge:pool_call(retried, 1, {1500, x}, #{retry => 1}) end),
-    {Node, OsPid} = busy_worker(retried),
+    {Node, OsPid} = busy_worker(retried, Workers),
     [Other] = [A, C] -- [Node],
     kill(OsPid),
     Survivor = worker_pid(Other),
@@ -217,8 +224,13 @@ overloaded_under_flood(#{c := C}) ->
     start_pool([C], full, #{size => 1, max_queue => 0}),
     Tag = make_ref(),
     spawn_call(Tag, fun() -> pybridge:pool_call(full, 1, {3000, x}) end),
-    true = wait_until(fun() -> maps:get(in_flight, pybridge:pool_info(full)) =:= 1 end, 2500),
-    ?assertError({pybridge, overloaded}, pybridge:pool_call(full, 0, x, #{wait => true, timeout => 200})),
+    true = wait_until(fun() -> busy_members(full, 1) =/= [] end, 2500),
+    timer:sleep(200),                           % the member hands the call to Python
+    %% overloaded when the member refuses in time; timeout when its node is held by the
+    %% very call in flight (a port_call holds its scheduler: the issue 16 note, CLUSTER.md)
+    Bounded = try pybridge:pool_call(full, 0, x, #{wait => true, timeout => 200})
+              catch error:E -> E end,
+    ?assert(lists:member(Bounded, [{pybridge, overloaded}, {pybridge, timeout}])),
     ?assertMatch([{ok, _}], collect(Tag, 1)),
     stop_pool([C], full).
 
