@@ -9,10 +9,6 @@ import time
 
 import erlang
 import pytest
-
-from pybridge._decode import decode
-from pybridge._encode import _order, encode, use_latin1_atoms, use_node_facts
-from pybridge._maphash import NodeFacts, internal_hash
 from test_codec import (
     gen_atom,
     gen_bitstring,
@@ -24,6 +20,9 @@ from test_codec import (
     unpack_blobs,
 )
 
+from pybridge._decode import decode
+from pybridge._encode import _order, encode, use_latin1_atoms, use_node_facts
+from pybridge._maphash import NodeFacts, internal_hash
 from pybridge._types import Atom, ImproperListKey, ListKey, MapKey
 
 # Phase 1 makes the test's atoms and tells their hashes (erts_debug's internal_hash, an
@@ -39,15 +38,15 @@ try
     Names = binary_to_term(Wait("@DIR@/atoms.bin", 3000)),
     Hashes = [erts_debug:get_internal_state({internal_hash, A}) || A <- Names],
     Pids = [self() | [c:pid(0, I * 7919 rem 32768, I * 7919 div 32768) || I <- lists:seq(1, 300)]],
-    Ports = [list_to_port("#Port<0." ++ integer_to_list(I * 3000000019) ++ ">")
+    Ports = [list_to_port("#Port<0." ++ integer_to_list(I * 211) ++ ">")
              || I <- lists:seq(0, 299)],
     Refs = [make_ref() || _ <- lists:seq(1, 300)],
     Facts = {Hashes, erlang:system_info(atom_count), erlang:system_info(process_limit),
              erlang:system_info(port_limit), Pids, Ports, Refs},
     Put("@DIR@/facts.bin", term_to_binary(Facts)),
     In = Wait("@DIR@/terms.bin", 6000),
-    Put("@DIR@/out.bin", [begin B2 = term_to_binary(binary_to_term(B)), [<<(byte_size(B2)):32>>, B2] end
-                          || <<N:32, B:N/binary>> <= In]),
+    Again = fun(B) -> B2 = term_to_binary(binary_to_term(B)), [<<(byte_size(B2)):32>>, B2] end,
+    Put("@DIR@/out.bin", [Again(B) || <<N:32, B:N/binary>> <= In]),
     halt(0)
 catch C:R:S -> io:format("~p~n", [{C, R, S}]), halt(1)
 end.
@@ -84,7 +83,8 @@ def _key_types(node_terms):
         "atom": gen_atom,
         "small int": lambda rng: rng.randrange(-2**59, 2**59),
         "byte": lambda rng: rng.randrange(-300, 300),
-        "big int": lambda rng: rng.choice([1, -1]) * rng.randrange(2**59, 2**rng.randrange(60, 400)),
+        "big int": lambda rng: rng.choice([1, -1]) * rng.randrange(2**59,
+                                                                   2**rng.randrange(60, 400)),
         "float": gen_float,
         "binary": lambda rng: bytes(rng.randrange(256) for _ in range(rng.randrange(0, 40))),
         "str": lambda rng: "".join(rng.choice("aé中🙂") for _ in range(rng.randrange(0, 12))),
