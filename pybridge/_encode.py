@@ -4,8 +4,10 @@ Pure Python, for the hot path, with pybridge's mapping between Python and Erlang
 encode; _decode is its inverse). encode writes exactly the bytes of the running OTP's
 term_to_binary/1 (use_latin1_atoms says which: OTP 25 and older write atoms whose
 characters are all Latin-1 as ATOM_EXT, OTP 26 and later as SMALL_ATOM_UTF8_EXT, the
-default here), pids, ports and references included, except that maps with more than 32
-keys (hash-ordered in OTP) are written in dict order.
+default here), pids, ports and references included. A map of more than 32 keys is a
+HAMT in OTP, written in its hash order (_maphash); the hash of an atom, and of a pid, port
+or reference, needs facts of the node (use_node_facts): without them a map whose keys hold
+one is written in dict order.
 """
 from __future__ import annotations
 
@@ -16,6 +18,7 @@ from typing import Any
 
 import erlang
 
+from ._maphash import AtomIndex, NodeFacts, order
 from ._types import (
     Atom,
     EncodeError,
@@ -76,6 +79,13 @@ def use_latin1_atoms(latin1: bool) -> None:
 
 _TRUE = _atom_etf("true")
 _FALSE = _atom_etf("false")
+_NODE_FACTS: list[tuple[AtomIndex | None, NodeFacts | None]] = [(None, None)]
+
+
+def use_node_facts(atom_index: AtomIndex | None, node: NodeFacts | None) -> None:
+    """Order big maps whose keys hold atoms (by atom_index: an atom's index in the node's
+    atom table, or None) or this node's pids, ports and references (by node)."""
+    _NODE_FACTS[0] = (atom_index, node)
 
 
 def encode(term: Term, none_atom: str = "undefined") -> bytes:
@@ -243,6 +253,10 @@ def _enc_map(items: Iterable[tuple[Term, Term]], n: int, app: _Append, none: str
             _enc(k, app, none)
             _enc(v, app, none)
     else:
+        if n > 32:  # OTP's HAMT order, when the keys' hashes are known here
+            atom_index, node = _NODE_FACTS[0]
+            pairs = list(items)
+            items = order(pairs, none, atom_index, lambda k: _order(k, none), node) or pairs
         for k, v in items:
             _enc(k, app, none)
             _enc(v, app, none)

@@ -15,7 +15,8 @@ MAX_LINES = 600
 #: bottom to top; a module may import its own layer or those below, never above
 LAYERS = [
     ("types, codec, errors", ["pybridge._errors", "pybridge._types", "pybridge._encode",
-                              "pybridge._decode", "pybridge._version", "pybridge.spec"]),
+                              "pybridge._maphash", "pybridge._decode", "pybridge._version",
+                              "pybridge.spec"]),
     ("wire", ["pybridge._wire"]),
     ("driver API", ["pybridge._api"]),
     ("runtime", ["pybridge._runtime"]),
