@@ -1,9 +1,9 @@
 """output() of every kind of buffer: control 0 sends the data given as bytes, bytearray,
 memoryview, array.array('B'), array.array('d') (its bytes) and a non-contiguous memoryview
 (every other byte); control 3 the data as array.array('B') through outputv (one piece,
-then two with a header), output2 and output_binary (bytes 1 to 4); control 1 N sends a bytearray of N bytes (a large one makes the port set
-up its shared memory), control 2 N the same and answers the most Python allocated, at its
-peak, meanwhile (tracemalloc)."""
+then two with a header), output2 and output_binary (bytes 1 to 4); control 1 N sends a
+bytearray of N bytes (a large one makes the port set up its shared memory), control 2 N
+the same and answers the most Python allocated, at its peak, meanwhile (tracemalloc)."""
 import array
 import tracemalloc
 
