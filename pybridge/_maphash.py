@@ -347,26 +347,15 @@ def order(pairs: list[tuple[Term, Term]], none: str, atom_index: AtomIndex | Non
     a key's hash is known only to the node."""
     hasher = _Hasher(none, atom_index, term_key, node_facts)
     try:
-        keyed = [(_nibbles(hasher.hash(k, 0)), k, v) for k, v in pairs]
+        return _in_hash_order(list(pairs), hasher, 0)
     except _Unknown:
         return None
-    keyed.sort(key=lambda e: e[0], reverse=True)
-    out: list[tuple[Term, Term]] = []
-    i = 0
-    while i < len(keyed):
-        j = i + 1
-        while j < len(keyed) and keyed[j][0] == keyed[i][0]:
-            j += 1
-        if j - i == 1:
-            out.append((keyed[i][1], keyed[i][2]))
-        else:  # a full 32-bit collision: the next salt orders these
-            out.extend(_collided([(k, v) for _, k, v in keyed[i:j]], hasher, 1))
-        i = j
-    return out
 
 
-def _collided(pairs: list[tuple[Term, Term]], hasher: _Hasher,
+def _in_hash_order(pairs: list[tuple[Term, Term]], hasher: _Hasher,
               salt: int) -> list[tuple[Term, Term]]:
+    """pairs in descending order of their hash under salt; keys whose whole 32-bit hash
+    collides are ordered by the next salt (salt 0: the map's own level)."""
     keyed = sorted(((_nibbles(hasher.hash(k, salt)), k, v) for k, v in pairs),
                    key=lambda e: e[0], reverse=True)
     out: list[tuple[Term, Term]] = []
@@ -376,6 +365,6 @@ def _collided(pairs: list[tuple[Term, Term]], hasher: _Hasher,
         while j < len(keyed) and keyed[j][0] == keyed[i][0]:
             j += 1
         group = [(k, v) for _, k, v in keyed[i:j]]
-        out.extend(group if len(group) == 1 else _collided(group, hasher, salt + 1))
+        out.extend(group if len(group) == 1 else _in_hash_order(group, hasher, salt + 1))
         i = j
     return out
