@@ -149,7 +149,9 @@ def _run_node(tmp_path, seed):
         names = sorted(set().union(*(_atoms_in(t, set()) for _, t in _terms(seed, stand_in))),
                        key=lambda a: a.encode())
         names += ["true", "false", "undefined"]
-        (tmp_path / "atoms.bin").write_bytes(encode([Atom(a) for a in names]))
+        # written whole, then renamed: the node polls for the file and must not read half
+        (tmp_path / "atoms.tmp").write_bytes(encode([Atom(a) for a in names]))
+        os.rename(tmp_path / "atoms.tmp", tmp_path / "atoms.bin")
         hashes, count, process_limit, port_limit, *node_terms = decode(
             _wait(tmp_path / "facts.bin", proc))
         pid = node_terms[0][0]
