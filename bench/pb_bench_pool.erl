@@ -68,8 +68,8 @@ wait_members(Pool, N) ->
         false -> timer:sleep(10), wait_members(Pool, N)
     end.
 
-%% Three peers, started on first use: each with this node's code path, the bench drivers
-%% and +sfwi 10 (docs/CLUSTER.md).
+%% Three peers, started on first use: each with this node's code path and the bench
+%% drivers.
 peers() ->
     case persistent_term:get(?MODULE, undefined) of
         undefined ->
@@ -88,7 +88,7 @@ peer() ->
     Paths = [P || P <- code:get_path(), string:find(P, "_build") =/= nomatch],
     {ok, _, Node} = peer:start(#{name => peer:random_name(pb_bench_peer),
                                  args => ["-setcookie", atom_to_list(erlang:get_cookie()),
-                                          "+sfwi", "10", "-pa" | Paths]}),
+                                          "-pa" | Paths]}),
     ok = erpc:call(Node, application, load, [pybridge]),
     ok = erpc:call(Node, application, set_env, [pybridge, python_path, [filename:absname("bench")]]),
     {ok, _} = erpc:call(Node, application, ensure_all_started, [pybridge]),

@@ -98,6 +98,8 @@ static ErlDrvSSizeT drv_call(ErlDrvData d, unsigned int cmd, char *buf, ErlDrvSi
         r = pb_user_request(u, PY_CALL, 1, 0, buf, len, rbuf, rlen);
     else if (cmd == PB_CALL_INFO)
         r = pb_etf_info(u, rbuf, rlen);
+    else if (cmd == PB_CALL_FORGET)
+        r = pb_user_forget(u, buf, len, rbuf, rlen);
     else if (cmd >= PB_CALL_RESERVED)
         r = -1;
     else

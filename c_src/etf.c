@@ -10,7 +10,7 @@
 #include "etf.h"
 #include "pybridge_protocol.h"
 
-#define INFO_KEYS 15
+#define INFO_KEYS 16
 #define INFO_MAX 1024                    /* INFO_KEYS pairs of at most 3 + 17 + 11 bytes */
 
 /*
@@ -85,20 +85,19 @@ ErlDrvSSizeT pb_etf_wrap(int ok, const char *etf, size_t len, char **rbuf, ErlDr
 }
 
 /*
- * One key => value pair of the info map, the value in the smallest integer form, as
- * term_to_binary writes it:
+ * A non-negative integer in the smallest form, as term_to_binary writes it:
  *
- *   ┌──────────┐   ┌────┬────┐  v < 256
- *   │ etf_atom │ + │ 97 │ v  │
- *   └──────────┘   ├────┼────┴──────┐  v < 2^31
- *                  │ 98 │ v:i32     │
- *                  ├─────┬───┬───┬──┴───────────────────┐  else
- *                  │ 110 │ k │ 0 │ v: k bytes, LE       │
- *                  └─────┴───┴───┴──────────────────────┘
+ *   ┌────┬────┐  v < 256
+ *   │ 97 │ v  │
+ *   ├────┼────┴──────┐  v < 2^31
+ *   │ 98 │ v:i32     │
+ *   ├─────┬───┬───┬──┴───────────────────┐  else
+ *   │ 110 │ k │ 0 │ v: k bytes, LE       │
+ *   └─────┴───┴───┴──────────────────────┘
  */
-static size_t etf_pair(char *o, const char *key, ErlDrvUInt64 v)
+static size_t etf_uint(char *o, ErlDrvUInt64 v)
 {
-    size_t n = etf_atom(o, key);
+    size_t n = 0;
     int d, k;
     if (v < 256) {
         o[n++] = SMALL_INTEGER_EXT; o[n++] = (char)v;
@@ -111,6 +110,15 @@ static size_t etf_pair(char *o, const char *key, ErlDrvUInt64 v)
         for (d = 0; d < k; d++) o[n++] = (char)(v >> (8 * d));
     }
     return n;
+}
+
+#define UINT_MAX_LEN 11
+
+/* One key => value pair of the info map: etf_atom, then etf_uint. */
+static size_t etf_pair(char *o, const char *key, ErlDrvUInt64 v)
+{
+    size_t n = etf_atom(o, key);
+    return n + etf_uint(o + n, v);
 }
 
 /* The bucket's upper bound (us) under which fraction q of the requests finished. */
@@ -156,6 +164,35 @@ ErlDrvSSizeT pb_etf_info(pb_user *u, char **rbuf, ErlDrvSizeT rlen)
     n += etf_pair(o + n, "os_pid", (ErlDrvUInt64)u->c.os_pid);
     n += etf_pair(o + n, "output", u->n_output);
     n += etf_pair(o + n, "output_queue", u->qbytes);
+    n += etf_pair(o + n, "pending", u->npend);
     n += etf_pair(o + n, "timeout", u->n_timeout);
     return (ErlDrvSSizeT)n;
+}
+
+/*
+ * A wrapped request not answered within its spin: its answer comes later as the message
+ * {pybridge_reply, Port, Id, Answer} (request.c), for up to ms.
+ *
+ *   ┌─────┬─────┬───┬──────────────────┬──────────┬──────────┐
+ *   │ 131 │ 104 │ 3 │ pybridge_pending │ etf_uint │ etf_uint │
+ *   └─────┴─────┴───┴──────────────────┴──────────┴──────────┘
+ *    VER   SMALL_TUPLE  etf_atom          Id         ms
+ */
+ErlDrvSSizeT pb_etf_pending(uint32_t id, unsigned ms, char **rbuf, ErlDrvSizeT rlen)
+{
+    char *o = pb_reply_buf(rbuf, rlen, 3 + ATOM_MAX(16) + 2 * UINT_MAX_LEN);
+    size_t n = 3;
+    o[0] = (char)ETF_VERSION; o[1] = SMALL_TUPLE_EXT; o[2] = 3;
+    n += etf_atom(o + n, "pybridge_pending");
+    n += etf_uint(o + n, id);
+    n += etf_uint(o + n, ms);
+    return (ErlDrvSSizeT)n;
+}
+
+/* The atom ok. */
+ErlDrvSSizeT pb_etf_ok(char **rbuf, ErlDrvSizeT rlen)
+{
+    char *o = pb_reply_buf(rbuf, rlen, 1 + ATOM_MAX(2));
+    o[0] = (char)ETF_VERSION;
+    return (ErlDrvSSizeT)(1 + etf_atom(o + 1, "ok"));
 }

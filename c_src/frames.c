@@ -44,9 +44,11 @@ static int op_answer(pb_user *u, pb_frame *f)
         u->got_body = driver_alloc(f->len ? f->len : 1);
         memcpy(u->got_body, f->body, f->len);
         u->awaiting = 0;
+        return OP_OK;
     }
-    /* else: the answer to a request that timed out; discarded by design */
-    return OP_OK;
+    /* else a wrapped request's whose caller waits as a message, or the answer to a
+     * request that timed out (discarded by design) */
+    return pb_answer_pending(u, f);
 }
 
 static int op_output(pb_user *u, pb_frame *f)

@@ -14,7 +14,9 @@
  *
  *   open      = PY_OPEN(id) -> DRV_REPLY(id, flags:u32?) | DRV_ERROR(id, etf)
  *   request   = PY_CONTROL | PY_CALL | strict PY_OUTPUT, PY_TIMEOUT (id)
- *                 -> DRV_REPLY(id) | DRV_ERROR(id)     other frames may come first
+ *                 -> DRV_REPLY(id) | DRV_ERROR(id)     other frames may come first; a
+ *                                                       wrapped one's answer may come
+ *                                                       after port_call has returned
  *   api       = DRV_MONITOR .. DRV_PUTENV, DRV_CREATE_PORT, DRV_BUSY_MSGQ_LIMITS (id)
  *                 -> PY_ANSWER(id, status:u8 data)
  *   event     = every other PY_* / DRV_* frame, id 0, no answer
@@ -29,7 +31,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#define PB_PROTOCOL_VERSION 3
+#define PB_PROTOCOL_VERSION 4
 #define PB_DRIVER_VERSION "0.1.0"
 
 /* ---- opcodes: keep equal to docs/PROTOCOL.md ---- */
@@ -123,6 +125,7 @@
 #define PB_CALL_CONTROL 0xFFFFFF01u
 #define PB_CALL_CALL 0xFFFFFF02u
 #define PB_CALL_INFO 0xFFFFFF03u
+#define PB_CALL_FORGET 0xFFFFFF04u
 
 #define MGR_SPAWN 1
 /* ---- end of opcodes ---- */

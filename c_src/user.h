@@ -38,6 +38,13 @@ typedef struct pb_seg {
     size_t len;
 } pb_seg;
 
+/* A wrapped request whose answer goes to its caller as a message (request.c). */
+typedef struct {
+    uint32_t id;
+    ErlDrvTermData caller;
+    ErlDrvTime start;                    /* us, for the latency buckets and hung workers */
+} pb_pending;
+
 typedef struct pb_user {
     pb_common c;                         /* DON'T MOVE: the part every port kind has */
     ErlDrvTermData port_term;
@@ -81,6 +88,10 @@ typedef struct pb_user {
     int blocking;                        /* strict mode: output and timeout wait for Python */
     int port_locking;                    /* OPEN_PORT_LOCKING: a callback hangs its port only */
     unsigned limit_ms;                   /* the class's callback_limit (0: none) */
+    /* request.c: wrapped requests not answered within the spin, whose callers wait for
+     * the answer as a message, their schedulers free */
+    pb_pending *pend;
+    size_t npend, cpend;
     enum pb_end end;                     /* once S_DEAD or S_FAILED: why */
     /* user_port.c: open in progress */
     uint32_t open_id;
@@ -168,6 +179,9 @@ uint32_t pb_new_id(pb_user *u);
 void pb_strict_request(pb_user *u, int op, struct iovec *iov, int cnt, size_t blen);
 ErlDrvSSizeT pb_user_request(pb_user *u, int op, int wrapped, unsigned cmd, char *buf,
                              size_t len, char **rbuf, ErlDrvSizeT rlen);
+ErlDrvSSizeT pb_user_forget(pb_user *u, char *buf, size_t len, char **rbuf, ErlDrvSizeT rlen);
+int pb_answer_pending(pb_user *u, pb_frame *f);
+void pb_fail_pending(pb_user *u, const char *why);
 
 /* user_port.c */
 pb_user *pb_user_new(enum pb_state state, unsigned timeout_ms, int blocking);

@@ -37,6 +37,7 @@ void pb_user_free(pb_user *u)
     pb_clear_queue(u);
     if (u->known) driver_free(u->known);
     if (u->mons) driver_free(u->mons);
+    if (u->pend) driver_free(u->pend);
     if (u->got_body) driver_free(u->got_body);
     if (u->ibuf) driver_free(u->ibuf);
     driver_free(u);
@@ -245,6 +246,7 @@ void pb_protocol_error(pb_user *u)
     }
     u->state = S_FAILED;
     u->end = END_PROTOCOL_ERROR;
+    pb_fail_pending(u, pb_end_name(u->end));
     driver_failure_atom(u->c.port, "pybridge_protocol_error");
 }
 
@@ -271,6 +273,7 @@ static void port_ends(pb_user *u, enum pb_end why)
     if (u->state != S_OPEN) return;
     u->state = S_DEAD;
     u->end = why;
+    pb_fail_pending(u, pb_end_name(why));
     pb_clear_queue(u);
     pb_update_busy(u);
     pb_channel_close(u);

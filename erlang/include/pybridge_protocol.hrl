@@ -2,7 +2,7 @@
 %% the names and values here equal c_src/pybridge_protocol.h and pybridge/_wire/protocol.py.
 %% The frame layout and the ctl bodies Erlang reads and writes: pybridge_ctl.
 
--define(PB_PROTOCOL_VERSION, 3).
+-define(PB_PROTOCOL_VERSION, 4).
 
 %% ---- opcodes: keep equal to docs/PROTOCOL.md ----
 -define(CTL_HELLO, 16#01).
@@ -95,6 +95,7 @@
 -define(PB_CALL_CONTROL, 16#FFFFFF01).
 -define(PB_CALL_CALL, 16#FFFFFF02).
 -define(PB_CALL_INFO, 16#FFFFFF03).
+-define(PB_CALL_FORGET, 16#FFFFFF04).
 
 -define(MGR_SPAWN, 1).
 %% ---- end of opcodes ----

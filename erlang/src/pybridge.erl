@@ -90,7 +90,7 @@ command(Port, Data, Opts) ->
 control(Port, Cmd, Data) when is_integer(Cmd), Cmd >= 0, Cmd < 16#100000000 ->
     %% what port_control would refuse is refused here, before it crosses to Python
     try iolist_size(Data) catch error:badarg -> error(badarg) end,
-    case erlang:port_call(Port, ?PB_CALL_CONTROL, {Cmd, Data, self()}) of
+    case request(Port, ?PB_CALL_CONTROL, {Cmd, Data, self()}) of
         %% a long list-mode reply comes as a binary (docs/PROTOCOL.md): see string/1
         {ok, {string, Bin}} -> string(Bin);
         Answer -> unwrap(Answer)
@@ -101,7 +101,7 @@ control(_, _, _) ->
 %% @doc erlang:port_call/3 that raises the Python error instead of a bare badarg.
 -spec call(port(), non_neg_integer(), term()) -> term().
 call(Port, Cmd, Term) when is_integer(Cmd), Cmd >= 0, Cmd < 16#FFFFFF00 ->
-    unwrap(erlang:port_call(Port, ?PB_CALL_CALL, {Cmd, Term, self()}));
+    unwrap(request(Port, ?PB_CALL_CALL, {Cmd, Term, self()}));
 call(_, _, _) ->
     error(badarg).
 
@@ -130,7 +130,8 @@ unload_driver(Name) ->
 %% @doc The port's counters, kept by the driver: callbacks forwarded by kind (output,
 %% control, call, timeout), late_answers (control/call past the timeout),
 %% bytes_to_python and bytes_from_python, output_queue (bytes waiting for the worker),
-%% driver_queue (the ERTS queue), busy, os_pid, monitors, and latency_p50/p90/p99_us of
+%% driver_queue (the ERTS queue), busy, os_pid, monitors, pending (pybridge:control/call
+%% whose callers wait for Python's answer as a message), and latency_p50/p90/p99_us of
 %% control and call (upper bounds of power-of-two buckets).
 -spec info(port()) -> #{atom() => non_neg_integer()}.
 info(Port) ->
@@ -279,6 +280,40 @@ string(Bin) ->
     Old = process_flag(min_heap_size, 2 * byte_size(Bin) + 1024),
     erlang:garbage_collect(),
     try binary_to_list(Bin) after process_flag(min_heap_size, Old) end.
+
+%% A wrapped request (docs/PROTOCOL.md, "Pending requests"). One that Python does not
+%% answer within the driver's spin comes back pending: the answer is a message, waited for
+%% here with the scheduler free, bounded by the port's timeout; the port's end meanwhile is
+%% its {pybridge, _} reason, or badarg, as port_call on a closed port.
+-spec request(port(), ?PB_CALL_CONTROL | ?PB_CALL_CALL, tuple()) ->
+          {ok, term()} | {error, error_reason()}.
+request(Port, Op, Arg) ->
+    case erlang:port_call(Port, Op, Arg) of
+        {pybridge_pending, Id, Ms} ->
+            Mon = erlang:monitor(port, Port),
+            receive
+                {pybridge_reply, Port, Id, Answer} ->
+                    erlang:demonitor(Mon, [flush]),
+                    Answer;
+                {'DOWN', Mon, _, _, Why} ->          % (its type says process in OTP 25)
+                    receive {pybridge_reply, Port, Id, Answer} -> Answer
+                    after 0 -> {error, ended(Why)}
+                    end
+            after Ms ->
+                erlang:demonitor(Mon, [flush]),
+                _ = (catch erlang:port_call(Port, ?PB_CALL_FORGET, <<Id:32>>)),
+                %% an answer sent before the driver forgot is in the mailbox by now
+                receive {pybridge_reply, Port, Id, Answer} -> Answer
+                after 0 -> {error, {pybridge, timeout}}
+                end
+            end;
+        Answer ->
+            Answer
+    end.
+
+-spec ended(term()) -> error_reason().
+ended({pybridge, _} = Why) -> Why;
+ended(_) -> badarg.
 
 -spec unwrap({ok, Reply} | {error, error_reason()}) -> Reply.
 unwrap({ok, Reply}) -> Reply;

@@ -1,9 +1,9 @@
 %% Python calls Erlang (Port.call_erlang, tests/drivers/calls_erlang.py): results of every
 %% type, exceptions of each class, timeouts (the Erlang side killed, the port unharmed),
-%% calls inside a blocking call ending in the timeout, large arguments and results (pieces
-%% over ctl), calls from start, output, a thread, an async_ job, the timeout callback,
-%% coroutines and port-level locking, the port's traces (the call is not the port's), and
-%% 10,000 calls in a row that leave no Erlang process behind.
+%% large arguments and results (pieces over ctl), calls from start, output, a thread, an
+%% async_ job, the timeout callback, coroutines and port-level locking, the port's traces
+%% (the call is not the port's), and 10,000 calls in a row that leave no Erlang process
+%% behind. Calls inside a blocking control or call: pybridge_erl_call_turn_tests.
 -module(pybridge_erl_call_tests).
 -include_lib("eunit/include/eunit.hrl").
 -compile([export_all, nowarn_export_all]).
@@ -12,7 +12,7 @@ erl_call_test_() ->
     {setup, fun pybridge_test_lib:start/0, fun pybridge_test_lib:stop/1,
      [{timeout, 120, {atom_to_list(T), fun ?MODULE:T/0}}
       || T <- [results_of_every_type, exceptions_of_each_class, bad_requests,
-               timeout_kills_the_call, inside_a_blocking_call_ends_in_the_timeout,
+               timeout_kills_the_call,
                large_arguments_and_results, from_start_output_thread_job_and_timer,
                from_coroutines, under_port_level_locking, nothing_in_the_port_s_traces,
                ten_thousand_calls_leave_no_process]]}.
@@ -115,32 +115,6 @@ wait_unregistered(Name, N) ->
     case whereis(Name) of
         undefined -> undefined;
         _ -> timer:sleep(20), wait_unregistered(Name, N - 1)
-    end.
-
-%% Inside a blocking call the caller's scheduler waits for Python, so the Erlang side of
-%% a call_erlang made there may not run before the timeout, and a function that needs the
-%% port itself never can: it ends in Timeout and the call answers. The function's own
-%% request to the port is still queued there (ERTS runs it even for a killed process),
-%% and can hold the port up to its timeout once more; then the port serves again.
-inside_a_blocking_call_ends_in_the_timeout() ->
-    P = open(),
-    T0 = erlang:monotonic_time(millisecond),
-    ?assertEqual(timeout, pybridge:call(P, 2, {pybridge, call, [P, 1, {erlang, node, []}], 0.5})),
-    ?assert(erlang:monotonic_time(millisecond) - T0 < 4000),
-    ?assertEqual({ok, node()}, until_ok(fun() -> call(P, erlang, node, []) end, 4)),
-    ?assert(erlang:monotonic_time(millisecond) - T0 < 30000),
-    T1 = erlang:monotonic_time(millisecond),
-    Outcome = pybridge:call(P, 2, {erlang, node, [], 0.5}),
-    ?assert(Outcome =:= timeout orelse Outcome =:= {ok, node()}),
-    ?assert(erlang:monotonic_time(millisecond) - T1 < 4000),
-    ?assertEqual({ok, node()}, until_ok(fun() -> call(P, erlang, node, []) end, 4)),
-    pybridge:close(P).
-
-until_ok(_F, 0) -> gave_up;
-until_ok(F, N) ->
-    case F() of
-        {ok, _} = Ok -> Ok;
-        timeout -> until_ok(F, N - 1)
     end.
 
 large_arguments_and_results() ->

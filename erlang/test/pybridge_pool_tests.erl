@@ -49,10 +49,9 @@ node_of(Tag, Peers) ->
 %% started on the venv's Python. Its crash_loop is lenient: tests kill its worker on purpose.
 peer(Tag) ->
     Paths = [P || P <- code:get_path(), string:find(P, "_build") =/= nomatch],
-    %% +sfwi: as docs/CLUSTER.md asks of a node that serves members
     {ok, Peer, Node} = peer:start(#{name => peer:random_name(Tag),
                                     args => ["-setcookie", atom_to_list(erlang:get_cookie()),
-                                             "+sfwi", "10", "-pa" | Paths]}),
+                                             "-pa" | Paths]}),
     ok = erpc:call(Node, application, load, [pybridge]),
     Env = [{python, os:getenv("PYBRIDGE_PYTHON")},
            {python_path, [filename:absname("tests/drivers")]},
@@ -107,9 +106,7 @@ kill(OsPid) ->
     ok.
 
 %% The node of the member of Pool that this node has a call in flight at, and the OS pid
-%% of its worker (Workers: node -> worker, taken before the call). Counted here, not asked
-%% of the member: its node may be too busy with that very call to answer in time (a
-%% port_call holds its scheduler; docs/CLUSTER.md).
+%% of its worker (Workers: node -> worker, taken before the call).
 busy_worker(Pool, Workers) ->
     true = wait_until(fun() -> busy_members(Pool, 1) =/= [] end, 5000),
     timer:sleep(200),                           % the member hands the call to Python
@@ -226,11 +223,11 @@ overloaded_under_flood(#{c := C}) ->
     spawn_call(Tag, fun() -> pybridge:pool_call(full, 1, {3000, x}) end),
     true = wait_until(fun() -> busy_members(full, 1) =/= [] end, 2500),
     timer:sleep(200),                           % the member hands the call to Python
-    %% overloaded when the member refuses in time; timeout when its node is held by the
-    %% very call in flight (a port_call holds its scheduler: the issue 16 note, CLUSTER.md)
-    Bounded = try pybridge:pool_call(full, 0, x, #{wait => true, timeout => 200})
-              catch error:E -> E end,
-    ?assert(lists:member(Bounded, [{pybridge, overloaded}, {pybridge, timeout}])),
+    %% the member's node is not held by the call in flight (its wait holds no scheduler):
+    %% pool_info shows the busy member, and the bounded wait ends overloaded
+    ?assertMatch([#{in_flight := 1}], members(full, C)),
+    ?assertError({pybridge, overloaded},
+                 pybridge:pool_call(full, 0, x, #{wait => true, timeout => 200})),
     ?assertMatch([{ok, _}], collect(Tag, 1)),
     stop_pool([C], full).
 

@@ -6,7 +6,7 @@ _wire.reader and written by _wire.writer; the ctl socket's few frames use frame(
 """
 import struct
 
-PROTOCOL_VERSION = 3
+PROTOCOL_VERSION = 4
 
 # ---- opcodes: keep equal to docs/PROTOCOL.md ----
 CTL_HELLO = 0x01
@@ -99,6 +99,7 @@ FL_MORE = 0x01
 PB_CALL_CONTROL = 0xFFFFFF01
 PB_CALL_CALL = 0xFFFFFF02
 PB_CALL_INFO = 0xFFFFFF03
+PB_CALL_FORGET = 0xFFFFFF04
 
 MGR_SPAWN = 1
 # ---- end of opcodes ----

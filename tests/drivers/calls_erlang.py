@@ -8,8 +8,11 @@ timeout callback), "many N" (N calls in a row from output; the last one's outcom
 (the ErlangError's type name, class, reason and stacktrace). "nap Ms" keeps the loop
 thread (which reads the answers to other threads' calls) busy for Ms.
 call(2, Request) makes the call inside the blocking call callback, and returns its outcome;
-call(3, {M, F, N}) the same with the argument N bytes made in Python. Opened with "M F",
-start calls M:F() and sends {start, Outcome}.
+call(3, {M, F, N}) the same with the argument N bytes made in Python; call(4, {N, Request})
+makes it N times and returns the last outcome; call(5, Request) makes it from a thread the
+callback waits for; call(7, Ms) sleeps Ms in Python and returns ok. control(2, _) makes the
+call set by call(1, _) inside the blocking control, sends {control, Outcome} and returns
+"done". Opened with "M F", start calls M:F() and sends {start, Outcome}.
 """
 import threading
 import time
@@ -44,6 +47,26 @@ class CallsErlang(pybridge.Driver):
         if command == 3:                # {M, F, N}: M:F(<<N bytes>>), the bytes made here
             m, f, n = term
             return outcome(self.port, (m, f, [b"x" * n]))
+        if command == 4:
+            n, request = term
+            for _ in range(n - 1):
+                outcome(self.port, request)
+            return outcome(self.port, request)
+        if command == 7:
+            time.sleep(term / 1000)
+            return Atom("ok")
+        if command == 5:
+            got = []
+            t = threading.Thread(target=lambda: got.append(outcome(self.port, term)))
+            t.start()
+            t.join()
+            return got[0]
+        raise pybridge.BadArg
+
+    def control(self, command, data):
+        if command == 2:
+            self.port.output_term((Atom("control"), outcome(self.port, self.request)))
+            return b"done"
         raise pybridge.BadArg
 
     def output(self, data):
@@ -78,7 +101,17 @@ class CallsErlang(pybridge.Driver):
 
 
 class AsyncCallsErlang(CallsErlang):
-    """The awaitable form, from a coroutine: output "coro"."""
+    """The awaitable form, from a coroutine: output "coro"; call(6, Request) awaits it in
+    the blocking call."""
+
+    async def call(self, command, term):
+        if command != 6:
+            return CallsErlang.call(self, command, term)
+        m, f, a, *rest = term
+        try:
+            return (Atom("ok"), await self.port.call_erlang_async(m, f, a, *rest))
+        except Timeout:
+            return Atom("timeout")
 
     async def output(self, data):
         m, f, a, *rest = self.request
