@@ -37,6 +37,7 @@ from .._errors import ProtocolError, WorkerError
 from .._types import LocalPid, Pid
 from .._wire import protocol as P
 from .._wire.termprog import program
+from . import views
 from .channel import Channel
 from .entry import Entry
 from .erlcalls import ErlCalls
@@ -125,6 +126,8 @@ class Conn(PortThreads):
         self.instance: Driver | None = None
         self.output_fn: Callable[[bytes], object] | None = None
         self.outputv_fn: Callable[[list[bytes]], object] | None = None
+        self.zero_copy = False          # output(v) gets memoryviews (_runtime.views)
+        self.output_async = False       # that output(v) is async def
         self.call_erlang, self.call_erlang_async = host.calls.bound(self)  # never routed
         self.port = Port(Entry(self).backend())
         self.port_raw = self.caller_raw = self.connected_raw = 0
@@ -367,7 +370,7 @@ class Conn(PortThreads):
 
     def on_output(self, body: bytes) -> None:
         if self.runner is not None and not self.runner.on_thread():
-            self.runner.submit(self.on_output, body)
+            self.runner.submit(self.on_output, bytes(body))
             return
         n = U32_FROM(body, 0)[0] if len(body) >= 4 else -1
         if n + 4 == len(body):          # the common case: one piece
@@ -383,13 +386,15 @@ class Conn(PortThreads):
     def deliver(self, pieces: list[bytes]) -> None:
         runner = self.runner
         if runner is not None and not runner.on_thread():
-            runner.submit(self.deliver, pieces)
+            runner.submit(self.deliver, views.copies(pieces))
             return
         if self.hold is not None:
-            self.hold.output(pieces)
+            self.hold.output(views.copies(pieces))
             return
         try:
-            if self.outputv_fn is not None:
+            if self.zero_copy and (self.outputv_fn or self.output_fn) is not None:
+                r = views.call(self.outputv_fn, self.output_fn, pieces, self.output_async)
+            elif self.outputv_fn is not None:
                 r = self.outputv_fn(pieces)
             elif self.output_fn is not None:
                 r = self.output_fn(pieces[0] if len(pieces) == 1 else b"".join(pieces))

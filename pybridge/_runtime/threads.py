@@ -23,6 +23,7 @@ from .._wire import protocol as P
 from .._wire.writer import FrameWriter
 from .jobs import JobPool
 from .runner import Busy, Runner
+from .views import copies
 
 log = logging.getLogger("pybridge")
 
@@ -71,10 +72,11 @@ class Answer:
             self.conn.pending.append(functools.partial(self.conn.dispatch, op, fl, rid, body))
 
     def deliver(self, pieces: list[bytes]) -> None:
-        self.conn.pending.append(functools.partial(self.conn.deliver, pieces))
+        # a zero_copy port's views are of the reader's memory: copied, as they wait
+        self.conn.pending.append(functools.partial(self.conn.deliver, copies(pieces)))
 
     def on_output(self, body: bytes) -> None:
-        self.conn.pending.append(functools.partial(self.conn.on_output, body))
+        self.conn.pending.append(functools.partial(self.conn.on_output, bytes(body)))
 
     def resume(self) -> None:
         """Never called: nothing runs while an ask waits."""
