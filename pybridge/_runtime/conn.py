@@ -44,14 +44,12 @@ from .erlcalls import ErlCalls
 from .pids import Node
 from .poller import Poller
 from .runner import Busy, Runner
-from .threads import Answer, Loop, PortThreads, Waiter
+from .threads import TRANSPORT_OPS, Answer, Loop, PortThreads, Waiter
 from .watch import Watch
 
 log = logging.getLogger("pybridge")
 
 U32_FROM = P.U32.unpack_from
-# frames about the transport itself: handled at once even while a coroutine holds the port
-TRANSPORT_OPS = frozenset((P.PY_SHM_ATTACH, P.PY_SHM_RELEASE))
 
 Handler = Callable[["Conn", int, int, bytes], None]
 

@@ -27,6 +27,10 @@ from .views import copies
 
 log = logging.getLogger("pybridge")
 
+# frames about the transport itself: handled at once even while a coroutine or an ask holds
+# the port (a body in the ring may follow its PY_SHM_ATTACH in the same read)
+TRANSPORT_OPS = frozenset((P.PY_SHM_ATTACH, P.PY_SHM_RELEASE))
+
 
 class Loop(Protocol):
     """What a port's threads need of the worker (_runtime.worker.Worker)."""
@@ -68,6 +72,8 @@ class Answer:
     def dispatch(self, op: int, fl: int, rid: int, body: bytes) -> None:
         if op == P.PY_ANSWER and rid == self.rid:
             self.body, self.closed = body, True
+        elif op in TRANSPORT_OPS:
+            self.conn.dispatch(op, fl, rid, body)
         else:
             self.conn.pending.append(functools.partial(self.conn.dispatch, op, fl, rid, body))
 

@@ -8,6 +8,8 @@ import random
 import time
 
 import pytest
+from test_accel import READERS, Sink, run, stream
+from test_accel import ports as ports  # noqa: F401 - the fixture
 from test_shm import iodata
 
 from pybridge import Atom
@@ -127,3 +129,42 @@ def test_ring_space_under_a_view_is_not_handed_back_before_its_callback_ends(bea
     for data in (a, b, c):
         assert received(port, len(data) + 5) == b"same " + data
     port.close()
+
+
+# -- the readers alone, compiled and pure on the same inputs (test_accel.py's harness) --
+class ViewSink(Sink):
+    """Records the bytes of what it is lent while it may use it; keeps every view and a
+    slice of each, to try them after."""
+
+    def __init__(self):
+        super().__init__()
+        self.views, self.slices = [], []
+
+    def lent(self, view):
+        assert type(view) is memoryview and view.readonly
+        self.views.append(view)
+        self.slices.append((view[1:], bytes(view[1:])))
+        return bytes(view)
+
+    def deliver(self, pieces):
+        self.got.append(("deliver", [self.lent(p) for p in pieces]))
+
+    def on_output(self, body):
+        self.got.append(("on_output", self.lent(body)))
+
+
+@pytest.mark.parametrize("cls", READERS)
+def test_a_reader_with_views_lends_what_it_would_copy(ports, cls):
+    data = stream()
+    want = run(ports(cls), [data])
+    port = ports(cls)
+    port.reader.views = True
+    sink = ViewSink()
+    # a byte at a time: many fills, each of which would reuse the buffer the views are of
+    assert run(port, [data[i:i + 1] for i in range(len(data))], sink) == want
+    assert len(sink.views) == 14
+    for view in sink.views:
+        with pytest.raises(ValueError):
+            bytes(view)
+    for kept, was in sink.slices:
+        assert bytes(kept) == was
