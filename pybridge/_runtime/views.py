@@ -21,7 +21,7 @@ def copies(pieces: Sequence[Body]) -> list[bytes]:
 
 
 def release(views: list[memoryview]) -> None:
-    """Any later use raises ValueError; a view something still exports (numpy.frombuffer
+    """Any later use raises ValueError; a view something still exports (a pickle.PickleBuffer
     of it) stays valid, and so does its memory (the reader leaves it to it)."""
     for v in views:
         try:

@@ -77,7 +77,7 @@ static PyObject *lend(Reader *self, Py_ssize_t from, Py_ssize_t to)
 }
 
 /* A view lent to a callback is over: released (a ValueError for whoever uses it later). A
- * view something still exports (numpy.frombuffer of it) cannot be: it stays valid, as do
+ * view something still exports (a pickle.PickleBuffer of it) cannot be: it stays valid, as do
  * views derived from it, and the buffer is theirs (make_room). The error in flight, if any,
  * is kept. */
 static void give_back(PyObject *view)

@@ -1,8 +1,8 @@
 """A zero_copy driver that keeps what it must not: the view of its first output, a slice of
 it, and the view of its second output exported (pickle.PickleBuffer holds a buffer of it,
-as numpy.frombuffer would). Later outputs are echoed. call(0, _) reports what using each
-gives now: {View, Slice, Exported}, each the bytes or the name of the exception; call(1, _)
-drops them all. PortLocked: the same on a port thread."""
+as a C extension keeping a Py_buffer would). Later outputs are echoed. call(0, _) reports
+what using each gives now: {View, Slice, Exported}, each the bytes or the name of the
+exception; call(1, _) drops them all. PortLocked: the same on a port thread."""
 import pickle
 
 import pybridge
