@@ -20,10 +20,11 @@ from typing import Any, Protocol
 from .._api.driver import ERL_DRV_FLAG_USE_PORT_LOCKING
 from .._errors import WorkerError
 from .._wire import protocol as P
+from .._wire.reader import Body
 from .._wire.writer import FrameWriter
 from .jobs import JobPool
 from .runner import Busy, Runner
-from .views import copies
+from .views import kept
 
 log = logging.getLogger("pybridge")
 
@@ -55,9 +56,9 @@ class Asker(Protocol):
 
     def dispatch(self, op: int, fl: int, rid: int, body: bytes) -> None: ...
 
-    def deliver(self, pieces: list[bytes]) -> None: ...
+    def deliver(self, pieces: list[Body]) -> None: ...
 
-    def on_output(self, body: bytes) -> None: ...
+    def on_output(self, body: Body) -> None: ...
 
 
 class Answer:
@@ -77,12 +78,12 @@ class Answer:
         else:
             self.conn.pending.append(functools.partial(self.conn.dispatch, op, fl, rid, body))
 
-    def deliver(self, pieces: list[bytes]) -> None:
-        # a zero_copy port's views are of the reader's memory: copied, as they wait
-        self.conn.pending.append(functools.partial(self.conn.deliver, copies(pieces)))
+    def deliver(self, pieces: list[Body]) -> None:
+        # a zero_copy port's views are lent for this turn only: kept, as they wait
+        self.conn.pending.append(functools.partial(self.conn.deliver, kept(pieces)))
 
-    def on_output(self, body: bytes) -> None:
-        self.conn.pending.append(functools.partial(self.conn.on_output, bytes(body)))
+    def on_output(self, body: Body) -> None:
+        self.conn.pending.append(functools.partial(self.conn.on_output, kept([body])[0]))
 
     def resume(self) -> None:
         """Never called: nothing runs while an ask waits."""

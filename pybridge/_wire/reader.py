@@ -36,6 +36,8 @@ HEADER_FROM = P.HEADER.unpack_from
 FL_SHM = P.FL_SHM
 PY_OUTPUT = P.PY_OUTPUT
 
+Body = bytes | memoryview           # memoryview: lent to a zero_copy driver (``views``)
+
 
 class FrameSink(Protocol):
     """Where drain() puts frames; ``closed``: it wants no more."""
@@ -45,10 +47,10 @@ class FrameSink(Protocol):
     def dispatch(self, op: int, fl: int, rid: int, body: bytes) -> None:
         """Any frame but those below."""
 
-    def deliver(self, pieces: list[bytes]) -> None:
+    def deliver(self, pieces: list[Body]) -> None:
         """A PY_OUTPUT of one piece, without an id: the piece."""
 
-    def on_output(self, body: bytes) -> None:
+    def on_output(self, body: Body) -> None:
         """A PY_OUTPUT of several pieces, without an id: its body."""
 
     def resume(self) -> None:

@@ -4,6 +4,7 @@ is right at every size (inline, 64 KiB and more through the ring), pieces stay p
 view kept past its callback raises ValueError, a slice or an exported view kept does not
 break the worker (an inline body's stays valid and unchanged), under both lockings and
 for an async def output. make test-pure runs this file again with PYBRIDGE_PURE=1."""
+import mmap
 import random
 import time
 
@@ -13,6 +14,7 @@ from test_accel import ports as ports  # noqa: F401 - the fixture
 from test_shm import iodata
 
 from pybridge import Atom
+from pybridge._runtime.views import kept
 
 KIB, MIB = 1 << 10, 1 << 20
 # inline, just under and over the ring's 64 KiB threshold, odd sizes, 3 MiB
@@ -99,6 +101,13 @@ def test_async_def_output_keeps_its_view_until_the_coroutine_ends(beam):
         assert port.receive(timeout=10) == got(n)
         assert received(port, n) == data
         assert port.call(0, 0) == Atom("ValueError")
+    # pipelined: each waits, kept, while the coroutine before it holds the port
+    sent = [r.randbytes(n) for n in (10, 100 * KIB + 1, 3, MIB + 1, 7000) * 2]
+    for data in sent:
+        assert port.command(data)
+    for data in sent:
+        assert port.receive(timeout=10) == got(len(data))
+        assert received(port, len(data)) == data
     port.close()
 
 
@@ -132,6 +141,23 @@ def test_ring_space_under_a_view_is_not_handed_back_before_its_callback_ends(bea
 
 
 # -- the readers alone, compiled and pure on the same inputs (test_accel.py's harness) --
+def test_a_body_that_waits_keeps_the_readers_memory_and_copies_the_rings():
+    buf = bytearray(b"abcdef")
+    lent = memoryview(buf)[1:4].toreadonly()
+    waits = kept([b"xy", lent])
+    assert waits[0].__class__ is bytes and waits[1].obj is buf      # no copy
+    lent.release()
+    assert bytes(waits[1]) == b"bcd"
+    ring = mmap.mmap(-1, 4096)
+    ring[:3] = b"xyz"
+    lent = memoryview(ring)[:3].toreadonly()
+    waits = kept([lent])
+    lent.release()
+    ring[:3] = b"000"               # the driver's next body, in space handed back
+    assert bytes(waits[0]) == b"xyz"
+
+
+
 class ViewSink(Sink):
     """Records the bytes of what it is lent while it may use it; keeps every view and a
     slice of each, to try them after."""
@@ -166,5 +192,5 @@ def test_a_reader_with_views_lends_what_it_would_copy(ports, cls):
     for view in sink.views:
         with pytest.raises(ValueError):
             bytes(view)
-    for kept, was in sink.slices:
-        assert bytes(kept) == was
+    for piece, was in sink.slices:
+        assert bytes(piece) == was
