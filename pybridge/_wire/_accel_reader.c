@@ -248,7 +248,8 @@ static PyObject *hand_out(Reader *self, PyObject *sink, int op, int fl, uint32_t
     PyObject *body, *r, *args[6];
     Py_ssize_t n = stop - start;
     if (!(fl & FL_SHM) && op == PY_OUTPUT && !rid) {
-        /* one piece: deliver([piece]), one copy; several: on_output(body) */
+        /* one piece: deliver([piece]), one copy (views: none, released after); several:
+         * on_output(body) */
         PyObject *name = pba_s_on_output, *arg, *view = NULL;
         if (n >= 4 && pba_get32(self->buf + start) == (uint32_t)(n - 4)) {
             PyObject *piece = self->views ? lend(self, start + 4, stop)
