@@ -67,13 +67,13 @@ test-erlang:
 	@rebar3 eunit
 
 # The suites that drive the worker's per-frame hot path (frames, shared memory, sockets,
-# large replies, coroutines, every driver API call under both lockings, slow consumers,
-# threads sending) again with its pure-Python classes (PYBRIDGE_PURE=1, docs/DEPLOYMENT.md):
+# large replies, coroutines, zero_copy views, every driver API call under both lockings,
+# slow consumers, threads sending) again with its pure-Python classes (PYBRIDGE_PURE=1, docs/DEPLOYMENT.md):
 # both paths must behave alike. Both whole suites twice would not fit make test's 15
 # minutes; `PYBRIDGE_PURE=1 make test-python test-erlang` runs them all that way.
 COMMA := ,
 PURE_PYTEST := $(addprefix tests/python/,test_frames.py test_shm.py test_transport.py \
-	test_large_replies.py test_asyncio.py test_plugin.py)
+	test_large_replies.py test_asyncio.py test_plugin.py test_zero_copy.py test_numpy.py)
 PURE_EUNIT := $(addprefix pybridge_,tests api_tests slow_consumer_tests locking_tests \
 	asyncio_tests garbage_tests limits_tests)
 test-pure:

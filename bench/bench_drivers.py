@@ -23,6 +23,12 @@ class Echo(pybridge.Driver):
         return term
 
 
+class EchoZeroCopy(Echo):
+    """Echo with zero_copy: outputv gets views of the worker's buffers, not bytes (S6)."""
+
+    zero_copy = True
+
+
 class EchoPortLocked(Echo):
     """Echo with port-level locking: its own cost on S1 and S3 (pybridge_port_locked)."""
 

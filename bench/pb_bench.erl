@@ -28,6 +28,7 @@ main() ->
     Ceiling = fun() -> open_port({spawn_driver, "pb_bench_echo"}, [binary]) end,
     Pyb = fun() -> pybridge:open("bench_drivers:Echo", [binary]) end,
     PybLocked = fun() -> pybridge:open("bench_drivers:EchoPortLocked", [binary]) end,
+    PybZeroCopy = fun() -> pybridge:open("bench_drivers:EchoZeroCopy", [binary]) end,
     Results = only([
       s("S1", "port_control round trip, 8 B, p50 us", lower,
         [{pybridge, fun() -> control_p50(Pyb()) end},
@@ -58,6 +59,7 @@ main() ->
          {in_process, fun() -> nif_term_rate() end}]),
       s("S6", "1 MiB binary echoed (outputv in, output back), GB/s", higher,
         [{pybridge, fun() -> mib_rate(Pyb()) end},
+         {pybridge_zero_copy, fun() -> mib_rate(PybZeroCopy()) end},
          {spawn_port, fun() -> mib_rate(Spawn("raw")) end},
          {ceiling, fun() -> mib_rate(Ceiling()) end}]),
       s("S7", "10,000 ports open at once", higher, [{pybridge, fun s7/0}]),

@@ -147,7 +147,10 @@ def cpu_notes(r, schedulers):
 - S4, per call: pybridge {cpu("S4", "pybridge")}; in-process {cpu("S4", "in_process")};
   spawn port with erlang-py {cpu("S4", "spawn_port")}.
 - S5, per term: pybridge {cpu("S5", "pybridge")}; in-process {cpu("S5", "in_process")}.
-- S6, per MiB: pybridge {cpu("S6", "pybridge")}; S10, per 8 MiB array: {cpu("S10", "pybridge")}.
+- S6, per MiB: pybridge {cpu("S6", "pybridge")}; with `zero_copy = True`
+  (`pybridge_zero_copy`: outputv gets views of the ring, no copy in the worker)
+  {med(r, "S6", "pybridge_zero_copy"):.2f} GB/s, {cpu("S6", "pybridge_zero_copy")}.
+  S10, per 8 MiB array: {cpu("S10", "pybridge")}.
 - Busy-polling: S1 with `spin_us` 0 (`pybridge_spin_0`) takes
   {s1["pybridge_spin_0"]["median"]:.1f} us p50 and {cpu("S1", "pybridge_spin_0")}, against
   {s1["pybridge"]["median"]:.1f} us and {cpu("S1", "pybridge")} with the default. When the

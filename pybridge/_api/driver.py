@@ -504,6 +504,11 @@ class Driver:
     #: control and call ever waits for Python.
     blocking = False
 
+    #: output(data) and outputv(iov) get read-only memoryviews of the worker's read buffer
+    #: or of the port's shared memory, no copy, valid during the callback only: released
+    #: after it (any later use raises ValueError). Keep bytes(view). docs/API.md
+    zero_copy = False
+
     #: driver flags, as a C driver_entry's: ERL_DRV_FLAG_USE_PORT_LOCKING gives each port
     #: its own thread (port-level locking: a port's callbacks run one at a time and in
     #: order, ports concurrently); without it the worker's callbacks run one at a time

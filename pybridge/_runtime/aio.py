@@ -32,6 +32,7 @@ from typing import Any
 
 from .._errors import ProtocolError
 from .._wire import protocol as P
+from .._wire.reader import Body
 from .conn import Conn
 from .handlers import fail, open_failed
 from .poller import Poller
@@ -92,7 +93,7 @@ class Hold:
             self.held_bytes += len(body)
             self.later(self.conn.dispatch, op, fl, rid, body)
 
-    def output(self, pieces: list[bytes]) -> None:
+    def output(self, pieces: list[Body]) -> None:
         self.held_bytes += sum(map(len, pieces))
         self.later(self.conn.deliver, pieces)
 

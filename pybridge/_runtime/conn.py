@@ -36,21 +36,21 @@ from .._api.driver import (
 from .._errors import ProtocolError, WorkerError
 from .._types import LocalPid, Pid
 from .._wire import protocol as P
+from .._wire.reader import Body
 from .._wire.termprog import program
+from . import views
 from .channel import Channel
 from .entry import Entry
 from .erlcalls import ErlCalls
 from .pids import Node
 from .poller import Poller
 from .runner import Busy, Runner
-from .threads import Answer, Loop, PortThreads, Waiter
+from .threads import TRANSPORT_OPS, Answer, Loop, PortThreads, Waiter
 from .watch import Watch
 
 log = logging.getLogger("pybridge")
 
 U32_FROM = P.U32.unpack_from
-# frames about the transport itself: handled at once even while a coroutine holds the port
-TRANSPORT_OPS = frozenset((P.PY_SHM_ATTACH, P.PY_SHM_RELEASE))
 
 Handler = Callable[["Conn", int, int, bytes], None]
 
@@ -90,7 +90,7 @@ class Held(Protocol):
 
     def frame(self, op: int, fl: int, rid: int, body: bytes) -> None: ...
 
-    def output(self, pieces: list[bytes]) -> None: ...
+    def output(self, pieces: list[Body]) -> None: ...
 
     def later(self, fn: Callable[..., object], *args: Any) -> None: ...
 
@@ -123,8 +123,10 @@ class Conn(PortThreads):
         self.pending: deque[Callable[[], object]] = deque()    # set aside by an ask
         self.ask_id = 0
         self.instance: Driver | None = None
-        self.output_fn: Callable[[bytes], object] | None = None
-        self.outputv_fn: Callable[[list[bytes]], object] | None = None
+        self.output_fn: Callable[[Body], object] | None = None
+        self.outputv_fn: Callable[[list[Body]], object] | None = None
+        self.zero_copy = False          # output(v) gets memoryviews (_runtime.views)
+        self.output_async = False       # that output(v) is async def
         self.call_erlang, self.call_erlang_async = host.calls.bound(self)  # never routed
         self.port = Port(Entry(self).backend())
         self.port_raw = self.caller_raw = self.connected_raw = 0
@@ -365,9 +367,9 @@ class Conn(PortThreads):
             self.host.handed = True
             self.runner.submit(self.dispatch, op, fl, rid, body)
 
-    def on_output(self, body: bytes) -> None:
+    def on_output(self, body: Body) -> None:
         if self.runner is not None and not self.runner.on_thread():
-            self.runner.submit(self.on_output, body)
+            self.runner.submit(self.on_output, views.kept([body])[0])
             return
         n = U32_FROM(body, 0)[0] if len(body) >= 4 else -1
         if n + 4 == len(body):          # the common case: one piece
@@ -380,16 +382,18 @@ class Conn(PortThreads):
                 off += 4 + n
         self.deliver(pieces)
 
-    def deliver(self, pieces: list[bytes]) -> None:
+    def deliver(self, pieces: list[Body]) -> None:
         runner = self.runner
         if runner is not None and not runner.on_thread():
-            runner.submit(self.deliver, pieces)
+            runner.submit(self.deliver, views.kept(pieces))
             return
         if self.hold is not None:
-            self.hold.output(pieces)
+            self.hold.output(views.kept(pieces))
             return
         try:
-            if self.outputv_fn is not None:
+            if self.zero_copy and (self.outputv_fn or self.output_fn) is not None:
+                r = views.call(self.outputv_fn, self.output_fn, pieces, self.output_async)
+            elif self.outputv_fn is not None:
                 r = self.outputv_fn(pieces)
             elif self.output_fn is not None:
                 r = self.output_fn(pieces[0] if len(pieces) == 1 else b"".join(pieces))

@@ -8,6 +8,7 @@ has ended, its coroutine included: with DRV_REPLY, or DRV_ERROR and the exceptio
 from __future__ import annotations
 
 import functools
+import inspect
 import math
 import time
 from collections.abc import Callable
@@ -120,6 +121,9 @@ def bind(conn: Conn, drv: Driver) -> None:
     # looked up once: output is the hot path
     conn.outputv_fn = getattr(drv, "outputv", None)
     conn.output_fn = getattr(drv, "output", None)
+    conn.zero_copy = bool(getattr(drv, "zero_copy", False))
+    conn.output_async = inspect.iscoroutinefunction(conn.outputv_fn or conn.output_fn)
+    conn.channel.reader.views = conn.zero_copy
 
 
 def opened(conn: Conn, rid: int) -> None:

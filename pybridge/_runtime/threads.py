@@ -20,11 +20,17 @@ from typing import Any, Protocol
 from .._api.driver import ERL_DRV_FLAG_USE_PORT_LOCKING
 from .._errors import WorkerError
 from .._wire import protocol as P
+from .._wire.reader import Body
 from .._wire.writer import FrameWriter
 from .jobs import JobPool
 from .runner import Busy, Runner
+from .views import kept
 
 log = logging.getLogger("pybridge")
+
+# frames about the transport itself: handled at once even while a coroutine or an ask holds
+# the port (a body in the ring may follow its PY_SHM_ATTACH in the same read)
+TRANSPORT_OPS = frozenset((P.PY_SHM_ATTACH, P.PY_SHM_RELEASE))
 
 
 class Loop(Protocol):
@@ -50,9 +56,9 @@ class Asker(Protocol):
 
     def dispatch(self, op: int, fl: int, rid: int, body: bytes) -> None: ...
 
-    def deliver(self, pieces: list[bytes]) -> None: ...
+    def deliver(self, pieces: list[Body]) -> None: ...
 
-    def on_output(self, body: bytes) -> None: ...
+    def on_output(self, body: Body) -> None: ...
 
 
 class Answer:
@@ -67,14 +73,17 @@ class Answer:
     def dispatch(self, op: int, fl: int, rid: int, body: bytes) -> None:
         if op == P.PY_ANSWER and rid == self.rid:
             self.body, self.closed = body, True
+        elif op in TRANSPORT_OPS:
+            self.conn.dispatch(op, fl, rid, body)
         else:
             self.conn.pending.append(functools.partial(self.conn.dispatch, op, fl, rid, body))
 
-    def deliver(self, pieces: list[bytes]) -> None:
-        self.conn.pending.append(functools.partial(self.conn.deliver, pieces))
+    def deliver(self, pieces: list[Body]) -> None:
+        # a zero_copy port's views are lent for this turn only: kept, as they wait
+        self.conn.pending.append(functools.partial(self.conn.deliver, kept(pieces)))
 
-    def on_output(self, body: bytes) -> None:
-        self.conn.pending.append(functools.partial(self.conn.on_output, body))
+    def on_output(self, body: Body) -> None:
+        self.conn.pending.append(functools.partial(self.conn.on_output, kept([body])[0]))
 
     def resume(self) -> None:
         """Never called: nothing runs while an ask waits."""

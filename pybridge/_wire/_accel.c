@@ -251,7 +251,7 @@ PyMODINIT_FUNC PyInit__accel(void)
     if (m == NULL)
         return NULL;
     if (add_type(m, "Lock", &pba_LockType) < 0 || add_type(m, "Reader", &pba_ReaderType) < 0 ||
-        add_type(m, "Writer", &pba_WriterType) < 0) {
+        add_type(m, "Writer", &pba_WriterType) < 0 || add_type(m, "Lent", &pba_LentType) < 0) {
         Py_DECREF(m);
         return NULL;
     }

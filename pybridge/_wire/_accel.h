@@ -17,7 +17,7 @@ extern PyObject *pba_ProtocolError, *pba_StructError;
 extern PyObject *pba_s_closed, *pba_s_dispatch, *pba_s_deliver, *pba_s_on_output,
     *pba_s_resume, *pba_s_from_ring, *pba_s_send_large;
 
-extern PyTypeObject pba_LockType, pba_ReaderType, pba_WriterType;
+extern PyTypeObject pba_LockType, pba_ReaderType, pba_WriterType, pba_LentType;
 
 /* threading.Lock's behaviour, its PyThread lock reachable from C */
 typedef struct {

@@ -1,7 +1,11 @@
 /* pybridge._wire._accel.Reader: _wire.reader.PyFrameReader's fill(), drain() and buffered()
  * compiled; a FL_SHM frame goes to the Python subclass's from_ring(), as in PyFrameReader.
  * A callback run from drain() may fill and drain this reader again (an ask): the buffer
- * may move then, so no pointer into it is kept across a call. */
+ * may move then, so no pointer into it is kept across a call.
+ * With `views` set (a zero_copy driver), output bodies go out as read-only memoryviews of
+ * the buffer, released once the sink returns; the buffer then belongs to a Lent object the
+ * views hold, and while any view is still out (kept past its callback, or derived from
+ * one), the reader never moves, reuses or frees that memory: it starts a fresh buffer. */
 #include "_accel.h"
 
 #include <errno.h>
@@ -21,7 +25,96 @@ typedef struct {
     unsigned char *buf;         /* bytes read and not handed out: [pos, end) */
     Py_ssize_t cap, pos, end;
     unsigned long long fills;   /* reads so far: buf may have moved */
+    PyObject *lent;             /* NULL, or the Lent that owns buf: views of it went out */
+    char views;                 /* output bodies as memoryviews, not bytes */
 } Reader;
+
+/* The owner of a buffer whose views went out: each memoryview made of it holds it, and
+ * sees [lo, hi) as it was when the view was made (PyMemoryView_FromObject). */
+typedef struct {
+    PyObject_HEAD
+    unsigned char *ptr;
+    Py_ssize_t lo, hi;
+} Lent;
+
+static int Lent_getbuffer(Lent *self, Py_buffer *view, int flags)
+{
+    return PyBuffer_FillInfo(view, (PyObject *)self, self->ptr + self->lo, self->hi - self->lo,
+                             1, flags);
+}
+
+static void Lent_dealloc(Lent *self)
+{
+    PyMem_Free(self->ptr);
+    Py_TYPE(self)->tp_free((PyObject *)self);
+}
+
+static PyBufferProcs Lent_as_buffer = {(getbufferproc)Lent_getbuffer, NULL};
+
+PyTypeObject pba_LentType = {
+    PyVarObject_HEAD_INIT(NULL, 0)
+    .tp_name = "pybridge._wire._accel.Lent",
+    .tp_basicsize = sizeof(Lent),
+    .tp_flags = Py_TPFLAGS_DEFAULT,
+    .tp_doc = "A reader's buffer whose views went out to a zero_copy driver's callback.",
+    .tp_dealloc = (destructor)Lent_dealloc,
+    .tp_as_buffer = &Lent_as_buffer,
+};
+
+/* buf [from, to) as a read-only memoryview, buf given to a Lent first if it is not yet */
+static PyObject *lend(Reader *self, Py_ssize_t from, Py_ssize_t to)
+{
+    if (self->lent == NULL) {
+        Lent *l = PyObject_New(Lent, &pba_LentType);
+        if (l == NULL)
+            return NULL;
+        l->ptr = self->buf;
+        self->lent = (PyObject *)l;
+    }
+    ((Lent *)self->lent)->lo = from;
+    ((Lent *)self->lent)->hi = to;
+    return PyMemoryView_FromObject(self->lent);
+}
+
+/* A view lent to a callback is over: released (a ValueError for whoever uses it later). A
+ * view something still exports (a pickle.PickleBuffer of it) cannot be: it stays valid, as do
+ * views derived from it, and the buffer is theirs (make_room). The error in flight, if any,
+ * is kept. */
+static void give_back(PyObject *view)
+{
+    PyObject *type, *value, *tb;
+    PyErr_Fetch(&type, &value, &tb);
+    PyObject *r = PyObject_CallMethod(view, "release", NULL);
+    if (r == NULL)
+        PyErr_Clear();
+    Py_XDECREF(r);
+    Py_DECREF(view);
+    PyErr_Restore(type, value, tb);
+}
+
+/* buf back from its Lent when no view of it is left; else a fresh buf for the reader, with
+ * the bytes not yet handed out, and the old one left to the views (freed with the last) */
+static int take_back(Reader *self)
+{
+    Lent *l = (Lent *)self->lent;
+    if (Py_REFCNT(l) == 1) {
+        l->ptr = NULL;
+    } else {
+        Py_ssize_t n = self->end - self->pos, cap = n < 4096 ? 4096 : n;
+        unsigned char *buf = PyMem_Malloc(cap);
+        if (buf == NULL) {
+            PyErr_NoMemory();
+            return -1;
+        }
+        memcpy(buf, self->buf + self->pos, (size_t)n);
+        self->buf = buf;
+        self->cap = cap;
+        self->pos = 0;
+        self->end = n;
+    }
+    Py_CLEAR(self->lent);
+    return 0;
+}
 
 static int Reader_init(Reader *self, PyObject *args, PyObject *kw)
 {
@@ -71,13 +164,18 @@ static void Reader_dealloc(Reader *self)
         PyBuffer_Release(&self->rview);
         Py_CLEAR(self->rbuf);
     }
-    PyMem_Free(self->buf);
+    if (self->lent != NULL)
+        Py_CLEAR(self->lent);           /* buf is its to free */
+    else
+        PyMem_Free(self->buf);
     Py_TYPE(self)->tp_free((PyObject *)self);
 }
 
 /* room for n more bytes after end, moving what is left to the front when that frees enough */
 static int make_room(Reader *self, Py_ssize_t n)
 {
+    if (self->lent != NULL && take_back(self) < 0)
+        return -1;
     if (self->pos == self->end) {
         self->pos = self->end = 0;
         if (self->cap > KEEP_BUF && n <= KEEP_BUF) {
@@ -150,10 +248,14 @@ static PyObject *hand_out(Reader *self, PyObject *sink, int op, int fl, uint32_t
     PyObject *body, *r, *args[6];
     Py_ssize_t n = stop - start;
     if (!(fl & FL_SHM) && op == PY_OUTPUT && !rid) {
-        /* one piece: deliver([piece]), one copy; several: on_output(body) */
-        PyObject *name = pba_s_on_output, *arg;
+        /* one piece: deliver([piece]), one copy (views: none, released after); several:
+         * on_output(body) */
+        PyObject *name = pba_s_on_output, *arg, *view = NULL;
         if (n >= 4 && pba_get32(self->buf + start) == (uint32_t)(n - 4)) {
-            PyObject *piece = bytes_at(self, start + 4, stop);
+            PyObject *piece = self->views ? lend(self, start + 4, stop)
+                                          : bytes_at(self, start + 4, stop);
+            view = self->views ? piece : NULL;
+            Py_XINCREF(view);
             name = pba_s_deliver;
             arg = piece ? PyList_New(1) : NULL;
             if (arg == NULL)
@@ -161,14 +263,20 @@ static PyObject *hand_out(Reader *self, PyObject *sink, int op, int fl, uint32_t
             else
                 PyList_SET_ITEM(arg, 0, piece);
         } else {
-            arg = bytes_at(self, start, stop);
+            arg = self->views ? lend(self, start, stop) : bytes_at(self, start, stop);
+            view = self->views ? arg : NULL;
+            Py_XINCREF(view);
         }
-        if (arg == NULL)
+        if (arg == NULL) {
+            Py_XDECREF(view);
             return NULL;
+        }
         args[0] = sink;
         args[1] = arg;
         r = PyObject_VectorcallMethod(name, args, 2 | PY_VECTORCALL_ARGUMENTS_OFFSET, NULL);
         Py_DECREF(arg);
+        if (view != NULL)
+            give_back(view);
         return r;
     }
     PyObject *o = PyLong_FromLong(op), *f = PyLong_FromLong(fl),
@@ -251,6 +359,7 @@ static PyMemberDef Reader_members[] = {
     {"writer", T_OBJECT, offsetof(Reader, writer), READONLY, NULL},
     {"pos", T_PYSSIZET, offsetof(Reader, pos), READONLY, NULL},
     {"fills", T_ULONGLONG, offsetof(Reader, fills), READONLY, NULL},
+    {"views", T_BOOL, offsetof(Reader, views), 0, NULL},
     {NULL, 0, 0, 0, NULL}
 };
 

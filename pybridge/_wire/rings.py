@@ -4,7 +4,8 @@ docs/PROTOCOL.md ("Shared memory") is normative. One region of two halves, mappe
 memfd CTL_SHM brought; a FL_SHM frame carries (pos, len) of its body in the sender's half.
 Positions only grow: pos % half is the place. A body never wraps; an empty ring starts
 again at its front, whose cache is warm. The reader hands space back with DRV_SHM_RETURN,
-the driver with PY_SHM_RELEASE (release()).
+the driver with PY_SHM_RELEASE (release()). A body lent to a zero_copy driver's callback
+pins the driver's ring: nothing is handed back until the callback is done (pin, unpin).
 """
 from __future__ import annotations
 
@@ -26,6 +27,8 @@ class Rings:
         self.half = 0
         self.wpos = self.wrel = 0       # our next write, and what the driver has released
         self.wanted = False             # DRV_SHM_WANT sent
+        self.pinned = 0                 # callbacks that hold views of the driver's ring
+        self.due = 0                    # the position to hand back once none does
 
     def attach(self, fd: int, half: int) -> None:
         """Map the region (fd is the caller's to close). OSError: it could not be mapped."""
@@ -43,6 +46,26 @@ class Rings:
         if at + n > self.half:
             raise ProtocolError("FL_SHM body outside the ring")
         return self.inbound[at:at + n], pos + n
+
+    def returned(self, upto: int) -> int:
+        """A body is copied out up to upto: the position to hand back now (0: none yet)."""
+        if self.pinned:
+            self.due = max(self.due, upto)
+            return 0
+        return upto
+
+    def pin(self) -> None:
+        """A view of the driver's ring goes to a callback: hand nothing back meanwhile."""
+        self.pinned += 1
+
+    def unpin(self, upto: int) -> int:
+        """That callback is done, its body ended at upto: the position to hand back now."""
+        self.pinned -= 1
+        self.due = max(self.due, upto)
+        if self.pinned:
+            return 0
+        upto, self.due = self.due, 0
+        return upto
 
     def place(self, parts: list[bytes], n: int) -> int | None:
         """Copy a body of n bytes (in parts) into our ring; its position, or None when it does
