@@ -118,7 +118,8 @@ def encode(term: Term, none_atom: str = "undefined", learn: Learn | None = None)
     """
     if learn is None:
         return _encode(term, none_atom)
-    _PASS.missed = missed = []
+    missed: list[list[Term]] = []
+    _PASS.missed = missed
     try:
         out = _encode(term, none_atom)
     finally:

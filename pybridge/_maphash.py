@@ -6,8 +6,9 @@ next 4 bits of the hash, lowest first; keys whose 32-bit hashes are equal are re
 the 8 levels below (make_internal_hash salted with _ROUND1_SALT, as the node's own tries
 show: erts_internal:map_hashmap_children of maps holding such keys; a collision of both
 hashes, 64 bits, is left to the node: `order` returns None). term_to_binary walks every
-node's children from the highest slot down, a key before its value. So the pairs come out in descending order of the hash read as a string of
-nibbles, lowest nibble first; this module computes that hash for the keys pybridge encodes.
+node's children from the highest slot down, a key before its value. So the pairs come
+out in descending order of the hash read as a string of nibbles, lowest nibble first; this
+module computes that hash for the keys pybridge encodes.
 
 The hash of an atom is the hash of its index in the node's atom table, and that of a pid or
 port the hash of its in-VM word: both are known only to the node. `order` returns None when

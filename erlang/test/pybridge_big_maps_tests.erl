@@ -5,7 +5,7 @@
 -module(pybridge_big_maps_tests).
 -include_lib("eunit/include/eunit.hrl").
 -export([fresh_atom_keys/0, one_request_per_new_atoms/0, tuple_and_mixed_keys/0,
-         colliding_hashes/0, atoms_the_driver_cannot_name/0]).
+         colliding_hashes/0, atoms_the_driver_cannot_name/0, pids_ports_and_refs/0]).
 
 big_maps_test_() ->
     {setup, fun pybridge_test_lib:start/0, fun pybridge_test_lib:stop/1,
@@ -13,7 +13,7 @@ big_maps_test_() ->
 
 tests() ->
     [fresh_atom_keys, one_request_per_new_atoms, tuple_and_mixed_keys, colliding_hashes,
-     atoms_the_driver_cannot_name].
+     atoms_the_driver_cannot_name, pids_ports_and_refs].
 
 open() ->
     pybridge:open("makes_atom_maps:MakesAtomMaps", [binary]).
@@ -133,4 +133,17 @@ atoms_the_driver_cannot_name() ->
     [{trace, P, send, {P, {call, Bin}}, _}] = flush(P),
     ?assertEqual(Map, binary_to_term(Bin)),
     ?assertEqual(0, requests(P)),
+    port_close(P).
+
+%% Keys that are this node's pids, ports and references: their hashes are those of their
+%% in-VM words, which the worker lays out from the node's process and port limits (on its
+%% command line) and the node's name and creation (from the pids it was named).
+pids_ports_and_refs() ->
+    P = open(),
+    Pids = [self() | [spawn(fun() -> ok end) || _ <- lists:seq(1, 40)]],
+    Ports = [list_to_port("#Port<0." ++ integer_to_list(I * 211) ++ ">") || I <- lists:seq(0, 40)],
+    Refs = [make_ref() || _ <- lists:seq(1, 40)],
+    [?assertEqual(T, call(P, 1, T))
+     || T <- [maps:from_list([{K, I} || {I, K} <- lists:enumerate(Keys)])
+              || Keys <- [Pids, Ports, Refs, [{Pid, a} || Pid <- Pids]]]],
     port_close(P).
