@@ -92,16 +92,22 @@ def use_node_facts(atom_index: AtomIndex | None, node: NodeFacts | None) -> None
 
 
 Learn = Callable[[list[str]], bool]  # asks the node for atoms' indices: True if it told
+_MISSES = [0]  # the maps any thread's encode left in dict order: a change means look below
 
 
-class _Pass(threading.local):
-    """The keys of the big maps this thread's encode left in dict order for want of their
-    hashes (None: nobody will learn them)."""
+class _Missed(threading.local):
+    """The keys of the big maps this thread's encodes left in dict order, each with the
+    output it belongs to (an encode that raised leaves its own, which the next drops)."""
 
-    missed: list[list[Term]] | None = None
+    def __init__(self) -> None:
+        self.keys: list[tuple[_Append, list[Term]]] = []
+
+    def take(self, app: _Append) -> list[list[Term]]:
+        mine, self.keys = self.keys, []
+        return [keys for a, keys in mine if a == app]
 
 
-_PASS = _Pass()
+_MISSED = _Missed()
 
 
 def encode(term: Term, none_atom: str = "undefined", learn: Learn | None = None) -> bytes:
@@ -115,25 +121,23 @@ def encode(term: Term, none_atom: str = "undefined", learn: Learn | None = None)
     With learn, a map of more than 32 keys whose keys hold atoms of unknown index makes
     encode ask learn for them all (one call per term, only once the term has encoded, so
     only atoms the term carries are asked for), then encode again in the learned order.
+    A term without such a map costs nothing more: one look at a counter.
     """
-    if learn is None:
-        return _encode(term, none_atom)
-    missed: list[list[Term]] = []
-    _PASS.missed = missed
-    try:
-        out = _encode(term, none_atom)
-    finally:
-        _PASS.missed = None
-    atom_index = _NODE_FACTS[0][0]
-    if missed and atom_index is not None:
-        names = atoms((k for keys in missed for k in keys), none_atom)
-        unknown = sorted(n for n in names if atom_index(n) is None)
-        if unknown and learn(unknown):
-            out = _encode(term, none_atom)
-    return out
+    misses = _MISSES[0]
+    out = _encode(term, none_atom)
+    if _MISSES[0] != misses:    # this thread left a map in dict order, or another did
+        missed = _MISSED.take(out.append)
+        atom_index = _NODE_FACTS[0][0]
+        if missed and learn is not None and atom_index is not None:
+            names = atoms((k for keys in missed for k in keys), none_atom)
+            unknown = sorted(n for n in names if atom_index(n) is None)
+            if unknown and learn(unknown):
+                out = _encode(term, none_atom)
+                _MISSED.take(out.append)    # what is still unknown stays in dict order
+    return b"".join(out)
 
 
-def _encode(term: Term, none_atom: str) -> bytes:
+def _encode(term: Term, none_atom: str) -> list[bytes]:
     out = [b"\x83"]
     try:
         # Validate none_atom even if no None occurs (cheap once cached).
@@ -143,7 +147,7 @@ def _encode(term: Term, none_atom: str) -> bytes:
         raise EncodeError("term is nested too deeply (or contains itself)") from None
     except UnicodeEncodeError as e:
         raise EncodeError(f"string is not encodable as UTF-8: {e}") from None
-    return b"".join(out)
+    return out
 
 
 def _enc(t: Term, app: _Append, none: str) -> None:
@@ -295,8 +299,9 @@ def _enc_map(items: Iterable[tuple[Term, Term]], n: int, app: _Append, none: str
             atom_index, node = _NODE_FACTS[0]
             pairs = list(items)
             ordered = order(pairs, none, atom_index, lambda k: _order(k, none), node)
-            if ordered is None and _PASS.missed is not None:
-                _PASS.missed.append([k for k, _ in pairs])
+            if ordered is None:
+                _MISSES[0] += 1
+                _MISSED.keys.append((app, [k for k, _ in pairs]))
             items = ordered or pairs
         for k, v in items:
             _enc(k, app, none)

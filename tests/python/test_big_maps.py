@@ -25,7 +25,7 @@ from test_codec import (
 from pybridge._decode import decode
 from pybridge._encode import _order, encode, use_latin1_atoms, use_node_facts
 from pybridge._maphash import NodeFacts, internal_hash
-from pybridge._types import Atom, ImproperListKey, ListKey, MapKey
+from pybridge._types import Atom, EncodeError, ImproperListKey, ListKey, MapKey
 
 # Phase 1 makes the test's atoms and tells their hashes (erts_debug's internal_hash, an
 # OTP test feature: the only way to learn an atom's index in the atom table), the table
@@ -270,6 +270,22 @@ def test_one_request_for_all_the_big_maps_of_a_term():
     try:
         encode([{Atom(n): 1 for n in left}, {"in": {(Atom(n), 2): 1 for n in right}}], learn=learn)
         assert node.asked == [sorted(left + right)]
+    finally:
+        use_node_facts(None, None)
+
+
+def test_a_reply_that_does_not_encode_asks_nothing():
+    # the atoms of a reply that never goes out must not be made in the node
+    names, others = [f"e{i}" for i in range(40)], [f"o{i}" for i in range(40)]
+    node = _Node(names + others)
+    _, learn = _with_table(node)
+    try:
+        with pytest.raises(EncodeError):
+            encode([{Atom(n): 1 for n in names}, object()], learn=learn)
+        encode({Atom("other"): 1, "big": {i: i for i in range(40)}}, learn=learn)
+        assert node.asked == []
+        encode({Atom(n): 1 for n in others}, learn=learn)
+        assert node.asked == [sorted(others)]     # not the failed reply's atoms
     finally:
         use_node_facts(None, None)
 
