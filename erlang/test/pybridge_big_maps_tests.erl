@@ -47,9 +47,14 @@ requests(P) ->
 
 %% Maps of 33, 100 and 1000 atoms made by the driver, unknown to the node before the
 %% reply: the atom table grows by exactly their number (DRV_MK_ATOM made them, decoding
-%% the reply found them).
+%% the reply found them). The same from a port's own thread (port-level locking) and from
+%% an async def call.
 fresh_atom_keys() ->
-    P = open(),
+    [fresh_atom_keys(Class) || Class <- ["MakesAtomMaps", "MakesAtomMapsOnItsThread",
+                                         "MakesAtomMapsAsync"]].
+
+fresh_atom_keys(Class) ->
+    P = pybridge:open("makes_atom_maps:" ++ Class, [binary]),
     [begin
          Prefix = fresh("fresh"),
          Count = erlang:system_info(atom_count),

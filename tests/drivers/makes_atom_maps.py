@@ -21,3 +21,16 @@ class MakesAtomMaps(pybridge.Driver):
             return reversed_maps(term)
         prefix, n = term
         return {pybridge.Atom(f"{prefix.decode()}_{i}"): i for i in range(n)}
+
+
+class MakesAtomMapsOnItsThread(MakesAtomMaps):
+    """The same under port-level locking: the worker asks from the port's own thread."""
+
+    flags = pybridge.ERL_DRV_FLAG_USE_PORT_LOCKING
+
+
+class MakesAtomMapsAsync(MakesAtomMaps):
+    """The same as a coroutine: the reply is encoded when the coroutine ends."""
+
+    async def call(self, command, term):
+        return MakesAtomMaps.call(self, command, term)
