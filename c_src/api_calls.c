@@ -1,8 +1,8 @@
 /*
  * api_calls.c - the driver API calls a worker makes that answer (docs/PROTOCOL.md, "Port
- * channel opcodes: worker -> C", DRV_MONITOR .. DRV_CREATE_PORT): each does the call for
- * the port and answers PY_ANSWER with the request's id, in order with everything else the
- * port sends. DRV_DEMONITOR is here too, beside the monitors it ends.
+ * channel opcodes: worker -> C", DRV_MONITOR .. DRV_CREATE_PORT, DRV_MK_ATOM): each does the
+ * call for the port and answers PY_ANSWER with the request's id, in order with everything
+ * else the port sends. DRV_DEMONITOR is here too, beside the monitors it ends.
  */
 #include <string.h>
 
@@ -190,5 +190,32 @@ int pb_op_create_port(pb_user *u, pb_frame *f)
     put32(a, nu->serial);
     put64(a + 4, (uint64_t)nu->port_term);
     answer(u, f->id, ANSWER_OK, a, 12);
+    return OP_OK;
+}
+
+/*
+ * names (len:u8, Latin-1 characters)...; answer one word:u64 per name, driver_mk_atom's.
+ * The worker orders a big map's atom keys by their index in the atom table, which only
+ * the emulator knows (docs/PROTOCOL.md, "Big maps"). driver_mk_atom takes a C string:
+ * a name holding a NUL cannot be named to it, and gets 0 (no atom is 0).
+ */
+int pb_op_mk_atom(pb_user *u, pb_frame *f)
+{
+    char name[256], *b;
+    size_t off = 0, n = 0, l;
+    for (; off < f->len; off += 1 + l, n++) {
+        l = (unsigned char)f->body[off];
+        if (off + 1 + l > f->len) return OP_BAD;
+    }
+    b = driver_alloc(8 * n + 1);
+    for (off = 0, n = 0; off < f->len; off += 1 + l, n++) {
+        l = (unsigned char)f->body[off];
+        memcpy(name, f->body + off + 1, l);
+        name[l] = 0;
+        put64(b + 8 * n, memchr(name, 0, l) ? 0 : (uint64_t)driver_mk_atom(name));
+    }
+    u->n_atom_requests++;
+    answer(u, f->id, ANSWER_OK, b, 8 * n);
+    driver_free(b);
     return OP_OK;
 }

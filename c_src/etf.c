@@ -10,7 +10,7 @@
 #include "etf.h"
 #include "pybridge_protocol.h"
 
-#define INFO_KEYS 16
+#define INFO_KEYS 17
 #define INFO_MAX 1024                    /* INFO_KEYS pairs of at most 3 + 17 + 11 bytes */
 
 /*
@@ -150,6 +150,7 @@ ErlDrvSSizeT pb_etf_info(pb_user *u, char **rbuf, ErlDrvSizeT rlen)
     size_t n = 6;
     o[0] = (char)ETF_VERSION; o[1] = MAP_EXT;
     put32(o + 2, INFO_KEYS);
+    n += etf_pair(o + n, "atom_requests", u->n_atom_requests);
     n += etf_pair(o + n, "busy", (ErlDrvUInt64)u->busy);
     n += etf_pair(o + n, "bytes_from_python", u->bytes_from_python);
     n += etf_pair(o + n, "bytes_to_python", u->bytes_to_python);

@@ -348,6 +348,7 @@ static const pb_op ops[256] = {
     [DRV_SHM_WANT] = op_shm_want,
     [DRV_SHM_RETURN] = op_shm_return,
     [DRV_HUNG] = op_hung,
+    [DRV_MK_ATOM] = pb_op_mk_atom,
 };
 
 /* Returns 0 to go on, -1 when the port can take no more frames (failed or gone). */

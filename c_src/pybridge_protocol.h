@@ -17,7 +17,8 @@
  *                 -> DRV_REPLY(id) | DRV_ERROR(id)     other frames may come first; a
  *                                                       wrapped one's answer may come
  *                                                       after port_call has returned
- *   api       = DRV_MONITOR .. DRV_PUTENV, DRV_CREATE_PORT, DRV_BUSY_MSGQ_LIMITS (id)
+ *   api       = DRV_MONITOR .. DRV_PUTENV, DRV_CREATE_PORT, DRV_BUSY_MSGQ_LIMITS,
+ *               DRV_MK_ATOM (id)
  *                 -> PY_ANSWER(id, status:u8 data)
  *   event     = every other PY_* / DRV_* frame, id 0, no answer
  *
@@ -91,6 +92,7 @@
 #define DRV_SHM_WANT 0x9A
 #define DRV_SHM_RETURN 0x9B
 #define DRV_HUNG 0x9C
+#define DRV_MK_ATOM 0x9D
 
 #define TIME_MONOTONIC 0
 #define TIME_OFFSET 1

@@ -111,7 +111,7 @@ typedef struct pb_user {
     ErlDrvMonitor *mons;
     size_t nmons, cmons;
     /* pybridge:info/1 */
-    ErlDrvUInt64 n_output, n_control, n_call, n_timeout, n_late;
+    ErlDrvUInt64 n_output, n_control, n_call, n_timeout, n_late, n_atom_requests;
     ErlDrvUInt64 bytes_to_python, bytes_from_python;
     ErlDrvUInt64 lat[LAT_BUCKETS];       /* control/call latency, log2 buckets of us */
 } pb_user;
@@ -171,6 +171,7 @@ int pb_op_getenv(pb_user *u, pb_frame *f);
 int pb_op_putenv(pb_user *u, pb_frame *f);
 int pb_op_busy_msgq_limits(pb_user *u, pb_frame *f);
 int pb_op_create_port(pb_user *u, pb_frame *f);
+int pb_op_mk_atom(pb_user *u, pb_frame *f);
 long pb_find_monitor(pb_user *u, const ErlDrvMonitor *m);
 void pb_drop_monitor(pb_user *u, long i);
 

@@ -7,18 +7,21 @@ characters are all Latin-1 as ATOM_EXT, OTP 26 and later as SMALL_ATOM_UTF8_EXT,
 default here), pids, ports and references included. A map of more than 32 keys is a
 HAMT in OTP, written in its hash order (_maphash); the hash of an atom, and of a pid, port
 or reference, needs facts of the node (use_node_facts): without them a map whose keys hold
-one is written in dict order.
+one is written in dict order. encode's `learn` asks the node for the indices of the atoms
+it lacks, once per term, after which the term is encoded again (docs/PROTOCOL.md, "Big
+maps").
 """
 from __future__ import annotations
 
 import math
 import struct
+import threading
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 import erlang
 
-from ._maphash import AtomIndex, NodeFacts, order
+from ._maphash import AtomIndex, NodeFacts, atoms, order
 from ._types import (
     Atom,
     EncodeError,
@@ -88,14 +91,53 @@ def use_node_facts(atom_index: AtomIndex | None, node: NodeFacts | None) -> None
     _NODE_FACTS[0] = (atom_index, node)
 
 
-def encode(term: Term, none_atom: str = "undefined") -> bytes:
+Learn = Callable[[list[str]], bool]  # asks the node for atoms' indices: True if it told
+_MISSES = [0]  # the maps any thread's encode left in dict order: a change means look below
+
+
+class _Missed(threading.local):
+    """The keys of the big maps this thread's encodes left in dict order, each with the
+    output it belongs to (an encode that raised leaves its own, which the next drops)."""
+
+    def __init__(self) -> None:
+        self.keys: list[tuple[_Append, list[Term]]] = []
+
+    def take(self, app: _Append) -> list[list[Term]]:
+        mine, self.keys = self.keys, []
+        return [keys for a, keys in mine if a == app]
+
+
+_MISSED = _Missed()
+
+
+def encode(term: Term, none_atom: str = "undefined", learn: Learn | None = None) -> bytes:
     """Encode a Python term as ETF bytes (with the leading 131 version byte).
 
     bytes-like and str -> binary, bool -> true/false, None -> none_atom,
     int, float, Atom, tuple, list (STRING_EXT when OTP would use it),
     ImproperList, dict -> map, ListKey -> list, MapKey -> map, and erlang-py
     objects as erlang-py encodes them.  Anything else raises EncodeError.
+
+    With learn, a map of more than 32 keys whose keys hold atoms of unknown index makes
+    encode ask learn for them all (one call per term, only once the term has encoded, so
+    only atoms the term carries are asked for), then encode again in the learned order.
+    A term without such a map costs nothing more: one look at a counter.
     """
+    misses = _MISSES[0]
+    out = _encode(term, none_atom)
+    if _MISSES[0] != misses:    # this thread left a map in dict order, or another did
+        missed = _MISSED.take(out.append)
+        atom_index = _NODE_FACTS[0][0]
+        if missed and learn is not None and atom_index is not None:
+            names = atoms((k for keys in missed for k in keys), none_atom)
+            unknown = sorted(n for n in names if atom_index(n) is None)
+            if unknown and learn(unknown):
+                out = _encode(term, none_atom)
+                _MISSED.take(out.append)    # what is still unknown stays in dict order
+    return b"".join(out)
+
+
+def _encode(term: Term, none_atom: str) -> list[bytes]:
     out = [b"\x83"]
     try:
         # Validate none_atom even if no None occurs (cheap once cached).
@@ -105,7 +147,7 @@ def encode(term: Term, none_atom: str = "undefined") -> bytes:
         raise EncodeError("term is nested too deeply (or contains itself)") from None
     except UnicodeEncodeError as e:
         raise EncodeError(f"string is not encodable as UTF-8: {e}") from None
-    return b"".join(out)
+    return out
 
 
 def _enc(t: Term, app: _Append, none: str) -> None:
@@ -256,7 +298,11 @@ def _enc_map(items: Iterable[tuple[Term, Term]], n: int, app: _Append, none: str
         if n > 32:  # OTP's HAMT order, when the keys' hashes are known here
             atom_index, node = _NODE_FACTS[0]
             pairs = list(items)
-            items = order(pairs, none, atom_index, lambda k: _order(k, none), node) or pairs
+            ordered = order(pairs, none, atom_index, lambda k: _order(k, none), node)
+            if ordered is None:
+                _MISSES[0] += 1
+                _MISSED.keys.append((app, [k for k, _ in pairs]))
+            items = ordered or pairs
         for k, v in items:
             _enc(k, app, none)
             _enc(v, app, none)

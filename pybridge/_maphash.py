@@ -2,27 +2,31 @@
 
 OTP keeps such a map as a HAMT (hash array mapped trie) keyed by its internal hash of the
 keys (make_internal_hash in erts/emulator/beam/utils.c, salt 0): each trie level takes the
-next 4 bits of the hash, lowest first; after 8 levels (32 bits) a key is rehashed with salt
-level // 8. term_to_binary walks every node's children from the highest slot down, a key
-before its value. So the pairs come out in descending order of the hash read as a string of
-nibbles, lowest nibble first; this module computes that hash for the keys pybridge encodes.
+next 4 bits of the hash, lowest first; keys whose 32-bit hashes are equal are rehashed for
+the 8 levels below (make_internal_hash salted with _ROUND1_SALT, as the node's own tries
+show: erts_internal:map_hashmap_children of maps holding such keys; a collision of both
+hashes, 64 bits, is left to the node: `order` returns None). term_to_binary walks every
+node's children from the highest slot down, a key before its value. So the pairs come
+out in descending order of the hash read as a string of nibbles, lowest nibble first; this
+module computes that hash for the keys pybridge encodes.
 
 The hash of an atom is the hash of its index in the node's atom table, and that of a pid or
 port the hash of its in-VM word: both are known only to the node. `order` returns None when
 a key holds an atom whose index `atom_index` cannot tell, or a pid, port, reference or fun
 other than a LocalPid (whose raw value is its word); the caller then keeps its own order.
+`atoms` names the atoms of the keys, for the caller to learn their indices from the node.
 """
 from __future__ import annotations
 
 import struct
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 import erlang
 
 from ._types import Atom, ImproperList, ListKey, LocalPid, MapKey, Term
 
-__all__ = ["NodeFacts", "internal_hash", "order"]
+__all__ = ["NodeFacts", "atoms", "internal_hash", "order"]
 
 _M = 0xFFFFFFFF
 _GOLDEN = 0x9E3779B9            # HCONST
@@ -33,6 +37,10 @@ _C12, _C13, _C15 = 0x6A99B4AC, 0x08D12E65, 0x454021D7  # floats, binaries, bitst
 _C16, _C17, _C18 = 0xE3779B90, 0x81AF1549, 0x1FE68F02  # map sizes, list head, list tail
 _C22 = 0x98C475E6               # the last 1..3 bytes of a string
 _NIL_WORD = 0x3B
+# the salt of the rehash at level 8: the hash of a one-byte string [1] from 0
+# (UINT32_HASH_2(1, 1, HCONST_22)), tests/python/test_big_maps.py and
+# erlang/test/pybridge_big_maps_tests.erl check it against the node
+_ROUND1_SALT = 0x870EEE9A
 _SMALL_MIN, _SMALL_MAX = -(1 << 59), (1 << 59) - 1  # a 64-bit VM's immediate integers
 _FLATMAP_LIMIT = 32
 
@@ -115,6 +123,12 @@ class _Hasher:
         if index is None:
             raise _Unknown
         return _word(h, (index << 6) | 0xB)
+
+    def rehash(self, key: Term, round_: int) -> int:
+        """The hash of key at levels 8 * round_ to 8 * round_ + 7."""
+        if round_ > 1:
+            raise _Unknown
+        return self.hash(key, _ROUND1_SALT if round_ else 0)
 
     def hash(self, term: Term, salt: int) -> int:
         h = (salt ^ _SALT) & _M
@@ -243,11 +257,11 @@ class _Hasher:
         return h, _leaf_cons(node.children[0])
 
     def build(self, entries: list[tuple[int, Term, Term]], level: int) -> Any:
-        """The HAMT node holding entries (hash for level's salt, key, value) at level."""
+        """The HAMT node holding entries (hash for level's round, key, value) at level."""
         if len(entries) == 1 and level:
             return entries[0][1], entries[0][2]
         if level and not level % 8:
-            entries = [(self.hash(k, level >> 3), k, v) for _, k, v in entries]
+            entries = [(self.rehash(k, level >> 3), k, v) for _, k, v in entries]
         shift = 4 * (level % 8)
         slots: dict[int, list[tuple[int, Term, Term]]] = {}
         for e in entries:
@@ -353,10 +367,10 @@ def order(pairs: list[tuple[Term, Term]], none: str, atom_index: AtomIndex | Non
 
 
 def _in_hash_order(pairs: list[tuple[Term, Term]], hasher: _Hasher,
-              salt: int) -> list[tuple[Term, Term]]:
-    """pairs in descending order of their hash under salt; keys whose whole 32-bit hash
-    collides are ordered by the next salt (salt 0: the map's own level)."""
-    keyed = sorted(((_nibbles(hasher.hash(k, salt)), k, v) for k, v in pairs),
+              round_: int) -> list[tuple[Term, Term]]:
+    """pairs in descending order of their hash of round_; keys whose whole 32-bit hash
+    collides are ordered by their hash of the next round (round 0: the key's own hash)."""
+    keyed = sorted(((_nibbles(hasher.rehash(k, round_)), k, v) for k, v in pairs),
                    key=lambda e: e[0], reverse=True)
     out: list[tuple[Term, Term]] = []
     i = 0
@@ -365,6 +379,35 @@ def _in_hash_order(pairs: list[tuple[Term, Term]], hasher: _Hasher,
         while j < len(keyed) and keyed[j][0] == keyed[i][0]:
             j += 1
         group = [(k, v) for _, k, v in keyed[i:j]]
-        out.extend(group if len(group) == 1 else _in_hash_order(group, hasher, salt + 1))
+        out.extend(group if len(group) == 1 else _in_hash_order(group, hasher, round_ + 1))
         i = j
     return out
+
+
+def atoms(terms: Iterable[Term], none: str) -> set[str]:
+    """The names of the atoms in terms (None counts as the atom none)."""
+    names: set[str] = set()
+    stack = list(terms)
+    while stack:
+        t = stack.pop()
+        if isinstance(t, Atom):
+            names.add(t.name)
+        elif isinstance(t, bool):
+            names.add("true" if t else "false")
+        elif t is None:
+            names.add(none)
+        elif isinstance(t, (str, bytes, bytearray, memoryview, int, float)):
+            continue
+        elif isinstance(t, (tuple, list)):  # ListKey too
+            stack.extend(t)
+        elif isinstance(t, ImproperList):
+            stack.extend(t.items)
+            stack.append(t.tail)
+        elif isinstance(t, (dict, MapKey)):
+            for k, v in (t.items() if isinstance(t, dict) else t.items):
+                stack.append(k)
+                stack.append(v)
+        elif isinstance(t, erlang.OtpErlangAtom):
+            v = t.value
+            names.add(v.decode("latin-1") if isinstance(v, bytes) else str(v))
+    return names

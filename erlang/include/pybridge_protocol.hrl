@@ -61,6 +61,7 @@
 -define(DRV_SHM_WANT, 16#9A).
 -define(DRV_SHM_RETURN, 16#9B).
 -define(DRV_HUNG, 16#9C).
+-define(DRV_MK_ATOM, 16#9D).
 
 -define(TIME_MONOTONIC, 0).
 -define(TIME_OFFSET, 1).

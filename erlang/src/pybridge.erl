@@ -131,8 +131,9 @@ unload_driver(Name) ->
 %% control, call, timeout), late_answers (control/call past the timeout),
 %% bytes_to_python and bytes_from_python, output_queue (bytes waiting for the worker),
 %% driver_queue (the ERTS queue), busy, os_pid, monitors, pending (pybridge:control/call
-%% whose callers wait for Python's answer as a message), and latency_p50/p90/p99_us of
-%% control and call (upper bounds of power-of-two buckets).
+%% whose callers wait for Python's answer as a message), latency_p50/p90/p99_us of
+%% control and call (upper bounds of power-of-two buckets), and atom_requests (the
+%% worker's requests for atom indices, for replies holding big maps, docs/API.md).
 -spec info(port()) -> #{atom() => non_neg_integer()}.
 info(Port) ->
     erlang:port_call(Port, ?PB_CALL_INFO, []).

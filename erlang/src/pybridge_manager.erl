@@ -155,7 +155,10 @@ spawn_worker_now(S = #state{mgr = Mgr, group = #{index := Index, memory_limit :=
                                     end,
                 %% this process's external form: the manager port adds its raw value, and
                 %% the worker makes every pid's external form from the two (no messages)
-                "--node-pid", binary_to_list(binary:encode_hex(term_to_binary(self())))
+                "--node-pid", binary_to_list(binary:encode_hex(term_to_binary(self()))),
+                %% the layout of local pids' and ports' words, whose hashes order big maps
+                "--node-limits", lists:concat([erlang:system_info(process_limit), ",",
+                                               erlang:system_info(port_limit)])
                 | lists:append([["--path", P] || P <- pybridge_config:python_path()])]),
     Argv = [Nanny, os:getpid(), integer_to_list(Limit), "--" | Worker],
     Request = pybridge_ctl:spawn_request(pybridge_config:timeout(), MaxFrame, Spin, Index, Argv),

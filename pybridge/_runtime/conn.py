@@ -39,6 +39,7 @@ from .._wire import protocol as P
 from .._wire.reader import Body
 from .._wire.termprog import program
 from . import views
+from .atoms import AtomTable
 from .channel import Channel
 from .entry import Entry
 from .erlcalls import ErlCalls
@@ -62,6 +63,7 @@ class Host(Loop, Protocol):
     max_frame: int
     rbuf: memoryview                # the read buffer every port's reader shares
     node: Node                      # makes the pids the driver names (_runtime.pids)
+    atoms: AtomTable                # atom indices for big maps' order (_runtime.atoms)
     later: list[tuple[Conn, CallbackName, Any]]   # callbacks due after this turn
     conns: set[Conn]
     busy: Busy                      # what the loop thread runs, for the watchdog
@@ -128,6 +130,7 @@ class Conn(PortThreads):
         self.zero_copy = False          # output(v) gets memoryviews (_runtime.views)
         self.output_async = False       # that output(v) is async def
         self.call_erlang, self.call_erlang_async = host.calls.bound(self)  # never routed
+        self.learn_atoms = functools.partial(host.atoms.learn, self)    # encode's learn
         self.port = Port(Entry(self).backend())
         self.port_raw = self.caller_raw = self.connected_raw = 0
         self.control_flags = 0

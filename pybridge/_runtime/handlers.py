@@ -215,8 +215,9 @@ def on_call(conn: Conn, fl: int, rid: int, body: bytes) -> None:
 
 
 def call_reply(conn: Conn, rid: int, wrapped: int, r: Any) -> None:
-    # wrapped or not, a call's answer is the term: the C side wraps it
-    conn.send(P.DRV_REPLY, encode(r, conn.none_atom), rid=rid)
+    # wrapped or not, a call's answer is the term: the C side wraps it; written as
+    # term_to_binary would, big maps with atom keys included (learn_atoms)
+    conn.send(P.DRV_REPLY, encode(r, conn.none_atom, conn.learn_atoms), rid=rid)
 
 
 # -- the other callbacks, and what the C side tells --

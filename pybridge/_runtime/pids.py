@@ -10,13 +10,16 @@ come from a pid whose raw value and external form are both known: pybridge_manag
 the worker's command line, then the opener of each open and the caller of each wrapped
 request, so a node that became distributed is seen with its new name. Each such pair
 checks the layout too: an ERTS that lays pids out otherwise is reported once, and its
-pids compare only with each other (by raw value).
+pids compare only with each other (by raw value). The same name and creation tell the
+encoder which pids, ports and references are this node's (NodeFacts: their hashes order
+a big map's keys as term_to_binary does).
 """
 from __future__ import annotations
 
 import logging
 
 from .._errors import WorkerError
+from .._maphash import NodeFacts
 from .._types import LocalPid, Pid
 
 log = logging.getLogger("pybridge")
@@ -34,10 +37,12 @@ def _number_serial(raw: int) -> tuple[int, int]:
 class Node:
     """This node's name and creation, as its pids' external forms carry them."""
 
-    def __init__(self) -> None:
+    def __init__(self, limits: tuple[int, int] = (0, 0)) -> None:
         self.name: object = None        # an erlang-py atom, as decoded
         self.creation = b""
         self.broken = ""                # why pids cannot be made here, once seen
+        # the encoder's, given the node's process and port limits (none: not told them)
+        self.facts = NodeFacts("", -1, *limits) if all(limits) else None
 
     def learn(self, raw: int, pid: object) -> None:
         """A pid the driver named raw, in its external form: the node's name and creation,
@@ -53,6 +58,10 @@ class Node:
             log.error("pybridge: %s", self.broken)
             return
         self.name, self.creation = pid.node, pid.creation
+        if self.facts is not None:
+            v = pid.node.value
+            self.facts.name = v.decode("latin-1") if isinstance(v, bytes) else str(v)
+            self.facts.creation = int.from_bytes(pid.creation, "big")
 
     def pid(self, raw: int) -> Pid:
         """The external form of the local pid whose raw value is raw."""

@@ -30,10 +30,11 @@ from typing import TYPE_CHECKING, Any
 
 from .._api.driver import CallbackName, Driver, class_callbacks
 from .._decode import decode
-from .._encode import use_latin1_atoms
+from .._encode import use_latin1_atoms, use_node_facts
 from .._errors import ProtocolError, WorkerError
 from .._version import __version__
 from .._wire import protocol as P
+from .atoms import AtomTable
 from .conn import Conn
 from .erlcalls import ErlCalls
 from .handlers import HANDLERS
@@ -60,7 +61,8 @@ class Worker:
 
     def __init__(self, ctl_fd: int, paths: list[str], async_threads: int = 4,
                  max_frame: int = P.DEFAULT_MAX_FRAME, spin_us: int = P.DEFAULT_SPIN_US,
-                 callback_limit: int = P.DEFAULT_CALLBACK_LIMIT_MS) -> None:
+                 callback_limit: int = P.DEFAULT_CALLBACK_LIMIT_MS,
+                 node_limits: tuple[int, int] = (0, 0)) -> None:
         self.max_frame = max_frame
         self.limit = callback_limit / 1000 if callback_limit else math.inf
         self.loop_ident = threading.get_ident()
@@ -82,7 +84,8 @@ class Worker:
         self.ctl.setblocking(True)
         self.sel = POLLER()
         self.conns: set[Conn] = set()
-        self.node = Node()
+        self.node = Node(node_limits)
+        self.atoms = AtomTable(max_frame)
         self.new_fds: deque[tuple[int, int, int]] = deque()
         self.shm_fds: dict[int, int] = {}       # port serial -> its region, until attached
         # driver modules come from these directories only (app env python_path, open -p);
@@ -413,13 +416,13 @@ class _AnyPort:
 def main(fd: int, paths: list[str], async_threads: int = 4, max_frame: int = P.DEFAULT_MAX_FRAME,
          spin_us: int = P.DEFAULT_SPIN_US,
          callback_limit: int = P.DEFAULT_CALLBACK_LIMIT_MS,
-         node_pid: tuple[int, bytes] = (0, b"")) -> None:
+         node_pid: tuple[int, bytes] = (0, b""), node_limits: tuple[int, int] = (0, 0)) -> None:
     _die_with_parent()
     _keep_large_blocks()
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     if soft < hard:
         resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
-    worker = Worker(fd, paths, async_threads, max_frame, spin_us, callback_limit)
+    worker = Worker(fd, paths, async_threads, max_frame, spin_us, callback_limit, node_limits)
     capture_output(worker.ctl)
     handler = CtlLogHandler(worker.ctl)
     root = logging.getLogger()
@@ -430,4 +433,7 @@ def main(fd: int, paths: list[str], async_threads: int = 4, max_frame: int = P.D
         # the node atom of term_to_binary(self()): ATOM_EXT (100) where the default
         # minor_version is 1 (OTP 25 and older), so replies are written as that OTP would
         use_latin1_atoms(node_pid[1][2:3] == b"d")
+    # big maps in term_to_binary's order: atom indices learned from the driver, and which
+    # pids, ports and references are this node's
+    use_node_facts(worker.atoms.get, worker.node.facts)
     worker.run()

@@ -42,12 +42,24 @@ def main() -> None:
               help="A pid of the node in external term format, hex (pybridge_manager's).")
 @click.option("--node-pid-raw", type=click.IntRange(0), default=0,
               help="The driver's raw value of that pid (the manager port adds it).")
+@click.option("--node-limits", default="0,0",
+              help="The node's process_limit and port_limit, comma-separated.")
 def worker(fd: int, paths: tuple[str, ...], async_threads: int, max_frame: int,
-           spin_us: int, callback_limit: int, node_pid: str, node_pid_raw: int) -> None:
+           spin_us: int, callback_limit: int, node_pid: str, node_pid_raw: int,
+           node_limits: str) -> None:
     """Serve ports for a node (started by the pybridge Erlang app, not by hand)."""
     from .._runtime.worker import main as run
     run(fd, list(paths), async_threads, max_frame, spin_us, callback_limit,
-        (node_pid_raw, bytes.fromhex(node_pid)))
+        (node_pid_raw, bytes.fromhex(node_pid)), _limits(node_limits))
+
+
+def _limits(text: str) -> tuple[int, int]:
+    try:
+        process_limit, port_limit = (int(n) for n in text.split(","))
+    except ValueError:
+        raise click.BadParameter(f"not two integers: {text!r}",
+                                 param_hint="--node-limits") from None
+    return process_limit, port_limit
 
 
 @main.command(short_help="Create a driver skeleton with its test.")

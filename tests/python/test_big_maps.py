@@ -1,6 +1,8 @@
 """Maps of more than 32 keys (HAMTs in OTP) encode byte for byte as the running node's
-term_to_binary/1 writes them, for every key type, against a real node; and without the
-node's facts, a map whose keys hold atoms still encodes to the right term."""
+term_to_binary/1 writes them, for every key type, against a real node; without the node's
+facts, a map whose keys hold atoms still encodes to the right term; encode's learn (the
+worker's requests for atom indices, pybridge._runtime.atoms) asks once per term, only for
+what it needs (erlang/test/pybridge_big_maps_tests.erl: the same through a real worker)."""
 import os
 import random
 import struct
@@ -23,7 +25,7 @@ from test_codec import (
 from pybridge._decode import decode
 from pybridge._encode import _order, encode, use_latin1_atoms, use_node_facts
 from pybridge._maphash import NodeFacts, internal_hash
-from pybridge._types import Atom, ImproperListKey, ListKey, MapKey
+from pybridge._types import Atom, EncodeError, ImproperListKey, ListKey, MapKey
 
 # Phase 1 makes the test's atoms and tells their hashes (erts_debug's internal_hash, an
 # OTP test feature: the only way to learn an atom's index in the atom table), the table
@@ -208,3 +210,119 @@ def test_without_node_facts_the_term_is_still_right():
 def _in_dict_order(d):
     return b"\x83t" + struct.pack(">I", len(d)) + b"".join(encode(k)[1:] + encode(v)[1:]
                                                             for k, v in d.items())
+
+
+class _Node:
+    """What the encoder's learn sees of the node: the indices of the atoms it is asked for
+    (the index of an atom's name in `table`, as a driver_mk_atom word), or a failure."""
+
+    def __init__(self, table, fail=False):
+        self.table, self.fail, self.asked = table, fail, []
+
+    def ask(self, op, body=b""):
+        from pybridge._errors import WorkerError
+        from pybridge._wire import protocol as P
+        assert op == P.DRV_MK_ATOM
+        names, i = [], 0
+        while i < len(body):
+            names.append(body[i + 1:i + 1 + body[i]].decode("latin-1"))
+            i += 1 + body[i]
+        self.asked.append(names)
+        if self.fail:
+            raise WorkerError("the node did not answer a driver call in time")
+        return 0, b"".join(struct.pack(">Q", (self.table.index(n) << 6) | 0xB) for n in names)
+
+
+def _with_table(node, max_frame=1 << 20):
+    from pybridge._runtime.atoms import AtomTable
+    atoms = AtomTable(max_frame)
+    use_node_facts(atoms.get, None)
+    return atoms, lambda names: atoms.learn(node, names)
+
+
+def test_learn_asks_once_per_term_and_only_for_big_maps_with_atoms():
+    names = [f"k{i}" for i in range(40)]
+    node = _Node(sorted(names) + ["undefined", "v"])
+    atoms, learn = _with_table(node)
+    try:
+        big = {Atom(n): Atom("v") for n in names}
+        nested = {"small": {Atom("a"): 1}, "ints": {i: i for i in range(40)}, "big": big}
+        encode({Atom(n): 1 for n in names[:32]}, learn=learn)      # a small map: no hash
+        encode({i: Atom("x") for i in range(40)}, learn=learn)     # no atom in the keys
+        assert node.asked == []
+        first = encode(nested, learn=learn)
+        assert node.asked == [sorted(names)]      # the keys' atoms, not the values'
+        assert encode(nested, learn=learn) == first
+        assert node.asked == [sorted(names)]      # known now: no second request
+        by_index = {n: node.table.index(n) for n in names}
+        use_node_facts(by_index.get, None)
+        assert encode(nested) == first            # the order the indices give
+        use_node_facts(None, None)
+        assert encode(nested) != first            # not the order of the dict
+    finally:
+        use_node_facts(None, None)
+
+
+def test_one_request_for_all_the_big_maps_of_a_term():
+    left, right = [f"l{i}" for i in range(33)], [f"r{i}" for i in range(33)]
+    node = _Node(left + right)
+    _, learn = _with_table(node)
+    try:
+        encode([{Atom(n): 1 for n in left}, {"in": {(Atom(n), 2): 1 for n in right}}], learn=learn)
+        assert node.asked == [sorted(left + right)]
+    finally:
+        use_node_facts(None, None)
+
+
+def test_a_reply_that_does_not_encode_asks_nothing():
+    # the atoms of a reply that never goes out must not be made in the node
+    names, others = [f"e{i}" for i in range(40)], [f"o{i}" for i in range(40)]
+    node = _Node(names + others)
+    _, learn = _with_table(node)
+    try:
+        with pytest.raises(EncodeError):
+            encode([{Atom(n): 1 for n in names}, object()], learn=learn)
+        encode({Atom("other"): 1, "big": {i: i for i in range(40)}}, learn=learn)
+        assert node.asked == []
+        encode({Atom(n): 1 for n in others}, learn=learn)
+        assert node.asked == [sorted(others)]     # not the failed reply's atoms
+    finally:
+        use_node_facts(None, None)
+
+
+def test_a_failed_request_keeps_dict_order_and_the_term():
+    names = [f"f{i}" for i in range(40)]
+    node = _Node(names, fail=True)
+    atoms, learn = _with_table(node)
+    try:
+        big = {Atom(n): i for i, n in enumerate(names)}
+        assert encode(big, learn=learn) == _in_dict_order(big)
+        assert decode(encode(big, learn=learn)) == big
+        assert len(node.asked) == 2               # asked again next time: nothing was learned
+        assert atoms.index == {}
+    finally:
+        use_node_facts(None, None)
+
+
+def test_names_driver_mk_atom_cannot_take_are_not_asked():
+    names = [f"n{i}" for i in range(38)] + ["nul\0in", "кл", "é"]
+    node = _Node(names)
+    atoms, learn = _with_table(node)
+    try:
+        encode({Atom(n): 1 for n in names}, learn=learn)
+        assert node.asked == [sorted(n for n in names if n not in ("nul\0in", "кл"))]
+    finally:
+        use_node_facts(None, None)
+
+
+def test_requests_fit_in_a_frame():
+    from pybridge._runtime.atoms import AtomTable
+    names = ["a" * 200, "b" * 200, "c", "", "d" * 255]
+    for max_frame in (64, 300, 600, 1 << 20):
+        batches = AtomTable(max_frame).batches(names)
+        room = max_frame - 6
+        for b in batches:
+            assert sum(1 + len(n) for n in b) <= room and 1 + 8 * len(b) <= room
+        sent = [n for b in batches for n in b]
+        assert sent == [n for n in names if 1 + len(n) <= room]
+    assert len(AtomTable(1 << 20).batches(names)) == 1
