@@ -34,6 +34,7 @@ from .._encode import use_latin1_atoms
 from .._errors import ProtocolError, WorkerError
 from .._version import __version__
 from .._wire import protocol as P
+from .cconn import CONN
 from .conn import Conn
 from .erlcalls import ErlCalls
 from .handlers import HANDLERS
@@ -239,7 +240,7 @@ class Worker:
     def accept(self, serial: int, rfd: int, wfd: int) -> Conn:
         os.set_blocking(rfd, False)
         os.set_blocking(wfd, False)     # the same descriptor for a socket: no matter
-        conn = Conn(self, rfd, wfd, HANDLERS, serial)
+        conn = CONN(self, rfd, wfd, HANDLERS, serial)
         self.conns.add(conn)
         conn.rearm()
         return conn
@@ -300,7 +301,7 @@ class Worker:
             ready = self.wait()
             busy.since = time.monotonic()
             for what, ev in ready:
-                if what.__class__ is Conn:      # the common case, tested first
+                if what.__class__ is CONN:      # the common case, tested first
                     if not what.closed:
                         busy.conn = what
                         if ev & selectors.EVENT_WRITE:

@@ -11,13 +11,39 @@
 #define HDR_LEN 10
 #define PY_OUTPUT 0x12
 #define FL_SHM 0x80
+#define PBA_SMALL 512           /* bodies under this are joined to their header */
 
 extern PyObject *pba_ProtocolError, *pba_StructError;
 /* interned method and attribute names */
 extern PyObject *pba_s_closed, *pba_s_dispatch, *pba_s_deliver, *pba_s_on_output,
     *pba_s_resume, *pba_s_from_ring, *pba_s_send_large;
+/* those of the port's compiled work (_accel_conn.c) */
+extern PyObject *pba_s_output, *pba_s_control, *pba_s_log_exception, *pba_s_run_coroutine,
+    *pba_s_control_done, *pba_s_control_failed, *pba_s_took, *pba_s_bad_frames, *pba_s_push,
+    *pba_s_close, *pba_s_rearm, *pba_s_reading, *pba_s_writing, *pba_s_watch, *pba_s_lock,
+    *pba_s_deadline, *pba_s_acquire, *pba_s_release, *pba_s_queued_py;
+/* those of the handle's (_accel_port.c) */
+extern PyObject *pba_s_b, *pba_s_send, *pba_s_output_py, *pba_s_outputv_py;
 
-extern PyTypeObject pba_LockType, pba_ReaderType, pba_WriterType;
+extern PyTypeObject pba_LockType, pba_ReaderType, pba_WriterType, pba_ConnType, pba_PortType;
+
+/* the Reader's and Writer's work, called from the port's (_accel_conn.c) */
+PyObject *pba_reader_fill(PyObject *reader);
+PyObject *pba_reader_drain(PyObject *reader, PyObject *sink);
+/* one frame queued as send(op, body, fl, rid) does (body: bytes or NULL); 0, or -1 */
+int pba_writer_send(PyObject *writer, int op, int fl, uint32_t rid, PyObject *body);
+/* the same of a small body given as bytes at data: 0, -1 (an exception), or -2: it is not
+ * small (n >= PBA_SMALL or over max_frame), send() must take it */
+int pba_writer_queue(PyObject *writer, int op, int fl, uint32_t rid, const char *data,
+                     Py_ssize_t n);
+int pba_writer_state(PyObject *writer, Py_ssize_t *outlen, int *waiting);
+PyObject *pba_writer_write_out(PyObject *writer);
+/* the port's: 1 and *result (a new reference, or NULL: an exception) if it handled the frame,
+ * 0 if Conn.dispatch and the sink's methods must */
+int pba_conn_frame(PyObject *sink, int op, int fl, uint32_t rid, const unsigned char *body,
+                   Py_ssize_t n, PyObject **result);
+int pba_conn_closed(PyObject *sink);
+int pba_conn_ready(void);
 
 /* threading.Lock's behaviour, its PyThread lock reachable from C */
 typedef struct {
@@ -28,6 +54,19 @@ typedef struct {
 
 int pba_lock_take(pba_Lock *lock);      /* 0, or -1: a signal handler raised meanwhile */
 void pba_lock_give(pba_Lock *lock);
+
+/* PyObject_TypeCheck(o, t), the last type that passed kept in *seen (with a reference, so
+ * that its address stays its own): the hot path asks it of the same types per frame */
+static inline int pba_is(PyObject *o, PyTypeObject *t, PyTypeObject **seen)
+{
+    if (Py_TYPE(o) == *seen)
+        return 1;
+    if (!PyObject_TypeCheck(o, t))
+        return 0;
+    Py_INCREF(Py_TYPE(o));
+    Py_XSETREF(*seen, Py_TYPE(o));
+    return 1;
+}
 
 static inline uint32_t pba_get32(const unsigned char *p)
 {

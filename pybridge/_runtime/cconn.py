@@ -1,0 +1,58 @@
+"""CConn: a port whose per-frame work is compiled (pybridge._wire._accel.ConnCore, issue 14):
+reading its channel, handing PY_OUTPUT and PY_CONTROL frames to the driver's callbacks,
+framing the control's reply and flushing, in C while no port thread or coroutine holds the
+port. What C does not do itself comes back here or to Conn's own methods: a control's
+result that is neither bytes nor None (a coroutine, a bytearray, ...), its exception,
+frames set aside by an ask, EOF, a ProtocolError. CONN is the class the worker makes
+(PYBRIDGE_PURE=1: Conn, every frame through Conn.dispatch); tests/python/test_accel.py runs
+both on the same frames.
+"""
+from __future__ import annotations
+
+import functools
+from types import CoroutineType
+from typing import Any
+
+from .._api.cport import CPort
+from .._wire import _accel
+from .._wire.accel import PURE
+from .channel import OUT_HIGH
+from .conn import Conn, Handler, Host
+from .handlers import control_reply, fail
+from .runner import LATE
+from .threads import PortThreads
+
+
+class CConn(_accel.ConnCore, Conn):
+    """Conn with on_readable, flush, queued and the common frames' dispatch compiled."""
+
+    port_class = CPort
+    queued_py = PortThreads.queued      # the compiled queued(), off the loop thread
+
+    def __init__(self, host: Host, rfd: int, wfd: int, handlers: dict[int, Handler],
+                 serial: int) -> None:
+        # what the compiled methods read, before Conn.__init__ hands self.queued out
+        self.dirty = host.dirty
+        self.loop_ident = host.loop_ident
+        self.late = LATE
+        self.out_high = OUT_HIGH
+        super().__init__(host, rfd, wfd, handlers, serial)
+        self.reader = self.channel.reader
+
+    def control_done(self, rid: int, r: Any) -> None:
+        """A control's result that the compiled reply does not frame: handlers.answer's."""
+        try:
+            if r.__class__ is CoroutineType:
+                self.run_coroutine(r, "control", functools.partial(control_reply, self, rid, 0),
+                                   rid)
+            else:
+                control_reply(self, rid, 0, r)
+        except BaseException as e:  # noqa: BLE001 - SystemExit too: the callback's, answered
+            fail(self, rid, e, "control")
+
+    def control_failed(self, exc: BaseException, rid: int) -> None:
+        """What control raised: handlers.on_control's answer to it."""
+        fail(self, rid, exc, "control")
+
+
+CONN: type[Conn] = Conn if PURE else CConn
