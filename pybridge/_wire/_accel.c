@@ -7,7 +7,8 @@
  *  - poll() (here): _runtime.poller.PyPoller.select() in one call;
  *  - ConnCore (_accel_conn.c): a port's on_readable, flush and the dispatch of its common
  *    frames (PY_OUTPUT, PY_CONTROL) to the driver's callbacks, with their replies;
- *  - PortCore (_accel_port.c): Port.output and Port.outputv of their common shapes.
+ *  - PortCore (_accel_port.c): Port.output, outputv and output_term of their common shapes;
+ *  - encode_plain (_accel_etf.c): the external format of plain terms.
  * This unit holds the module, the Lock and poll(). */
 #include "_accel.h"
 
@@ -24,8 +25,10 @@ PyObject *pba_s_closed, *pba_s_dispatch, *pba_s_deliver, *pba_s_on_output, *pba_
 PyObject *pba_s_output, *pba_s_control, *pba_s_log_exception, *pba_s_run_coroutine,
     *pba_s_control_done, *pba_s_control_failed, *pba_s_took, *pba_s_bad_frames, *pba_s_push,
     *pba_s_close, *pba_s_rearm, *pba_s_reading, *pba_s_writing, *pba_s_watch, *pba_s_lock,
-    *pba_s_deadline, *pba_s_acquire, *pba_s_release, *pba_s_queued_py;
-PyObject *pba_s_b, *pba_s_send, *pba_s_output_py, *pba_s_outputv_py;
+    *pba_s_deadline, *pba_s_acquire, *pba_s_release, *pba_s_queued_py, *pba_s_call,
+    *pba_s_call_done, *pba_s_call_failed, *pba_s_none_atom;
+PyObject *pba_s_b, *pba_s_c, *pba_s_send, *pba_s_output_py, *pba_s_outputv_py,
+    *pba_s_output_term_py;
 
 /* ---------------------------------------------------------------- Lock */
 
@@ -210,6 +213,8 @@ static PyObject *accel_poll(PyObject *mod, PyObject *const *args, Py_ssize_t nar
 static PyMethodDef accel_methods[] = {
     {"poll", (PyCFunction)(void (*)(void))accel_poll, METH_FASTCALL,
      "poll(epfd, data, timeout): PyPoller.select's [(data, EVENT_* bits)]"},
+    {"encode_plain", (PyCFunction)(void (*)(void))pba_encode_plain, METH_FASTCALL,
+     "encode_plain(term, none_atom): _encode.encode's bytes of a plain term, else None"},
     {NULL, NULL, 0, NULL}
 };
 
@@ -257,6 +262,9 @@ PyMODINIT_FUNC PyInit__accel(void)
         {&pba_s_acquire, "acquire"}, {&pba_s_release, "release"},
         {&pba_s_queued_py, "queued_py"}, {&pba_s_b, "_b"}, {&pba_s_send, "send"},
         {&pba_s_output_py, "output_py"}, {&pba_s_outputv_py, "outputv_py"},
+        {&pba_s_call, "call"}, {&pba_s_call_done, "call_done"},
+        {&pba_s_call_failed, "call_failed"}, {&pba_s_none_atom, "none_atom"},
+        {&pba_s_c, "_c"}, {&pba_s_output_term_py, "output_term_py"},
     };
     for (size_t i = 0; i < sizeof names / sizeof names[0]; i++)
         if ((*names[i].at = PyUnicode_InternFromString(names[i].s)) == NULL)

@@ -21,9 +21,11 @@ extern PyObject *pba_s_closed, *pba_s_dispatch, *pba_s_deliver, *pba_s_on_output
 extern PyObject *pba_s_output, *pba_s_control, *pba_s_log_exception, *pba_s_run_coroutine,
     *pba_s_control_done, *pba_s_control_failed, *pba_s_took, *pba_s_bad_frames, *pba_s_push,
     *pba_s_close, *pba_s_rearm, *pba_s_reading, *pba_s_writing, *pba_s_watch, *pba_s_lock,
-    *pba_s_deadline, *pba_s_acquire, *pba_s_release, *pba_s_queued_py;
+    *pba_s_deadline, *pba_s_acquire, *pba_s_release, *pba_s_queued_py, *pba_s_call,
+    *pba_s_call_done, *pba_s_call_failed, *pba_s_none_atom;
 /* those of the handle's (_accel_port.c) */
-extern PyObject *pba_s_b, *pba_s_send, *pba_s_output_py, *pba_s_outputv_py;
+extern PyObject *pba_s_b, *pba_s_c, *pba_s_send, *pba_s_output_py, *pba_s_outputv_py,
+    *pba_s_output_term_py;
 
 extern PyTypeObject pba_LockType, pba_ReaderType, pba_WriterType, pba_ConnType, pba_PortType;
 
@@ -43,7 +45,13 @@ PyObject *pba_writer_write_out(PyObject *writer);
 int pba_conn_frame(PyObject *sink, int op, int fl, uint32_t rid, const unsigned char *body,
                    Py_ssize_t n, PyObject **result);
 int pba_conn_closed(PyObject *sink);
+PyObject *pba_conn_writer(PyObject *conn);
 int pba_conn_ready(void);
+/* _accel_etf.c: b"\x83" + the ETF of a plain term after `room` zero bytes (room <= 16), as
+ * _encode.encode(term, none_atom) writes it; NULL: an exception, or, with none set, the term
+ * is not plain (the Python encoder must) */
+PyObject *pba_etf_plain(PyObject *term, PyObject *none_atom, Py_ssize_t room);
+PyObject *pba_encode_plain(PyObject *mod, PyObject *const *args, Py_ssize_t nargs);
 
 /* threading.Lock's behaviour, its PyThread lock reachable from C */
 typedef struct {

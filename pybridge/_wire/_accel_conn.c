@@ -19,6 +19,7 @@
 #include <time.h>
 
 #define PY_CONTROL 0x13
+#define PY_CALL 0x14
 #define DRV_REPLY 0x80
 #define FL_WRAPPED 0x01
 #define FL_NONE 0x01
@@ -141,33 +142,39 @@ static int end_deadline(PyObject *busy)
     return rc;
 }
 
-/* handlers.on_control of a frame that is not wrapped, its control found: answer and
- * control_reply, the common results framed here */
-static PyObject *control(Conn *c, PyObject *fn, uint32_t rid, const unsigned char *body,
-                         Py_ssize_t n)
+/* handlers.answer of a control or call that is not wrapped, its callback fn found, with
+ * (cmd, arg): the watchdog's deadline around fn(cmd, arg), then the common results framed
+ * here (control: bytes or None; call: a plain term), the others given to CConn's
+ * control_done / call_done, an exception to control_failed / call_failed */
+static PyObject *request(Conn *c, int call, PyObject *fn, uint32_t rid, PyObject *cmd,
+                         PyObject *arg)
 {
     PyObject *busy = c->busy, *r = NULL, *rid_o;
-    PyObject *cmd = PyLong_FromUnsignedLong(pba_get32(body));
-    PyObject *data = PyBytes_FromStringAndSize((const char *)body + 4, n - 4);
     PyObject *deadline = PyFloat_FromDouble(
         c->timeout_ms ? monotonic() + c->timeout_ms / 1000.0 + c->late : 0.0);
     Py_XINCREF(busy);
-    if (cmd != NULL && data != NULL && deadline != NULL && busy != NULL &&
+    if (cmd != NULL && arg != NULL && deadline != NULL && busy != NULL &&
         PyObject_SetAttr(busy, pba_s_deadline, deadline) == 0) {
-        PyObject *args[3] = {NULL, cmd, data};
+        PyObject *args[3] = {NULL, cmd, arg};
         r = PyObject_Vectorcall(fn, args + 1, 2 | PY_VECTORCALL_ARGUMENTS_OFFSET, NULL);
         if (end_deadline(busy) < 0)
             Py_CLEAR(r);
     }
-    Py_XDECREF(cmd);
-    Py_XDECREF(data);
     Py_XDECREF(deadline);
     Py_XDECREF(busy);
     int sent = -1;
-    if (r == Py_None)
+    if (r != NULL && call) {
+        PyObject *none = PyObject_GetAttr((PyObject *)c, pba_s_none_atom);
+        PyObject *etf = none ? pba_etf_plain(r, none, 0) : NULL;
+        if (etf != NULL)
+            sent = pba_writer_send(c->writer, DRV_REPLY, 0, rid, etf);
+        Py_XDECREF(etf);
+        Py_XDECREF(none);
+    } else if (r == Py_None) {
         sent = pba_writer_send(c->writer, DRV_REPLY, FL_NONE, rid, NULL);
-    else if (r != NULL && PyBytes_CheckExact(r))
+    } else if (r != NULL && PyBytes_CheckExact(r)) {
         sent = pba_writer_send(c->writer, DRV_REPLY, 0, rid, r);
+    }
     if (sent == 0) {
         Py_DECREF(r);
         Py_RETURN_NONE;
@@ -178,15 +185,34 @@ static PyObject *control(Conn *c, PyObject *fn, uint32_t rid, const unsigned cha
     }
     PyObject *done;
     if (r != NULL && !PyErr_Occurred()) {
-        /* a coroutine, bytearray, str, ...: handlers.control_reply's own */
+        /* a coroutine, bytearray, str, a term not plain...: handlers' own reply */
         PyObject *args[3] = {NULL, rid_o, r};
-        done = call_method(c, pba_s_control_done, args, 2);
+        done = call_method(c, call ? pba_s_call_done : pba_s_control_done, args, 2);
     } else {
-        done = caught(c, pba_s_control_failed, rid_o);
+        done = caught(c, call ? pba_s_call_failed : pba_s_control_failed, rid_o);
     }
     Py_XDECREF(r);
     Py_DECREF(rid_o);
     return done;
+}
+
+/* handlers.on_call's decode(body[4:], none_atom), or NULL (no exception): Python must */
+static PyObject *decoded(Conn *c, const unsigned char *body, Py_ssize_t n)
+{
+    static PyObject *decode;
+    if (decode == NULL) {
+        PyObject *m = PyImport_ImportModule("pybridge._decode");
+        decode = m ? PyObject_GetAttrString(m, "decode") : NULL;
+        Py_XDECREF(m);
+    }
+    PyObject *data = decode ? PyBytes_FromStringAndSize((const char *)body + 4, n - 4) : NULL;
+    PyObject *none = data ? PyObject_GetAttr((PyObject *)c, pba_s_none_atom) : NULL;
+    PyObject *term = none ? PyObject_CallFunctionObjArgs(decode, data, none, NULL) : NULL;
+    Py_XDECREF(data);
+    Py_XDECREF(none);
+    if (term == NULL)
+        PyErr_Clear();          /* handlers.on_call answers it, the same way every time */
+    return term;
 }
 
 int pba_conn_frame(PyObject *sink, int op, int fl, uint32_t rid, const unsigned char *body,
@@ -204,18 +230,40 @@ int pba_conn_frame(PyObject *sink, int op, int fl, uint32_t rid, const unsigned 
         *result = piece ? deliver(c, fn, fn == c->outputv_fn, piece) : NULL;
         return 1;
     }
-    if (op != PY_CONTROL || (fl & FL_WRAPPED) || n < 4 || is_none(c->instance))
+    int call = op == PY_CALL;
+    if ((op != PY_CONTROL && !call) || (fl & FL_WRAPPED) || n < 4 || is_none(c->instance))
         return 0;
-    PyObject *fn = PyObject_GetAttr(c->instance, pba_s_control);
+    PyObject *fn = PyObject_GetAttr(c->instance, call ? pba_s_call : pba_s_control);
     if (fn == NULL || fn == Py_None) {
         /* no callback (badarg), or a lookup that raises: handlers.answer says which */
         PyErr_Clear();
         Py_XDECREF(fn);
         return 0;
     }
-    *result = control(c, fn, rid, body, n);
+    PyObject *arg = call ? decoded(c, body, n)
+                         : PyBytes_FromStringAndSize((const char *)body + 4, n - 4);
+    if (arg == NULL && !PyErr_Occurred()) {
+        Py_DECREF(fn);
+        return 0;
+    }
+    PyObject *cmd = PyLong_FromUnsignedLong(pba_get32(body));
+    *result = request(c, call, fn, rid, cmd, arg);
+    Py_XDECREF(cmd);
+    Py_XDECREF(arg);
     Py_DECREF(fn);
     return 1;
+}
+
+/* the writer of a port whose calls from this thread need no routing (Conn.owns, without
+ * a port thread), or NULL */
+PyObject *pba_conn_writer(PyObject *conn)
+{
+    Conn *c = (Conn *)conn;
+    if (!PyObject_TypeCheck(conn, &pba_ConnType) || !is_none(c->runner) ||
+        c->dirty == NULL || PyThread_get_thread_ident() != c->loop_ident ||
+        c->writer == NULL || !pba_is(c->writer, &pba_WriterType, &seen_writer))
+        return NULL;
+    return c->writer;
 }
 
 /* rearm(): what the Poller watches the channel for, changed only when that changes */

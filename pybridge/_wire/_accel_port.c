@@ -1,14 +1,18 @@
-/* pybridge._wire._accel.PortCore: the C base of _api.cport.CPort, whose output(data) and
- * outputv(hdr, iov, skip) frame the shapes a driver sends most in C (issue 14): output of a
- * bytes, and outputv of one bytes piece without header or skip (an echo's), each of a body
- * under SMALL, queued straight into the port's compiled writer. Every other shape, and a
- * port whose backend's send is not that writer's, goes to Port's own method (output_py,
- * outputv_py), so the bytes on the wire are Port's in every case. PortCore has no state
- * of its own: the handle's backend is Port's `_b`. */
+/* pybridge._wire._accel.PortCore: the C base of _api.cport.CPort, whose output(data),
+ * outputv(hdr, iov, skip) and output_term(term) frame the shapes a driver sends most in C
+ * (issue 14): output of a bytes, and outputv of one bytes piece without header or skip (an
+ * echo's), each of a body under SMALL, queued straight into the port's compiled writer;
+ * output_term of a plain term (_accel_etf.c) from the thread that owns the port. Every
+ * other shape or thread, and a port whose backend's send is not that writer's, goes to
+ * Port's own method (output_py, outputv_py, output_term_py), so the bytes on the wire are
+ * Port's in every case. PortCore has no state of its own: the handle's backend is Port's
+ * `_b`, its port CPort's `_c`. */
 #include "_accel.h"
 
 #define DRV_OUTPUT 0x82
 #define DRV_OUTPUTV 0x87
+#define DRV_OUTPUT_TERM 0x88
+#define T_EXT 0x01
 
 static PyTypeObject *seen_writer;   /* pba_is */
 
@@ -115,11 +119,45 @@ static PyObject *PortCore_outputv(PyObject *self, PyObject *const *args, Py_ssiz
     return python_method(self, pba_s_outputv_py, args, (size_t)nargs, kwnames);
 }
 
+/* output_term(term): erl_drv_output_term of a plain term (_accel_etf.c) from the thread
+ * that owns the port: Conn.output_term's T_EXT program, framed here */
+static PyObject *PortCore_output_term(PyObject *self, PyObject *const *args, Py_ssize_t nargs,
+                                      PyObject *kwnames)
+{
+    if (nargs == 1 && kwnames == NULL) {
+        PyObject *conn = PyObject_GetAttr(self, pba_s_c), *body = NULL;
+        PyObject *w = conn ? pba_conn_writer(conn) : NULL;
+        PyObject *none = w ? PyObject_GetAttr(conn, pba_s_none_atom) : NULL;
+        if (none != NULL && (body = pba_etf_plain(args[0], none, 5)) != NULL) {
+            unsigned char *p = (unsigned char *)PyBytes_AS_STRING(body);
+            p[0] = T_EXT;
+            pba_put32(p + 1, (uint32_t)(PyBytes_GET_SIZE(body) - 5));
+            Py_INCREF(w);
+        }
+        Py_XDECREF(none);
+        Py_XDECREF(conn);
+        if (body != NULL) {
+            int rc = pba_writer_send(w, DRV_OUTPUT_TERM, 0, 0, body);
+            Py_DECREF(body);
+            Py_DECREF(w);
+            if (rc < 0)
+                return NULL;
+            Py_RETURN_NONE;
+        }
+        if (PyErr_Occurred() && !PyErr_ExceptionMatches(PyExc_AttributeError))
+            return NULL;
+        PyErr_Clear();          /* no _c yet: Port's own */
+    }
+    return python_method(self, pba_s_output_term_py, args, (size_t)nargs, kwnames);
+}
+
 static PyMethodDef PortCore_methods[] = {
     {"output", (PyCFunction)(void (*)(void))PortCore_output, METH_FASTCALL | METH_KEYWORDS,
      "driver_output: Port.output, a small bytes framed here."},
     {"outputv", (PyCFunction)(void (*)(void))PortCore_outputv, METH_FASTCALL | METH_KEYWORDS,
      "driver_outputv: Port.outputv, one small bytes piece framed here."},
+    {"output_term", (PyCFunction)(void (*)(void))PortCore_output_term,
+     METH_FASTCALL | METH_KEYWORDS, "erl_drv_output_term: Port.output_term, a plain term here."},
     {NULL, NULL, 0, NULL}
 };
 

@@ -16,11 +16,13 @@ import pytest
 from pybridge._api.cport import CPort
 from pybridge._api.driver import Port
 from pybridge._decode import decode
+from pybridge._encode import encode, use_latin1_atoms
 from pybridge._runtime.cconn import CConn
 from pybridge._runtime.conn import Conn
 from pybridge._runtime.handlers import HANDLERS
 from pybridge._runtime.worker import Worker
 from pybridge._types import Atom
+from pybridge._wire import _accel
 from pybridge._wire import protocol as P
 
 DRIVERS = str(Path(__file__).resolve().parents[1] / "drivers")
@@ -97,6 +99,11 @@ class Served:
     def close(self):
         if not self.conn.closed:
             self.conn.close()
+        end = time.monotonic() + 5
+        while not self.conn.closed and time.monotonic() < end:
+            self.worker.jobs.finished()     # port-level: its stop runs on its thread, then here
+            time.sleep(0.001)
+        assert self.conn.closed
         for fd in (self.to_w, self.from_r):
             os.close(fd)
         self.worker.jobs.close()
@@ -244,6 +251,68 @@ def test_threads_sending_while_the_loop_serves(served, caplog, level):
     assert out[0] == out[1]
     assert out[0][0] == [(10, b"ok"), (10, b"ok")]
     assert all(out[0][1][t] == list(range(n)) for t in range(k))
+
+
+PLAIN = [0, 255, 256, -1, -2 ** 31, 2 ** 31 - 1, 0.0, -0.0, 1e308, 5e-324, b"", b"x" * 70000,
+         "", "héllo wörld", "\u2603", Atom("ok"), Atom("ünïcode"), Atom("a" * 255), None, True,
+         False, [], (), (1,), tuple(range(255)), tuple(range(256)), tuple(range(300)),
+         (Atom("ok"), 42, b"hello", 3.5, Atom("done")), ((((1, 2), 3), 4), 5)]
+NOT_PLAIN = [2 ** 31, -2 ** 31 - 1, 2 ** 100, [1], [Atom("a")], {1: 2}, bytearray(b"x"),
+             memoryview(b"x"), float("inf"), float("nan"), "\ud800", Atom("never_cached_atom_x"),
+             (1, [2]), (1, {}), object()]
+
+
+@pytest.mark.parametrize("latin1", [False, True])
+def test_the_compiled_encoder_writes_what_encode_writes(latin1):
+    use_latin1_atoms(latin1)
+    try:
+        for t in PLAIN:
+            for none in ("undefined", "nil"):
+                want = encode(t, none)          # caches its atoms, as the worker's sends do
+                assert _accel.encode_plain(t, none) == want, (t, none)
+        deep = (1,)
+        for _ in range(70):                     # deeper than the compiled encoder goes
+            deep = (deep,)
+        for t in NOT_PLAIN + [deep]:
+            assert _accel.encode_plain(t, "undefined") is None, t
+        assert _accel.encode_plain(None, "an_atom_never_cached") is None
+    finally:
+        use_latin1_atoms(False)
+
+
+def test_output_term_and_call_alike(served, caplog):
+    # every TERMS shape by output_term, then calls answering plain terms, terms that are
+    # not, and malformed ETF
+    data = controls(*[(n, b"") for n in range(6)])
+    calls = [encode((Atom("ok"), 42, b"hello")), encode((Atom("term"), 1)),
+             encode((Atom("term"), 2)), encode((Atom("term"), 3)), encode((Atom("term"), 4)),
+             encode([1, 2, 3]), b"\x83garbage", b"\x83", b"", encode(None, "nil")]
+    data += b"".join(P.frame(P.PY_CALL, P.U32.pack(7) + c, rid=50 + i)
+                     for i, c in enumerate(calls))
+    got = both(served, "sends_terms:SendsTerms", data, caplog, same_error)
+    assert got[0] == got[1]
+    frames_, logs, _ = got[0]
+    terms = [f for f in frames_ if f[0] == P.DRV_OUTPUT_TERM]
+    assert len(terms) == 4          # the lone surrogate and the NaN cannot be sent
+    etf = encode((Atom("ok"), 42, b"hello", 3.5, Atom("done")))
+    assert terms[0][3] == bytes((P.T_EXT,)) + P.U32.pack(len(etf)) + etf
+    answers = [f for f in frames_ if f[2] >= 50]
+    # {term, 4} is the lone surrogate: not encodable, an error like the malformed ETF
+    assert [f[0] for f in answers] == ([P.DRV_REPLY] * 4 + [P.DRV_ERROR, P.DRV_REPLY]
+                                       + [P.DRV_ERROR] * 3 + [P.DRV_REPLY])
+    assert answers[0][3] == calls[0] and answers[5][3] == calls[5]
+    assert decode(answers[3][3]) == Atom("fresh_atom_of_sends_terms")
+
+
+def test_output_term_from_another_thread_alike(served):
+    out = []
+    for cls in CLASSES:
+        s = served(cls, "sends_terms:SendsTerms")
+        os.write(s.to_w, controls(*[(100 + n, b"") for n in range(4)]))
+        s.conn.on_readable()
+        got = s.collect(8)             # the routed sends come with the loop's later turns
+        out.append(sorted(f for f in got if f[0] == P.DRV_OUTPUT_TERM))
+    assert out[0] == out[1] and len(out[0]) == 4
 
 
 @pytest.mark.parametrize("pure", ["", "1"])
