@@ -8,7 +8,7 @@
  *  - ConnCore (_accel_conn.c): a port's on_readable, flush and the dispatch of its common
  *    frames (PY_OUTPUT, PY_CONTROL) to the driver's callbacks, with their replies;
  *  - PortCore (_accel_port.c): Port.output, outputv and output_term of their common shapes;
- *  - encode_plain (_accel_etf.c): the external format of plain terms.
+ *  - encode_plain, decode_plain (_accel_etf.c): the external format of plain terms.
  * This unit holds the module, the Lock and poll(). */
 #include "_accel.h"
 
@@ -215,6 +215,8 @@ static PyMethodDef accel_methods[] = {
      "poll(epfd, data, timeout): PyPoller.select's [(data, EVENT_* bits)]"},
     {"encode_plain", (PyCFunction)(void (*)(void))pba_encode_plain, METH_FASTCALL,
      "encode_plain(term, none_atom): _encode.encode's bytes of a plain term, else None"},
+    {"decode_plain", (PyCFunction)(void (*)(void))pba_decode_plain, METH_FASTCALL,
+     "decode_plain(data, none_atom): _decode.decode's term of plain ETF, else None"},
     {NULL, NULL, 0, NULL}
 };
 

@@ -52,6 +52,10 @@ int pba_conn_ready(void);
  * is not plain (the Python encoder must) */
 PyObject *pba_etf_plain(PyObject *term, PyObject *none_atom, Py_ssize_t room);
 PyObject *pba_encode_plain(PyObject *mod, PyObject *const *args, Py_ssize_t nargs);
+/* the term of ETF data (131 first) as _decode.decode(data, none_atom) makes it, if it is
+ * plain; NULL: an exception, or, with none set, not plain (or malformed: decode says) */
+PyObject *pba_etf_decode_plain(const unsigned char *data, Py_ssize_t n, PyObject *none_atom);
+PyObject *pba_decode_plain(PyObject *mod, PyObject *const *args, Py_ssize_t nargs);
 
 /* threading.Lock's behaviour, its PyThread lock reachable from C */
 typedef struct {

@@ -199,19 +199,11 @@ static PyObject *request(Conn *c, int call, PyObject *fn, uint32_t rid, PyObject
 /* handlers.on_call's decode(body[4:], none_atom), or NULL (no exception): Python must */
 static PyObject *decoded(Conn *c, const unsigned char *body, Py_ssize_t n)
 {
-    static PyObject *decode;
-    if (decode == NULL) {
-        PyObject *m = PyImport_ImportModule("pybridge._decode");
-        decode = m ? PyObject_GetAttrString(m, "decode") : NULL;
-        Py_XDECREF(m);
-    }
-    PyObject *data = decode ? PyBytes_FromStringAndSize((const char *)body + 4, n - 4) : NULL;
-    PyObject *none = data ? PyObject_GetAttr((PyObject *)c, pba_s_none_atom) : NULL;
-    PyObject *term = none ? PyObject_CallFunctionObjArgs(decode, data, none, NULL) : NULL;
-    Py_XDECREF(data);
+    PyObject *none = PyObject_GetAttr((PyObject *)c, pba_s_none_atom);
+    PyObject *term = none ? pba_etf_decode_plain(body + 4, n - 4, none) : NULL;
     Py_XDECREF(none);
     if (term == NULL)
-        PyErr_Clear();          /* handlers.on_call answers it, the same way every time */
+        PyErr_Clear();          /* handlers.on_call decodes it, or answers its error */
     return term;
 }
 

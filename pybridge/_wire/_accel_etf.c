@@ -6,7 +6,11 @@
  * the caller hands it to the Python encoder, which also raises the errors. Atoms are
  * looked up in _encode's own cache (_ATOM_ETF), so the choice between ATOM_EXT and UTF-8
  * atoms (use_latin1_atoms) stays the Python encoder's; an atom it has not cached yet is
- * not plain either. encode_plain(term, none_atom) is this from Python, for the tests. */
+ * not plain either. The decoder is the inverse for the same shapes (ETF to exact tuples,
+ * ints, floats, bytes, [] and the atoms _decode's table for none_atom already holds, as
+ * Atom, bool or None), else it leaves the bytes to _decode.decode, which raises too.
+ * encode_plain(term, none_atom) and decode_plain(data, none_atom) are these from Python,
+ * for the tests. */
 #include "_accel.h"
 
 #include <math.h>
@@ -21,6 +25,7 @@ typedef struct {
 } Buf;
 
 static PyObject *atom_type, *atom_etf;      /* _types.Atom, _encode._ATOM_ETF */
+static PyObject *atom_tables;               /* _decode._ATOM_TABLES */
 static PyObject *s_name, *s_true, *s_false;
 
 static int ready(void)
@@ -29,7 +34,9 @@ static int ready(void)
         return 0;
     PyObject *types = PyImport_ImportModule("pybridge._types");
     PyObject *enc = types ? PyImport_ImportModule("pybridge._encode") : NULL;
-    if (enc != NULL) {
+    PyObject *dec = enc ? PyImport_ImportModule("pybridge._decode") : NULL;
+    if (dec != NULL) {
+        atom_tables = PyObject_GetAttrString(dec, "_ATOM_TABLES");
         atom_type = PyObject_GetAttrString(types, "Atom");
         s_name = PyUnicode_InternFromString("name");
         s_true = PyUnicode_InternFromString("true");
@@ -39,8 +46,10 @@ static int ready(void)
     }
     Py_XDECREF(types);
     Py_XDECREF(enc);
-    if (atom_etf != NULL && !PyDict_CheckExact(atom_etf)) {
-        PyErr_SetString(PyExc_TypeError, "_encode._ATOM_ETF must be a dict");
+    Py_XDECREF(dec);
+    if (atom_etf != NULL && (!PyDict_CheckExact(atom_etf) || atom_tables == NULL ||
+                             !PyDict_CheckExact(atom_tables))) {
+        PyErr_SetString(PyExc_TypeError, "the codec's atom caches must be dicts");
         Py_CLEAR(atom_etf);
     }
     return atom_etf ? 0 : -1;
@@ -178,6 +187,144 @@ PyObject *pba_encode_plain(PyObject *mod, PyObject *const *args, Py_ssize_t narg
         return NULL;
     }
     PyObject *r = pba_etf_plain(args[0], args[1], 0);
+    if (r == NULL && !PyErr_Occurred())
+        Py_RETURN_NONE;
+    return r;
+}
+
+typedef struct {
+    const unsigned char *p;
+    Py_ssize_t i, n;
+    PyObject *atoms;            /* _decode's table for none_atom: raw name -> term */
+} In;
+
+static PyObject *dec(In *in, int depth);
+
+/* the atom of n raw bytes at in->i if the table has it (latin1: ATOM_EXT, ASCII only) */
+static PyObject *dec_atom(In *in, Py_ssize_t n, int latin1)
+{
+    if (in->n - in->i < n)
+        return NULL;
+    const unsigned char *raw = in->p + in->i;
+    for (Py_ssize_t k = 0; latin1 && k < n; k++)
+        if (raw[k] >= 128)
+            return NULL;        /* _decode converts it to UTF-8 first */
+    PyObject *key = PyBytes_FromStringAndSize((const char *)raw, n);
+    PyObject *v = key ? PyDict_GetItemWithError(in->atoms, key) : NULL;
+    Py_XDECREF(key);
+    if (v == NULL)
+        return NULL;
+    in->i += n;
+    Py_INCREF(v);
+    return v;
+}
+
+static PyObject *dec_tuple(In *in, Py_ssize_t n, int depth)
+{
+    if (depth >= DEPTH || n > in->n - in->i)
+        return NULL;
+    PyObject *t = PyTuple_New(n);
+    for (Py_ssize_t k = 0; t != NULL && k < n; k++) {
+        PyObject *x = dec(in, depth + 1);
+        if (x == NULL)
+            Py_CLEAR(t);
+        else
+            PyTuple_SET_ITEM(t, k, x);
+    }
+    return t;
+}
+
+/* the term at in->i, or NULL: not plain, truncated, or an exception */
+static PyObject *dec(In *in, int depth)
+{
+    const unsigned char *p = in->p;
+    Py_ssize_t left = in->n - in->i, i = in->i;
+    if (left < 1)
+        return NULL;
+    switch (p[i]) {
+    case 97:
+        if (left < 2)
+            return NULL;
+        in->i += 2;
+        return PyLong_FromLong(p[i + 1]);
+    case 98:
+        if (left < 5)
+            return NULL;
+        in->i += 5;
+        return PyLong_FromLong((int32_t)pba_get32(p + i + 1));
+    case 70: {
+        if (left < 9)
+            return NULL;
+        uint64_t u = ((uint64_t)pba_get32(p + i + 1) << 32) | pba_get32(p + i + 5);
+        double d;
+        memcpy(&d, &u, 8);
+        if (!isfinite(d))
+            return NULL;
+        in->i += 9;
+        return PyFloat_FromDouble(d);
+    }
+    case 109: {
+        if (left < 5 || left - 5 < (Py_ssize_t)pba_get32(p + i + 1))
+            return NULL;
+        Py_ssize_t n = pba_get32(p + i + 1);
+        in->i += 5 + n;
+        return PyBytes_FromStringAndSize((const char *)p + i + 5, n);
+    }
+    case 104:
+        if (left < 2)
+            return NULL;
+        in->i += 2;
+        return dec_tuple(in, p[i + 1], depth);
+    case 105:
+        if (left < 5)
+            return NULL;
+        in->i += 5;
+        return dec_tuple(in, pba_get32(p + i + 1), depth);
+    case 106:
+        in->i += 1;
+        return PyList_New(0);
+    case 119:
+    case 115:
+        if (left < 2)
+            return NULL;
+        in->i += 2;
+        return dec_atom(in, p[i + 1], p[i] == 115);
+    case 118:
+    case 100:
+        if (left < 3)
+            return NULL;
+        in->i += 3;
+        return dec_atom(in, (p[i + 1] << 8) | p[i + 2], p[i] == 100);
+    default:
+        return NULL;
+    }
+}
+
+PyObject *pba_etf_decode_plain(const unsigned char *data, Py_ssize_t n, PyObject *none_atom)
+{
+    if (ready() < 0)
+        return NULL;
+    In in = {.p = data, .i = 1, .n = n};
+    in.atoms = PyUnicode_CheckExact(none_atom) ? PyDict_GetItemWithError(atom_tables, none_atom)
+                                                 : NULL;
+    if (in.atoms == NULL || !PyDict_CheckExact(in.atoms) || n < 2 || data[0] != 131)
+        return NULL;
+    Py_INCREF(in.atoms);
+    PyObject *t = dec(&in, 0);
+    Py_DECREF(in.atoms);
+    if (t != NULL && in.i != n)
+        Py_CLEAR(t);            /* trailing bytes: decode's error */
+    return t;
+}
+
+PyObject *pba_decode_plain(PyObject *mod, PyObject *const *args, Py_ssize_t nargs)
+{
+    if (nargs != 2 || !PyBytes_Check(args[0])) {
+        PyErr_SetString(PyExc_TypeError, "decode_plain(data: bytes, none_atom)");
+        return NULL;
+    }
+    PyObject *r = pba_etf_decode_plain((const unsigned char *)PyBytes_AS_STRING(args[0]),
+                                       PyBytes_GET_SIZE(args[0]), args[1]);
     if (r == NULL && !PyErr_Occurred())
         Py_RETURN_NONE;
     return r;

@@ -262,22 +262,46 @@ NOT_PLAIN = [2 ** 31, -2 ** 31 - 1, 2 ** 100, [1], [Atom("a")], {1: 2}, bytearra
              (1, [2]), (1, {}), object()]
 
 
-@pytest.mark.parametrize("latin1", [False, True])
+@pytest.fixture(params=[False, True])
+def latin1(request):
+    """Atoms written as OTP 25 (ATOM_EXT when Latin-1) or as OTP 26 (UTF-8) writes them."""
+    use_latin1_atoms(request.param)
+    yield request.param
+    use_latin1_atoms(False)
+
+
 def test_the_compiled_encoder_writes_what_encode_writes(latin1):
-    use_latin1_atoms(latin1)
-    try:
-        for t in PLAIN:
-            for none in ("undefined", "nil"):
-                want = encode(t, none)          # caches its atoms, as the worker's sends do
-                assert _accel.encode_plain(t, none) == want, (t, none)
-        deep = (1,)
-        for _ in range(70):                     # deeper than the compiled encoder goes
-            deep = (deep,)
-        for t in NOT_PLAIN + [deep]:
-            assert _accel.encode_plain(t, "undefined") is None, t
-        assert _accel.encode_plain(None, "an_atom_never_cached") is None
-    finally:
-        use_latin1_atoms(False)
+    for t in PLAIN:
+        for none in ("undefined", "nil"):
+            want = encode(t, none)          # caches its atoms, as the worker's sends do
+            assert _accel.encode_plain(t, none) == want, (t, none)
+    deep = (1,)
+    for _ in range(70):                     # deeper than the compiled encoder goes
+        deep = (deep,)
+    for t in NOT_PLAIN + [deep]:
+        assert _accel.encode_plain(t, "undefined") is None, t
+    assert _accel.encode_plain(None, "an_atom_never_cached") is None
+
+
+def test_the_compiled_decoder_reads_what_decode_reads(latin1):
+    for t in PLAIN:
+        for none in ("undefined", "nil"):
+            etf = encode(t, none)
+            want = decode(etf, none)        # fills decode's atom table, as calls do
+            got = _accel.decode_plain(etf, none)       # a str comes back bytes: both
+            if latin1 and t == Atom("ünïcode"):
+                assert got is None          # ATOM_EXT of Latin-1 bytes: decode converts them
+                continue
+            assert got == want and type(got) is type(want), (t, none)
+            for cut in range(1, len(etf)):      # every truncation: decode's error
+                assert _accel.decode_plain(etf[:cut], none) is None
+            assert _accel.decode_plain(etf + b"\0", none) is None    # trailing bytes
+    for etf in [encode([1, 2]), encode({1: 2}), encode(2 ** 40), b"\x83d\x00\x02\xe9t",
+                b"\x83w\x05neverseen_atom"[:8], b"\x83F\x7f\xf0" + bytes(6),
+                b"\x83i\xff\xff\xff\xff", b"", b"\x84a\x01",
+                b"\x83" + b"h\x01" * 70 + b"a\x01"]:
+        assert _accel.decode_plain(etf, "undefined") is None, etf
+    assert _accel.decode_plain(encode(1), "a_none_atom_without_a_table") is None
 
 
 def test_output_term_and_call_alike(served, caplog):
