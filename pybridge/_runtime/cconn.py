@@ -29,6 +29,8 @@ class CConn(_accel.ConnCore, Conn):
 
     port_class = CPort
     queued_py = PortThreads.queued      # the compiled queued(), off the loop thread
+    flush_py = Conn.flush               # the compiled ones, over the pure-Python reader
+    on_readable_py = Conn.on_readable   # and writer (as tests make them)
 
     def __init__(self, host: Host, rfd: int, wfd: int, handlers: dict[int, Handler],
                  serial: int) -> None:

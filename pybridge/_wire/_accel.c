@@ -26,7 +26,8 @@ PyObject *pba_s_output, *pba_s_control, *pba_s_log_exception, *pba_s_run_corouti
     *pba_s_control_done, *pba_s_control_failed, *pba_s_took, *pba_s_bad_frames, *pba_s_push,
     *pba_s_close, *pba_s_rearm, *pba_s_reading, *pba_s_writing, *pba_s_watch, *pba_s_lock,
     *pba_s_deadline, *pba_s_acquire, *pba_s_release, *pba_s_queued_py, *pba_s_call,
-    *pba_s_call_done, *pba_s_call_failed, *pba_s_none_atom;
+    *pba_s_call_done, *pba_s_call_failed, *pba_s_none_atom, *pba_s_flush_py,
+    *pba_s_on_readable_py;
 PyObject *pba_s_b, *pba_s_c, *pba_s_send, *pba_s_output_py, *pba_s_outputv_py,
     *pba_s_output_term_py;
 
@@ -267,6 +268,7 @@ PyMODINIT_FUNC PyInit__accel(void)
         {&pba_s_call, "call"}, {&pba_s_call_done, "call_done"},
         {&pba_s_call_failed, "call_failed"}, {&pba_s_none_atom, "none_atom"},
         {&pba_s_c, "_c"}, {&pba_s_output_term_py, "output_term_py"},
+        {&pba_s_flush_py, "flush_py"}, {&pba_s_on_readable_py, "on_readable_py"},
     };
     for (size_t i = 0; i < sizeof names / sizeof names[0]; i++)
         if ((*names[i].at = PyUnicode_InternFromString(names[i].s)) == NULL)

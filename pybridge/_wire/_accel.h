@@ -22,7 +22,8 @@ extern PyObject *pba_s_output, *pba_s_control, *pba_s_log_exception, *pba_s_run_
     *pba_s_control_done, *pba_s_control_failed, *pba_s_took, *pba_s_bad_frames, *pba_s_push,
     *pba_s_close, *pba_s_rearm, *pba_s_reading, *pba_s_writing, *pba_s_watch, *pba_s_lock,
     *pba_s_deadline, *pba_s_acquire, *pba_s_release, *pba_s_queued_py, *pba_s_call,
-    *pba_s_call_done, *pba_s_call_failed, *pba_s_none_atom;
+    *pba_s_call_done, *pba_s_call_failed, *pba_s_none_atom, *pba_s_flush_py,
+    *pba_s_on_readable_py;
 /* those of the handle's (_accel_port.c) */
 extern PyObject *pba_s_b, *pba_s_c, *pba_s_send, *pba_s_output_py, *pba_s_outputv_py,
     *pba_s_output_term_py;

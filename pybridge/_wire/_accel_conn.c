@@ -4,8 +4,9 @@
  * before and C reads them without a lookup. It does in C what these do in Python, for the
  * common cases only, and hands every other case to the very Python code it stands for:
  *  - on_readable / flush / queued: Conn's, but a port with frames set aside by an ask, EOF,
- *    a ProtocolError (took, bad_frames), a flush off the loop thread (push) or a port held
- *    by a coroutine (rearm);
+ *    a ProtocolError (took, bad_frames), a flush off the loop thread (push), a port held
+ *    by a coroutine (rearm), or with the pure-Python reader or writer (Conn's own methods,
+ *    on_readable_py and flush_py);
  *  - pba_conn_frame, called by the Reader's drain for each frame: a PY_OUTPUT of one piece
  *    to outputv / output (Conn.deliver), a PY_CONTROL that is not wrapped to control, with
  *    the watchdog's deadline set around it (handlers.answer), and its bytes or None framed
@@ -295,13 +296,11 @@ static PyObject *Conn_flush(Conn *c, PyObject *unused)
     int waiting;
     if (c->dirty == NULL || PyThread_get_thread_ident() != c->loop_ident)
         return call_method(c, pba_s_push, args, 0);
+    if (c->writer == NULL || !pba_is(c->writer, &pba_WriterType, &seen_writer) ||
+        pba_writer_state(c->writer, &outlen, &waiting) < 0)
+        return call_method(c, pba_s_flush_py, args, 0);    /* the pure-Python writer's */
     if (PySet_Discard(c->dirty, (PyObject *)c) < 0)
         return NULL;
-    if (c->writer == NULL || !pba_is(c->writer, &pba_WriterType, &seen_writer) ||
-        pba_writer_state(c->writer, &outlen, &waiting) < 0) {
-        PyErr_SetString(PyExc_TypeError, "a compiled port needs the compiled writer");
-        return NULL;
-    }
     if (waiting && !c->closed) {
         PyObject *ok = pba_writer_write_out(c->writer);
         if (ok == NULL)
@@ -334,10 +333,8 @@ static PyObject *Conn_queued(Conn *c, PyObject *unused)
 static PyObject *Conn_on_readable(Conn *c, PyObject *unused)
 {
     PyObject *args[2];
-    if (c->reader == NULL || !pba_is(c->reader, &pba_ReaderType, &seen_reader)) {
-        PyErr_SetString(PyExc_TypeError, "a compiled port needs the compiled reader");
-        return NULL;
-    }
+    if (c->reader == NULL || !pba_is(c->reader, &pba_ReaderType, &seen_reader))
+        return call_method(c, pba_s_on_readable_py, args, 0);  /* the pure-Python reader */
     PyObject *filled = pba_reader_fill(c->reader);
     if (filled == NULL)
         return NULL;
