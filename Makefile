@@ -73,7 +73,8 @@ test-erlang:
 # minutes; `PYBRIDGE_PURE=1 make test-python test-erlang` runs them all that way.
 COMMA := ,
 PURE_PYTEST := $(addprefix tests/python/,test_frames.py test_shm.py test_transport.py \
-	test_large_replies.py test_asyncio.py test_plugin.py test_zero_copy.py test_numpy.py)
+	test_large_replies.py test_asyncio.py test_plugin.py test_zero_copy.py test_numpy.py \
+	test_accel_conn.py)
 PURE_EUNIT := $(addprefix pybridge_,tests api_tests slow_consumer_tests locking_tests \
 	asyncio_tests garbage_tests limits_tests)
 test-pure:

@@ -1,6 +1,7 @@
 #!/bin/sh
-# make bench-instructions: the Python worker's CPU instructions per port_control round trip
-# and per pipelined echo (bench/pb_instructions.erl), for the compiled hot path and the
+# make bench-instructions: the Python worker's CPU instructions per port_control round trip,
+# per pipelined echo, per port_call and per term sent with output_term
+# (bench/pb_instructions.erl), for the compiled hot path and the
 # pure-Python one (PYBRIDGE_PURE=1) side by side; written to bench/results/instructions.txt.
 # Usage: bench/instructions.sh PYTHON EBIN (absolute paths)
 set -e
@@ -35,4 +36,8 @@ value() { awk -v k="$2" '$1 == k {print $2}' "$DIR/$1.out"; }
         "$(value compiled control)" "$(value pure control)"
     printf '%-36s %12s %12s\n' "pipelined echo, 8 B, per message" \
         "$(value compiled echo)" "$(value pure echo)"
+    printf '%-36s %12s %12s\n' "port_call of {ok, 42, <<\"hello\">>}" \
+        "$(value compiled call)" "$(value pure call)"
+    printf '%-36s %12s %12s\n' "output_term of a 5-tuple, per term" \
+        "$(value compiled term)" "$(value pure term)"
 } | tee bench/results/instructions.txt

@@ -1,5 +1,5 @@
-%% CPU instructions the Python worker spends per port_control round trip and per pipelined
-%% echo, counted with callgrind (deterministic, unlike wall-clock time on a shared machine).
+%% CPU instructions the Python worker spends per port_control round trip, per pipelined
+%% echo, per port_call (S4) and per term sent with output_term (S5), counted with callgrind (deterministic, unlike wall-clock time on a shared machine).
 %% Run by bench/instructions.sh, which starts each worker under
 %% `valgrind --tool=callgrind --instr-atstart=no` (PYBRIDGE_PYTHON) and sets PB_INSTR_OUT to
 %% the worker's callgrind output file; here instrumentation is turned on once the port is
@@ -10,6 +10,9 @@
 -define(CONTROLS, 2000).
 -define(ECHOES, 20000).
 -define(WINDOW, 1000).
+-define(CALLS, 2000).
+-define(TERMS, 20000).
+-define(TERM, {ok, 42, <<"hello">>}).
 
 -spec main() -> no_return().
 main() ->
@@ -29,11 +32,31 @@ main() ->
     controls(P, D, 300),
     Control = count(W, fun() -> controls(P, D, ?CONTROLS) end) / ?CONTROLS,
     Echo = count(W, fun() -> echoes(P, D, ?ECHOES) end) / ?ECHOES,
-    io:format("control ~w~necho ~w~n", [round(Control), round(Echo)]),
+    calls(P, 300),
+    Call = count(W, fun() -> calls(P, ?CALLS) end) / ?CALLS,
+    T = pybridge:open("bench_drivers:Terms", [binary]),
+    {os_pid, W} = erlang:port_info(T, os_pid),
+    terms(T, 1000),
+    Term = count(W, fun() -> terms(T, ?TERMS) end) / ?TERMS,
+    io:format("control ~w~necho ~w~ncall ~w~nterm ~w~n",
+              [round(Control), round(Echo), round(Call), round(Term)]),
     halt(0).
 
 controls(P, D, N) ->
     [erlang:port_control(P, 0, D) || _ <- lists:seq(1, N)],
+    ok.
+
+%% S4: N port_calls of {ok, 42, <<"hello">>}, the driver's call echoing the term
+calls(P, N) ->
+    [?TERM = erlang:port_call(P, 0, ?TERM) || _ <- lists:seq(1, N)],
+    ok.
+
+%% S5: N 5-tuples the Terms driver sends with output_term, 1,000 per control
+terms(T, N) ->
+    [begin
+         [] = erlang:port_control(T, 1000, <<>>),
+         [receive {ok, 42, <<"hello">>, 3.5, done} -> ok end || _ <- lists:seq(1, 1000)]
+     end || _ <- lists:seq(1, N div 1000)],
     ok.
 
 %% N port_commands with up to WINDOW unanswered: the echo of S3 (docs/PERFORMANCE.md)

@@ -165,6 +165,10 @@ def cpu_notes(r, schedulers):
 NOTES = """
 ## How the paths get there
 
+Where the time still goes, side by side with the worker's instruction counts and why each
+target is or is not reachable with pipes on the benchmark machine: [PROFILE.md](PROFILE.md)
+(written by hand, with perf).
+
 - Each port talks to its worker over two pipes: a small write and its read cost about a
   third of a unix socket's here. Past half of the descriptor limit a port gets one
   socketpair instead (docs/PROTOCOL.md).

@@ -109,6 +109,7 @@ class Conn(PortThreads):
     """One port: its channel, its Driver instance and what the C side told it."""
 
     host: Host
+    port_class: type[Port] = Port       # the handle's class (cconn.CConn's: the compiled one)
 
     def __init__(self, host: Host, rfd: int, wfd: int, handlers: dict[int, Handler],
                  serial: int) -> None:
@@ -131,7 +132,7 @@ class Conn(PortThreads):
         self.output_async = False       # that output(v) is async def
         self.call_erlang, self.call_erlang_async = host.calls.bound(self)  # never routed
         self.learn_atoms = functools.partial(host.atoms.learn, self)    # encode's learn
-        self.port = Port(Entry(self).backend())
+        self.port = self.port_class(Entry(self).backend())
         self.port_raw = self.caller_raw = self.connected_raw = 0
         self.control_flags = 0
         self.timeout_ms = P.DEFAULT_TIMEOUT_MS
@@ -315,7 +316,11 @@ class Conn(PortThreads):
 
     # -- input: the FrameSink of the channel's reader --
     def on_readable(self) -> None:
-        if self.channel.reader.fill() is False:
+        self.took(self.channel.reader.fill())
+
+    def took(self, filled: bool | None) -> None:
+        """What on_readable read (the reader's fill()): its whole frames handed out."""
+        if filled is False:
             if self.runner is not None:     # EOF until its thread has closed it: not watched
                 self.channel.watch(False, False, self)
             self.close()
@@ -325,10 +330,13 @@ class Conn(PortThreads):
                 self.resume()
             self.channel.reader.drain(self)
         except ProtocolError as e:
-            log.error("pybridge port %s: %s; closing it", self.spec, e)
-            self.close()
+            self.bad_frames(e)
             return
         self.flush()
+
+    def bad_frames(self, e: ProtocolError) -> None:
+        log.error("pybridge port %s: %s; closing it", self.spec, e)
+        self.close()
 
     def has_input(self) -> bool:
         """Frames wait: set aside by an ask, or read and not handed out."""

@@ -19,6 +19,8 @@ from collections.abc import Callable
 from concurrent.futures import Future
 from typing import Any
 
+from .._wire.accel import new_lock
+
 log = logging.getLogger("pybridge")
 
 IDLE = 2.0                  # seconds a port's thread waits for a task before it ends
@@ -34,7 +36,8 @@ class Busy:
 
     def __init__(self, conn: Any = None) -> None:
         self.conn: Any = conn
-        self.lock = threading.Lock()    # the watchdog's interrupt vs. the deadline's end
+        # the watchdog's interrupt vs. the deadline's end (ConnCore takes it without a call)
+        self.lock = new_lock()
         self.since = 0.0
         self.deadline = 0.0
         self.ident = 0

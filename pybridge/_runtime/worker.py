@@ -35,6 +35,7 @@ from .._errors import ProtocolError, WorkerError
 from .._version import __version__
 from .._wire import protocol as P
 from .atoms import AtomTable
+from .cconn import CONN
 from .conn import Conn
 from .erlcalls import ErlCalls
 from .handlers import HANDLERS
@@ -242,7 +243,7 @@ class Worker:
     def accept(self, serial: int, rfd: int, wfd: int) -> Conn:
         os.set_blocking(rfd, False)
         os.set_blocking(wfd, False)     # the same descriptor for a socket: no matter
-        conn = Conn(self, rfd, wfd, HANDLERS, serial)
+        conn = CONN(self, rfd, wfd, HANDLERS, serial)
         self.conns.add(conn)
         conn.rearm()
         return conn
@@ -303,7 +304,7 @@ class Worker:
             ready = self.wait()
             busy.since = time.monotonic()
             for what, ev in ready:
-                if what.__class__ is Conn:      # the common case, tested first
+                if what.__class__ is CONN:      # the common case, tested first
                     if not what.closed:
                         busy.conn = what
                         if ev & selectors.EVENT_WRITE:

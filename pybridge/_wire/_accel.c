@@ -4,7 +4,11 @@
  *  - Writer (_accel_writer.c): send() and write_out() of _wire.writer.PyFrameWriter, as a
  *    base class whose rare paths (send_large, send_parts, to_ring) stay the Python ones;
  *  - Lock (here): the writer's lock, which Writer takes without a Python call;
- *  - poll() (here): _runtime.poller.PyPoller.select() in one call.
+ *  - poll() (here): _runtime.poller.PyPoller.select() in one call;
+ *  - ConnCore (_accel_conn.c): a port's on_readable, flush and the dispatch of its common
+ *    frames (PY_OUTPUT, PY_CONTROL) to the driver's callbacks, with their replies;
+ *  - PortCore (_accel_port.c): Port.output, outputv and output_term of their common shapes;
+ *  - encode_plain, decode_plain (_accel_etf.c): the external format of plain terms.
  * This unit holds the module, the Lock and poll(). */
 #include "_accel.h"
 
@@ -18,6 +22,14 @@
 PyObject *pba_ProtocolError, *pba_StructError;
 PyObject *pba_s_closed, *pba_s_dispatch, *pba_s_deliver, *pba_s_on_output, *pba_s_resume,
     *pba_s_from_ring, *pba_s_send_large;
+PyObject *pba_s_output, *pba_s_control, *pba_s_log_exception, *pba_s_run_coroutine,
+    *pba_s_control_done, *pba_s_control_failed, *pba_s_took, *pba_s_bad_frames, *pba_s_push,
+    *pba_s_close, *pba_s_rearm, *pba_s_reading, *pba_s_writing, *pba_s_watch, *pba_s_lock,
+    *pba_s_deadline, *pba_s_acquire, *pba_s_release, *pba_s_queued_py, *pba_s_call,
+    *pba_s_call_done, *pba_s_call_failed, *pba_s_none_atom, *pba_s_flush_py,
+    *pba_s_on_readable_py;
+PyObject *pba_s_b, *pba_s_c, *pba_s_send, *pba_s_output_py, *pba_s_outputv_py,
+    *pba_s_output_term_py;
 
 /* ---------------------------------------------------------------- Lock */
 
@@ -202,6 +214,10 @@ static PyObject *accel_poll(PyObject *mod, PyObject *const *args, Py_ssize_t nar
 static PyMethodDef accel_methods[] = {
     {"poll", (PyCFunction)(void (*)(void))accel_poll, METH_FASTCALL,
      "poll(epfd, data, timeout): PyPoller.select's [(data, EVENT_* bits)]"},
+    {"encode_plain", (PyCFunction)(void (*)(void))pba_encode_plain, METH_FASTCALL,
+     "encode_plain(term, none_atom): _encode.encode's bytes of a plain term, else None"},
+    {"decode_plain", (PyCFunction)(void (*)(void))pba_decode_plain, METH_FASTCALL,
+     "decode_plain(data, none_atom): _decode.decode's term of plain ETF, else None"},
     {NULL, NULL, 0, NULL}
 };
 
@@ -239,19 +255,33 @@ PyMODINIT_FUNC PyInit__accel(void)
         {&pba_s_closed, "closed"}, {&pba_s_dispatch, "dispatch"},
         {&pba_s_deliver, "deliver"}, {&pba_s_on_output, "on_output"},
         {&pba_s_resume, "resume"}, {&pba_s_from_ring, "from_ring"},
-        {&pba_s_send_large, "send_large"},
+        {&pba_s_send_large, "send_large"}, {&pba_s_output, "output"},
+        {&pba_s_control, "control"}, {&pba_s_log_exception, "log_exception"},
+        {&pba_s_run_coroutine, "run_coroutine"}, {&pba_s_control_done, "control_done"},
+        {&pba_s_control_failed, "control_failed"}, {&pba_s_took, "took"},
+        {&pba_s_bad_frames, "bad_frames"}, {&pba_s_push, "push"}, {&pba_s_close, "close"},
+        {&pba_s_rearm, "rearm"}, {&pba_s_reading, "reading"}, {&pba_s_writing, "writing"},
+        {&pba_s_watch, "watch"}, {&pba_s_lock, "lock"}, {&pba_s_deadline, "deadline"},
+        {&pba_s_acquire, "acquire"}, {&pba_s_release, "release"},
+        {&pba_s_queued_py, "queued_py"}, {&pba_s_b, "_b"}, {&pba_s_send, "send"},
+        {&pba_s_output_py, "output_py"}, {&pba_s_outputv_py, "outputv_py"},
+        {&pba_s_call, "call"}, {&pba_s_call_done, "call_done"},
+        {&pba_s_call_failed, "call_failed"}, {&pba_s_none_atom, "none_atom"},
+        {&pba_s_c, "_c"}, {&pba_s_output_term_py, "output_term_py"},
+        {&pba_s_flush_py, "flush_py"}, {&pba_s_on_readable_py, "on_readable_py"},
     };
     for (size_t i = 0; i < sizeof names / sizeof names[0]; i++)
         if ((*names[i].at = PyUnicode_InternFromString(names[i].s)) == NULL)
             return NULL;
     if ((pba_ProtocolError = import_attr("pybridge._errors", "ProtocolError")) == NULL ||
-        (pba_StructError = import_attr("struct", "error")) == NULL)
+        (pba_StructError = import_attr("struct", "error")) == NULL || pba_conn_ready() < 0)
         return NULL;
     PyObject *m = PyModule_Create(&accel_module);
     if (m == NULL)
         return NULL;
     if (add_type(m, "Lock", &pba_LockType) < 0 || add_type(m, "Reader", &pba_ReaderType) < 0 ||
-        add_type(m, "Writer", &pba_WriterType) < 0 || add_type(m, "Lent", &pba_LentType) < 0) {
+        add_type(m, "Writer", &pba_WriterType) < 0 || add_type(m, "Lent", &pba_LentType) < 0 ||
+        add_type(m, "ConnCore", &pba_ConnType) < 0 || add_type(m, "PortCore", &pba_PortType) < 0) {
         Py_DECREF(m);
         return NULL;
     }

@@ -25,3 +25,33 @@ class Writer:
 
 def poll(epfd: int, data: dict[int, tuple[Any, int]],
          timeout: float | None) -> list[tuple[Any, int]]: ...
+
+class ConnCore:
+    closed: bool
+    runner: Any
+    hold: Any
+    instance: Any
+    busy: Any
+    pending: Any
+    reader: Any
+    writer: Any
+    channel: Any
+    dirty: Any
+    outputv_fn: Any
+    output_fn: Any
+    timeout_ms: int
+    loop_ident: int
+    late: float
+    out_high: int
+    def on_readable(self) -> None: ...
+    def flush(self) -> None: ...
+    def queued(self) -> None: ...
+
+class PortCore:
+    def output(self, data: Any) -> None: ...
+    def outputv(self, hdr: bytes, iov: Any, skip: int = 0) -> None: ...
+    def output_term(self, term: Any) -> None: ...
+
+def encode_plain(term: Any, none_atom: str) -> bytes | None: ...
+
+def decode_plain(data: bytes, none_atom: str) -> Any: ...

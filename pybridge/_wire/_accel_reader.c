@@ -241,12 +241,16 @@ static PyObject *bytes_at(Reader *self, Py_ssize_t from, Py_ssize_t to)
     return PyBytes_FromStringAndSize((const char *)self->buf + from, to - from);
 }
 
-/* one frame to the sink (or from_ring); a new reference to what it returned, or NULL */
-static PyObject *hand_out(Reader *self, PyObject *sink, int op, int fl, uint32_t rid,
-                          Py_ssize_t start, Py_ssize_t stop)
+/* one frame to the sink (the compiled port's own work if conn, from_ring if FL_SHM); a new
+ * reference to what it returned, or NULL */
+static PyObject *hand_out(Reader *self, PyObject *sink, int conn, int op, int fl,
+                          uint32_t rid, Py_ssize_t start, Py_ssize_t stop)
 {
     PyObject *body, *r, *args[6];
     Py_ssize_t n = stop - start;
+    if (!(fl & FL_SHM) && conn &&
+        pba_conn_frame(sink, op, fl, rid, self->buf + start, n, &r))
+        return r;
     if (!(fl & FL_SHM) && op == PY_OUTPUT && !rid) {
         /* one piece: deliver([piece]), one copy (views: none, released after); several:
          * on_output(body) */
@@ -304,10 +308,16 @@ static PyObject *hand_out(Reader *self, PyObject *sink, int op, int fl, uint32_t
 static PyObject *Reader_drain(Reader *self, PyObject *sink)
 {
     Py_ssize_t off = self->pos, end = self->end;
+    int conn = PyObject_TypeCheck(sink, &pba_ConnType);
     while (end - off >= 4) {
-        PyObject *closed = PyObject_GetAttr(sink, pba_s_closed);
-        int shut = closed ? PyObject_IsTrue(closed) : -1;
-        Py_XDECREF(closed);
+        int shut;
+        if (conn) {
+            shut = pba_conn_closed(sink);
+        } else {
+            PyObject *closed = PyObject_GetAttr(sink, pba_s_closed);
+            shut = closed ? PyObject_IsTrue(closed) : -1;
+            Py_XDECREF(closed);
+        }
         if (shut < 0)
             return NULL;
         if (shut)
@@ -323,7 +333,7 @@ static PyObject *Reader_drain(Reader *self, PyObject *sink)
         Py_ssize_t start = off + HDR_LEN;
         off = self->pos = off + 4 + n;
         unsigned long long fills = self->fills;
-        PyObject *r = hand_out(self, sink, op, fl, rid, start, off);
+        PyObject *r = hand_out(self, sink, conn, op, fl, rid, start, off);
         if (r == NULL)
             return NULL;
         Py_DECREF(r);
@@ -340,6 +350,16 @@ static PyObject *Reader_drain(Reader *self, PyObject *sink)
         }
     }
     Py_RETURN_NONE;
+}
+
+PyObject *pba_reader_fill(PyObject *reader)
+{
+    return Reader_fill((Reader *)reader, NULL);
+}
+
+PyObject *pba_reader_drain(PyObject *reader, PyObject *sink)
+{
+    return Reader_drain((Reader *)reader, sink);
 }
 
 static PyMethodDef Reader_methods[] = {

@@ -9,7 +9,7 @@
 #include <structmember.h>
 #include <sys/uio.h>
 
-#define SMALL 512               /* bodies under this are joined to their header */
+#define SMALL PBA_SMALL
 #define OUT_FLUSH (64 << 10)    /* writer.py's OUT_FLUSH */
 #define IOV_CHUNK 1024          /* queued pieces per writev (IOV_MAX) */
 #define VIEWS 16                /* pieces other than bytes per writev */
@@ -189,6 +189,100 @@ static PyObject *send_large(Writer *self, PyObject **a)
     return r;
 }
 
+/* a frame of a small body (n < SMALL, n + 6 <= max_frame) queued under the lock; written at
+ * once past write_at; `queued` told when it is the first one waiting. 0, or -1: an exception */
+static int queue_small(Writer *self, int op, int fl, uint32_t rid, const char *data,
+                       Py_ssize_t n)
+{
+    pba_Lock *lock = the_lock(self);
+    PyObject *out = out_list(self);
+    if (lock == NULL || out == NULL || pba_lock_take(lock) < 0)
+        return -1;
+    int first = 0, over = 0, failed = 0;
+    if (!self->closed) {
+        PyObject *frame = PyBytes_FromStringAndSize(NULL, HDR_LEN + n);
+        if (frame == NULL) {
+            failed = 1;
+        } else {
+            unsigned char *p = (unsigned char *)PyBytes_AS_STRING(frame);
+            pba_put32(p, (uint32_t)(n + 6));
+            p[4] = (unsigned char)op;
+            p[5] = (unsigned char)fl;
+            pba_put32(p + 6, rid);
+            memcpy(p + HDR_LEN, data, (size_t)n);
+            first = PyList_GET_SIZE(out) == 0;
+            failed = PyList_Append(out, frame) < 0;
+            Py_DECREF(frame);
+            if (!failed) {
+                self->outlen += HDR_LEN + n;
+                over = self->outlen >= self->write_at;
+            }
+        }
+    }
+    pba_lock_give(lock);
+    if (failed)
+        return -1;
+    if (over) {
+        PyObject *r = Writer_write_out(self, NULL);
+        if (r == NULL)
+            return -1;
+        Py_DECREF(r);
+    }
+    if (first) {
+        if (self->queued == NULL) {
+            PyErr_SetString(PyExc_AttributeError, "the writer has no queued callback");
+            return -1;
+        }
+        PyObject *r = PyObject_CallNoArgs(self->queued);
+        if (r == NULL)
+            return -1;
+        Py_DECREF(r);
+    }
+    return 0;
+}
+
+int pba_writer_send(PyObject *w, int op, int fl, uint32_t rid, PyObject *body)
+{
+    Writer *self = (Writer *)w;
+    Py_ssize_t n = body ? PyBytes_GET_SIZE(body) : 0;
+    if (n >= SMALL || n + 6 > self->max_frame) {
+        PyObject *o = PyLong_FromLong(op), *f = PyLong_FromLong(fl),
+                 *i = PyLong_FromUnsignedLong(rid), *r = NULL;
+        PyObject *a[4] = {o, body, f, i};
+        if (o != NULL && f != NULL && i != NULL)
+            r = send_large(self, a);
+        Py_XDECREF(o);
+        Py_XDECREF(f);
+        Py_XDECREF(i);
+        Py_XDECREF(r);
+        return r ? 0 : -1;
+    }
+    return queue_small(self, op, fl, rid, body ? PyBytes_AS_STRING(body) : "", n);
+}
+
+int pba_writer_queue(PyObject *w, int op, int fl, uint32_t rid, const char *data, Py_ssize_t n)
+{
+    Writer *self = (Writer *)w;
+    if (n >= SMALL || n + 6 > self->max_frame)
+        return -2;
+    return queue_small(self, op, fl, rid, data, n);
+}
+
+int pba_writer_state(PyObject *w, Py_ssize_t *outlen, int *waiting)
+{
+    Writer *self = (Writer *)w;
+    if (self->out == NULL || !PyList_CheckExact(self->out))
+        return -1;
+    *outlen = self->outlen;
+    *waiting = PyList_GET_SIZE(self->out) > 0;
+    return 0;
+}
+
+PyObject *pba_writer_write_out(PyObject *w)
+{
+    return Writer_write_out((Writer *)w, NULL);
+}
+
 /* send(op, body=b"", fl=0, rid=0): one frame queued (PyFrameWriter.send) */
 static PyObject *Writer_send(Writer *self, PyObject *const *args, Py_ssize_t nargs,
                              PyObject *kwnames)
@@ -238,50 +332,10 @@ static PyObject *Writer_send(Writer *self, PyObject *const *args, Py_ssize_t nar
         PyBuffer_Release(&view);
         return send_large(self, a);
     }
-    pba_Lock *lock = the_lock(self);
-    PyObject *out = out_list(self);
-    if (lock == NULL || out == NULL || pba_lock_take(lock) < 0) {
-        PyBuffer_Release(&view);
-        return NULL;
-    }
-    int first = 0, over = 0, failed = 0;
-    if (!self->closed) {
-        PyObject *frame = PyBytes_FromStringAndSize(NULL, HDR_LEN + n);
-        if (frame == NULL) {
-            failed = 1;
-        } else {
-            unsigned char *p = (unsigned char *)PyBytes_AS_STRING(frame);
-            pba_put32(p, (uint32_t)(n + 6));
-            p[4] = (unsigned char)op;
-            p[5] = (unsigned char)fl;
-            pba_put32(p + 6, (uint32_t)rid);
-            memcpy(p + HDR_LEN, data, (size_t)n);
-            first = PyList_GET_SIZE(out) == 0;
-            failed = PyList_Append(out, frame) < 0;
-            Py_DECREF(frame);
-            if (!failed) {
-                self->outlen += HDR_LEN + n;
-                over = self->outlen >= self->write_at;
-            }
-        }
-    }
-    pba_lock_give(lock);
+    int r = queue_small(self, (int)op, (int)fl, (uint32_t)rid, data, n);
     PyBuffer_Release(&view);
-    if (failed)
+    if (r < 0)
         return NULL;
-    if (over) {
-        PyObject *r = Writer_write_out(self, NULL);
-        if (r == NULL)
-            return NULL;
-        Py_DECREF(r);
-    }
-    if (first) {
-        if (self->queued == NULL) {
-            PyErr_SetString(PyExc_AttributeError, "the writer has no queued callback");
-            return NULL;
-        }
-        return PyObject_CallNoArgs(self->queued);
-    }
     Py_RETURN_NONE;
 }
 

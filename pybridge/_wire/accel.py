@@ -7,5 +7,12 @@ suites under each.
 from __future__ import annotations
 
 import os
+import threading
+from collections.abc import Callable
+from typing import Any
+
+from . import _accel
 
 PURE = os.environ.get("PYBRIDGE_PURE", "") not in ("", "0")
+# the lock of what the compiled code takes without a Python call (runner.Busy's)
+new_lock: Callable[[], Any] = threading.Lock if PURE else _accel.Lock
