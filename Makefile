@@ -169,8 +169,8 @@ bench: build python-dev
 	@PB_BENCH_OUT=$(abspath bench/results/$(if $(PB_BENCH_ONLY),partial,latest).json) \
 	  PB_BENCH_FLOOR=$(abspath $(BENCH)/floor) PB_BENCH_SPAWN=$(abspath bench/spawn_echo.py) \
 	  erl -noshell -pa $(EBIN) -pa $(BENCH) -eval 'pb_bench:main()' -s init stop
-	@$(if $(PB_BENCH_ONLY),,$(PY) bench/report.py)
 	@$(if $(PB_BENCH_ONLY),,$(MAKE) -s bench-instructions)
+	@$(if $(PB_BENCH_ONLY),,$(PY) bench/report.py)
 
 # The worker's CPU instructions per control and per echoed message, compiled hot path and
 # pure Python side by side, counted with callgrind (skipped without valgrind).

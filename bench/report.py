@@ -6,6 +6,7 @@ figure written here comes from the JSON: nothing is typed in by hand.
 """
 import json
 import platform
+import re
 import struct
 import sys
 import zlib
@@ -256,6 +257,75 @@ def png(tg, path):
                      + chunk(b"IDAT", zlib.compress(raw, 9)) + chunk(b"IEND", b""))
 
 
+INSTRUCTIONS_BEFORE = """
+## Worker instructions per message
+
+`make bench` ends with `make bench-instructions` (bench/instructions.sh,
+bench/pb_instructions.erl): the Python worker runs under callgrind and counts the CPU
+instructions it executes per `port_control` round trip of 8 bytes, per message of a
+pipelined echo (8 bytes, 1,000 in flight, the `Echo` driver's `outputv`), per `port_call`
+of `{ok, 42, <<"hello">>}` (S4) and per 5-tuple sent with `output_term` (S5), with `spin_us` 0
+so that no busy-polling is counted. The counts are deterministic, unlike wall-clock time on
+a shared machine, and leave out the kernel (the system calls themselves). Both hot paths
+of the worker run side by side: the compiled extension (`pybridge._wire._accel`: frame
+scanning, small-frame send and write, the Poller's wait, a port's reading, flushing and
+dispatch of its outputs, controls and calls, `output`/`outputv`/`output_term`, plain
+terms' encoding and decoding) and the pure-Python classes it
+stands for (`PYBRIDGE_PURE=1`). Skipped, with a message, without valgrind.
+
+"""
+
+INSTRUCTIONS_AFTER = """
+(bench/results/instructions.txt.) Before the extension the worker spent 46.8k per control
+and 16.5k per echoed message; its first round (frame scanning, small-frame send, the
+Poller) 26.3k and 6.2k; the code before the isolation work (locks, watchdog bookkeeping)
+spent 40.6k per control. Since the second round a port's per-frame work is compiled too
+(`_accel_conn.c`, `_accel_port.c`, `_accel_etf.c`; before it: 48.5k per call, 24.7k per
+term): what remains per control is mostly the loop's turn in Python and the user's
+`control` ([PROFILE.md](PROFILE.md)).
+
+## How the baselines are made
+
+- **in_process**: bench/inproc_nif.c embeds the venv's CPython in the VM and calls the
+  functions of bench/inproc.py, taking the GIL for each call, on a dirty CPU scheduler as
+  erlang_python does (`in_process`) and, for comparison, on a normal scheduler
+  (`in_process_normal`). S4 converts the term to Python objects and back (atom <-> str,
+  integer, binary <-> bytes, tuple); S5's Python sends each 5-tuple with a C function that
+  converts it to a term and `enif_send`s it to the caller. Targets compare with the dirty
+  scheduler variant; the table shows the normal one too.
+- **spin_floor**: bench/floor.c and a forked copy ping-pong 8 bytes through a shared page,
+  both busy-polling; **floor**: the same program and a minimal Python loop over a pipe pair,
+  each side sleeping in `read()`.
+- **ceiling**: a C linked-in echo driver (bench/echo_drv.c); **spawn_port**: a
+  `{spawn_executable, python}` port with `{packet, 4}` (bench/spawn_echo.py), raw or
+  decoding and encoding each term with erlang-py.
+- Each measured window lasts at least 0.5 s (CPU times from /proc count 10 ms ticks).
+- S10 sends a NumPy array with `self.port.output(arr)` as it is; NumPy is the `bench` extra
+  of pyproject.toml, which `make bench` installs into the venv.
+- S11 drives 100 ports, each from a process of its own, for 1 s; `pybridge` with
+  `port_control` (the target), `pybridge_command` with `port_command` and the answer's
+  message. A `port_control` holds the scheduler that calls it until the answer comes, so
+  with control the ports' waits overlap at most as many at a time as the node has
+  schedulers.
+"""
+
+
+def instructions() -> str:
+    """The section of bench/results/instructions.txt (make bench-instructions, which make
+    bench runs first), or nothing without it."""
+    path = RES / "instructions.txt"
+    if not path.exists():
+        return ""
+    rows = []
+    for line in path.read_text().splitlines()[2:]:
+        m = re.match(r"(.*?)\s+(\d+)\s+(\d+)$", line)
+        if m:
+            rows.append(f"| {m[1].strip()} | {int(m[2]):,} | {int(m[3]):,} |")
+    table = "\n".join(["| worker instructions per operation | compiled | pure Python |",
+                        "|---|---|---|", *rows])
+    return INSTRUCTIONS_BEFORE + table + "\n" + INSTRUCTIONS_AFTER
+
+
 def main() -> None:
     data = json.loads((RES / "latest.json").read_text())
     md, tg, r = table(data)
@@ -271,7 +341,7 @@ def main() -> None:
         "achieved/target (1 = met;\na target of several parts shows its worst part).\n\n"
         f"{summary}\n\n"
         "![latest](../bench/results/latest.png)\n\n"
-        + md + cpu_notes(r, data["schedulers"]) + NOTES)
+        + md + cpu_notes(r, data["schedulers"]) + NOTES + instructions())
     print(md)
     print(summary)
 

@@ -9,9 +9,10 @@
  *    on_readable_py and flush_py);
  *  - pba_conn_frame, called by the Reader's drain for each frame: a PY_OUTPUT of one piece
  *    to outputv / output (Conn.deliver; a zero_copy port's goes there itself), a PY_CONTROL
- *    that is not wrapped to control, with the watchdog's deadline set around it (handlers.answer), and its bytes or None framed
- *    as DRV_REPLY (handlers.control_reply); other results and exceptions go to
- *    control_done / control_failed, exceptions of output to log_exception.
+ *    that is not wrapped to control, with the watchdog's deadline set around it
+ *    (handlers.answer), and its bytes or None framed as DRV_REPLY (handlers.control_reply);
+ *    other results and exceptions go to control_done / control_failed, exceptions of
+ *    output to log_exception.
  * Only while neither a port's thread (port-level locking) nor a coroutine holds the port:
  * otherwise every frame takes Conn.dispatch, as with PYBRIDGE_PURE=1. */
 #include "_accel.h"
