@@ -283,30 +283,6 @@ spent 40.6k per control. Since the second round a port's per-frame work is compi
 (`_accel_conn.c`, `_accel_port.c`, `_accel_etf.c`; before it: 48.5k per call, 24.7k per
 term): what remains per control is mostly the loop's turn in Python and the user's
 `control` ([PROFILE.md](PROFILE.md)).
-
-## How the baselines are made
-
-- **in_process**: bench/inproc_nif.c embeds the venv's CPython in the VM and calls the
-  functions of bench/inproc.py, taking the GIL for each call, on a dirty CPU scheduler as
-  erlang_python does (`in_process`) and, for comparison, on a normal scheduler
-  (`in_process_normal`). S4 converts the term to Python objects and back (atom <-> str,
-  integer, binary <-> bytes, tuple); S5's Python sends each 5-tuple with a C function that
-  converts it to a term and `enif_send`s it to the caller. Targets compare with the dirty
-  scheduler variant; the table shows the normal one too.
-- **spin_floor**: bench/floor.c and a forked copy ping-pong 8 bytes through a shared page,
-  both busy-polling; **floor**: the same program and a minimal Python loop over a pipe pair,
-  each side sleeping in `read()`.
-- **ceiling**: a C linked-in echo driver (bench/echo_drv.c); **spawn_port**: a
-  `{spawn_executable, python}` port with `{packet, 4}` (bench/spawn_echo.py), raw or
-  decoding and encoding each term with erlang-py.
-- Each measured window lasts at least 0.5 s (CPU times from /proc count 10 ms ticks).
-- S10 sends a NumPy array with `self.port.output(arr)` as it is; NumPy is the `bench` extra
-  of pyproject.toml, which `make bench` installs into the venv.
-- S11 drives 100 ports, each from a process of its own, for 1 s; `pybridge` with
-  `port_control` (the target), `pybridge_command` with `port_command` and the answer's
-  message. A `port_control` holds the scheduler that calls it until the answer comes, so
-  with control the ports' waits overlap at most as many at a time as the node has
-  schedulers.
 """
 
 
