@@ -21,6 +21,7 @@ from .._api.driver import PortBackend
 #: PortBackend's methods, in the order it lists them
 METHODS = tuple(name for name, fn in vars(PortBackend).items()
                 if callable(fn) and not name.startswith("_"))
+_METHODS = frozenset(METHODS)
 #: plain reads of the port's state: never routed
 READS = frozenset(("driver", "timeout", "raw"))
 #: the writer's: thread-safe, never routed
@@ -28,6 +29,7 @@ SENDS = frozenset(("send", "send_parts"))
 #: calls to Erlang wait on their own (_runtime.erlcalls): never routed, so that a thread's
 #: call does not hold the owning thread while Erlang runs
 CALLS = frozenset(("call_erlang", "call_erlang_async"))
+UNROUTED = READS | SENDS | CALLS
 
 
 class Owned(Protocol):
@@ -39,12 +41,19 @@ class Owned(Protocol):
 
 
 class Entry:
-    """The PortBackend a handle holds: the connection's methods, straight or routed."""
+    """The PortBackend a handle holds: the connection's methods, straight or routed, each
+    made on its first use (an open makes an Entry, and most drivers use a few methods: S7)."""
 
     def __init__(self, conn: Owned) -> None:
-        for name in METHODS:
-            fn = getattr(conn, name)
-            setattr(self, name, fn if name in READS | SENDS | CALLS else _routed(conn, fn))
+        self._conn = conn
+
+    def __getattr__(self, name: str) -> Any:
+        if name not in _METHODS:
+            raise AttributeError(name)
+        fn = getattr(self._conn, name)
+        method = fn if name in UNROUTED else _routed(self._conn, fn)
+        setattr(self, name, method)
+        return method
 
     def backend(self) -> PortBackend:
         """This entry as what it stands for (its methods are set per instance)."""
