@@ -32,6 +32,15 @@ candidates() {
     command -v python3
 }
 
+# The venv's install is stale once pyproject.toml, setup.py or the compiled hot path's C
+# sources are newer than it (pip install -e builds the extension once).
+stale() {
+    for f in pyproject.toml setup.py pybridge/_wire/_accel*.[ch]; do
+        [ "$1/.installed" -nt "$f" ] || return 0
+    done
+    return 1
+}
+
 seen=" "; ran=0; failed=0; summary=""
 for c in $(candidates); do
     v=$(probe "$c") || continue
@@ -47,7 +56,7 @@ for c in $(candidates); do
   Python $full ($c): not usable, it cannot make a venv (see $log)"
         continue
     fi
-    if [ ! "$venv/.installed" -nt pyproject.toml ]; then
+    if stale "$venv"; then
         if ! "$venv/bin/python" -m pip install -q --disable-pip-version-check -e '.[test]' \
             >"$log" 2>&1; then
             failed=$((failed + 1))
