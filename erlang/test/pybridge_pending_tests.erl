@@ -39,13 +39,18 @@ now_ms() -> erlang:monotonic_time(millisecond).
 no_replies() ->
     receive {pybridge_reply, _, _, _} = M -> {stray, M} after 0 -> none end.
 
+%% Once a request another process made of P is pending (in Python, its caller waiting).
+until_pending(P) ->
+    true = pybridge_test_lib:wait_until(fun() -> maps:get(pending, pybridge:info(P)) > 0 end,
+                                        5000).
+
 %% While Python works on a request, the port is not held: another process reads its
 %% counters (a port op that needs the port) before the answer comes.
 the_port_is_free_while_python_works() ->
     P = open(),
     Self = self(),
-    spawn_link(fun() -> Self ! {slow, pybridge:call(P, 2, {timer, sleep, [500]})} end),
-    timer:sleep(100),
+    spawn_link(fun() -> Self ! {slow, pybridge:call(P, 2, {timer, sleep, [1000]})} end),
+    until_pending(P),
     ?assertMatch(#{pending := 1}, pybridge:info(P)),
     ?assertEqual(nothing_yet, receive {slow, _} -> answered after 0 -> nothing_yet end),
     ?assertEqual({slow, {ok, ok}}, receive {slow, _} = M -> M after 5000 -> none end),
@@ -135,19 +140,19 @@ a_function_that_needs_the_port() ->
 other_callers_queue_in_order() ->
     P = open(),
     Self = self(),
-    spawn_link(fun() -> Self ! {first, pybridge:call(P, 2, {timer, sleep, [400]})} end),
-    timer:sleep(100),
+    spawn_link(fun() -> Self ! {first, pybridge:call(P, 2, {timer, sleep, [1000]})} end),
+    until_pending(P),
     T0 = now_ms(),
     ?assertEqual(ok, pybridge:call(P, 1, {erlang, node, []})),
-    ?assert(now_ms() - T0 >= 200),              % served after the first: 300 ms of sleep on
+    ?assert(now_ms() - T0 >= 300),              % served after the first's sleep
     ?assertEqual({first, {ok, ok}}, receive {first, _} = M -> M after 5000 -> none end),
     %% a raw port_call holds its scheduler while it waits: the callback before it sleeps in
     %% Python rather than call Erlang (which that held scheduler could hold up)
-    spawn_link(fun() -> Self ! {second, pybridge:call(P, 7, 400)} end),
-    timer:sleep(100),
+    spawn_link(fun() -> Self ! {second, pybridge:call(P, 7, 1000)} end),
+    until_pending(P),
     T1 = now_ms(),
     ?assertEqual(ok, erlang:port_call(P, 1, {erlang, node, []})),
-    ?assert(now_ms() - T1 >= 200),
+    ?assert(now_ms() - T1 >= 300),
     ?assertEqual({second, ok}, receive {second, _} = M2 -> M2 after 5000 -> none end),
     ?assertEqual(none, no_replies()),
     pybridge:close(P).
@@ -170,7 +175,7 @@ a_late_answer_is_dropped() ->
 the_caller_s_death_leaves_the_port_serving() ->
     P = open(),
     Caller = spawn(fun() -> pybridge:call(P, 2, {timer, sleep, [300]}) end),
-    timer:sleep(100),
+    until_pending(P),
     exit(Caller, kill),
     ?assertEqual({ok, node()}, pybridge:call(P, 2, {erlang, node, []})),
     ?assertMatch(#{pending := 0}, pybridge:info(P)),
@@ -183,7 +188,7 @@ closing_the_port_is_badarg() ->
     Other = open(),
     Self = self(),
     spawn(fun() -> Self ! {caller, catch pybridge:call(P, 2, {timer, sleep, [1000]})} end),
-    timer:sleep(200),
+    until_pending(P),
     true = pybridge:close(P),
     ?assertMatch({caller, {'EXIT', {badarg, _}}}, receive {caller, _} = M -> M after 500 -> none end),
     ?assertEqual({ok, node()}, pybridge:call(Other, 2, {erlang, node, []})),
@@ -196,7 +201,7 @@ the_worker_s_death_is_worker_down() ->
     #{os_pid := OsPid} = pybridge:info(P),
     Self = self(),
     spawn(fun() -> Self ! {caller, catch pybridge:call(P, 2, {timer, sleep, [3000]})} end),
-    timer:sleep(200),
+    until_pending(P),
     os:cmd("kill -9 " ++ integer_to_list(OsPid)),
     ?assertMatch({caller, {'EXIT', {{pybridge, worker_down}, _}}},
                  receive {caller, _} = M -> M after 2000 -> none end),
