@@ -185,6 +185,7 @@ def seed(request):
     use_latin1_atoms(False)
 
 
+@pytest.mark.heavy          # a node of its own per seed; pure-Python arithmetic (one CPython)
 def test_big_maps_match_otp(tmp_path, seed):
     terms, ours, otp, _ = _run_node(tmp_path, seed)
     assert len(otp) == len(terms)

@@ -14,6 +14,10 @@ import pytest
 
 from pybridge import Atom, ImproperList
 
+# hundreds of MiB through the C driver's and the compiled reader's rings: run under one
+# CPython (make test-pythons), the suite's other interpreters skip them
+pytestmark = pytest.mark.heavy
+
 KIB, MIB = 1 << 10, 1 << 20
 SIZES = [64 * KIB - 5, 64 * KIB - 4, 64 * KIB - 3, 64 * KIB + 1, MIB + 3, 3 * MIB + 1,
          8 * MIB - 4, 8 * MIB - 3, 8 * MIB + 1, 17, 0x1_0001]

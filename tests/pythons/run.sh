@@ -3,11 +3,11 @@
 # found here: pyenv's versions (`pyenv root`, else ~/.pyenv), python3.10 .. python3.19 and
 # python3 on PATH. One interpreter per minor version, each in a venv of its own (.venvs/X.Y;
 # the version .venv was made with uses .venv), run one after the other. The first (.venv's)
-# runs the whole suite; the others all but the tests marked heavy (pyproject.toml: three
-# tests, half the suite's time, spent on the VM, the nanny and the benchmarks), which keeps
-# make test within its 15 minutes. Prints what ran and each result, and which interpreters
-# were found but could not be used; fails if a suite fails or if no interpreter could be
-# used. Logs in _build/pythons/X.Y.log.
+# runs the whole suite; the others all but the tests marked heavy (pyproject.toml: the
+# longest, spent on the VM, the nanny, the benchmarks, the rings and the node's map
+# order), which keeps make test within its 15 minutes. Prints what ran and each result,
+# and which interpreters were found but could not be used; fails if a suite fails or if
+# no interpreter could be used. Logs in _build/pythons/X.Y.log.
 set -u
 ROOT=$(cd "$(dirname "$0")/../.." && pwd)
 cd "$ROOT"
