@@ -25,6 +25,15 @@ def got(n):
     return (Atom("data"), f"memoryview True {n}".encode())
 
 
+def echoed_as_views(port, sent):
+    """Send every body at once (pipelined), then see each reported as a view and echoed."""
+    for data in sent:
+        assert port.command(data)
+    for data in sent:
+        assert port.receive(timeout=10) == got(len(data))
+        assert received(port, len(data)) == data
+
+
 def received(port, n):
     """The bytes of the next {data, _} messages, up to n of them."""
     got = b""
@@ -41,11 +50,7 @@ def test_output_gets_a_read_only_view_of_the_right_bytes(beam, cls):
     port = beam.open(f"zero_copy_echo:{cls}")
     r = random.Random(cls)
     sent = [r.randbytes(n) for n in SIZES * 2]
-    for data in sent:           # pipelined: the reader's buffer holds several at once
-        assert port.command(data)
-    for data in sent:
-        assert port.receive(timeout=10) == got(len(data))
-        assert received(port, len(data)) == data
+    echoed_as_views(port, sent)         # pipelined: the reader's buffer holds several at once
     port.close()
 
 
@@ -103,11 +108,7 @@ def test_async_def_output_keeps_its_view_until_the_coroutine_ends(beam):
         assert port.call(0, 0) == Atom("ValueError")
     # pipelined: each waits, kept, while the coroutine before it holds the port
     sent = [r.randbytes(n) for n in (10, 100 * KIB + 1, 3, MIB + 1, 7000) * 2]
-    for data in sent:
-        assert port.command(data)
-    for data in sent:
-        assert port.receive(timeout=10) == got(len(data))
-        assert received(port, len(data)) == data
+    echoed_as_views(port, sent)
     port.close()
 
 
